@@ -14,6 +14,7 @@ estimates the homography part.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -55,22 +56,63 @@ class SheetMap:
     def sheet_to_image_h(self) -> np.ndarray:
         return np.linalg.inv(self.image_to_sheet_h)
 
+    @cached_property
+    def _fine_displacement(self) -> np.ndarray:
+        """The displacement grid resampled (exactly bilinearly) onto a nested grid of cells <= 1 sheet px.
+
+        ``cv2.remap`` quantises sampling positions to 1/32 of a source cell; on the coarse grid that makes d a
+        staircase (steps of ~cell/32 px along the sheet), which breaks the fixed-point inverse. On this nested
+        grid the remap is the same bilinear function up to <= 1/32 px of sampling position."""
+        d = self.displacement_px
+        gh, gw = d.shape[:2]
+        mats = []
+        for n, size in ((gh, self.geometry.height_px), (gw, self.geometry.width_px)):
+            k = max(1, int(np.ceil((size - 1) / (n - 1))))
+            pos = np.arange((n - 1) * k + 1) / k
+            i = np.minimum(pos.astype(np.intp), n - 2)
+            f = pos - i
+            a = np.zeros((pos.size, n))
+            a[np.arange(pos.size), i] = 1.0 - f
+            a[np.arange(pos.size), i + 1] += f
+            mats.append(a)
+        ay, ax = mats
+        ay, ax = ay.astype(np.float32), ax.T.astype(np.float32)
+        fine = np.stack([(ay @ d[..., c]) @ ax for c in range(2)], axis=-1)
+        if max(fine.shape[:2]) >= 32767:
+            raise ValueError(f"displacement grid {d.shape} is too fine")
+        return np.ascontiguousarray(fine)
+
+    def displacement_maps(self, sheet_x: np.ndarray, sheet_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """d at sheet points given as two same-shape float32 arrays (e.g. per-pixel maps); fast path of
+        :meth:`displacement_at`. Without a displacement field both outputs are zero."""
+        sx = np.asarray(sheet_x, dtype=np.float32)
+        sy = np.asarray(sheet_y, dtype=np.float32)
+        if self.displacement_px is None:
+            return np.zeros_like(sx), np.zeros_like(sy)
+        fine = self._fine_displacement
+        fh, fw = fine.shape[:2]
+        mx = sx * np.float32((fw - 1) / (self.geometry.width_px - 1))
+        my = sy * np.float32((fh - 1) / (self.geometry.height_px - 1))
+        if mx.ndim != 2 or max(mx.shape) >= 32767:  # cv2.remap wants 2-D maps with sides < SHRT_MAX
+            n = mx.size
+            cols = max(1, min(n, 8192))
+            rows = -(-n // cols)
+            pad = rows * cols - n
+            flat_x = np.pad(mx.reshape(-1), (0, pad)).reshape(rows, cols)
+            flat_y = np.pad(my.reshape(-1), (0, pad)).reshape(rows, cols)
+            out = cv2.remap(fine, flat_x, flat_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out = out.reshape(-1, 2)[:n]
+            return out[:, 0].reshape(sx.shape), out[:, 1].reshape(sx.shape)
+        out = cv2.remap(fine, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out[..., 0], out[..., 1]
+
     def displacement_at(self, sheet_xy: np.ndarray) -> np.ndarray:
         """d(s) for (..., 2) sheet points; zero without a displacement field."""
         s = np.asarray(sheet_xy, dtype=np.float64)
         if self.displacement_px is None:
             return np.zeros_like(s)
-        gh, gw = self.displacement_px.shape[:2]
-        gx = s[..., 0] * (gw - 1) / (self.geometry.width_px - 1)
-        gy = s[..., 1] * (gh - 1) / (self.geometry.height_px - 1)
-        flat_x = gx.reshape(1, -1).astype(np.float32)
-        flat_y = gy.reshape(1, -1).astype(np.float32)
-        out = np.empty(s.shape, dtype=np.float64)
-        for c in range(2):
-            sampled = cv2.remap(self.displacement_px[..., c], flat_x, flat_y, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-            out[..., c] = sampled.reshape(s.shape[:-1])
-        return out
+        dx, dy = self.displacement_maps(s[..., 0], s[..., 1])
+        return np.stack([dx, dy], axis=-1).astype(np.float64)
 
     def image_to_sheet(self, image_xy: np.ndarray) -> np.ndarray:
         p = apply_homography(self.image_to_sheet_h, image_xy)
@@ -85,20 +127,43 @@ class SheetMap:
                 p = s - self.displacement_at(p)
         return apply_homography(self.sheet_to_image_h, p)
 
+    @staticmethod
+    def _homography_maps(h: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """h applied to the grid of points (xs[j], ys[i]) (float32, separable sums keep it cheap)."""
+        x = xs.astype(np.float64)
+        y = ys.astype(np.float64)[:, None]
+        out = []
+        for r in range(3):
+            row = (h[r, 1] * y + h[r, 2]).astype(np.float32)
+            out.append(row + (h[r, 0] * x).astype(np.float32))
+        return out[0] / out[2], out[1] / out[2]
+
     def image_to_sheet_maps(self, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """For every pixel of an image of size ``image_hw``, its sheet x and y (float32 maps for
-        ``cv2.remap``): rendering a degraded image from a clean sheet samples the sheet at these."""
+        ``cv2.remap``): rendering a degraded image from a clean sheet samples the sheet at these.
+        Same map as :meth:`image_to_sheet`, evaluated in float32."""
         h, w = image_hw
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-        s = self.image_to_sheet(np.stack([xs, ys], axis=-1))
-        return s[..., 0].astype(np.float32), s[..., 1].astype(np.float32)
+        px, py = self._homography_maps(self.image_to_sheet_h, np.arange(w), np.arange(h))
+        if self.displacement_px is not None:
+            dx, dy = self.displacement_maps(px, py)
+            px += dx
+            py += dy
+        return px, py
 
-    def sheet_to_image_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every sheet pixel, its image x and y: ``cv2.remap(image, *maps)`` rectifies the image."""
+    def sheet_to_image_maps(self, iterations: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """For every sheet pixel, its image x and y: ``cv2.remap(image, *maps)`` rectifies the image.
+        Same map as :meth:`sheet_to_image`, evaluated in float32."""
         g = self.geometry
-        xs, ys = np.meshgrid(np.arange(g.width_px, dtype=np.float64), np.arange(g.height_px, dtype=np.float64))
-        u = self.sheet_to_image(np.stack([xs, ys], axis=-1))
-        return u[..., 0].astype(np.float32), u[..., 1].astype(np.float32)
+        sx = np.broadcast_to(np.arange(g.width_px, dtype=np.float32), g.shape_hw)
+        sy = np.broadcast_to(np.arange(g.height_px, dtype=np.float32)[:, None], g.shape_hw)
+        px, py = sx, sy
+        if self.displacement_px is not None:
+            for _ in range(iterations):
+                dx, dy = self.displacement_maps(px, py)
+                px, py = sx - dx, sy - dy
+        hi = self.sheet_to_image_h.astype(np.float32)
+        den = hi[2, 0] * px + hi[2, 1] * py + hi[2, 2]
+        return (hi[0, 0] * px + hi[0, 1] * py + hi[0, 2]) / den, (hi[1, 0] * px + hi[1, 1] * py + hi[1, 2]) / den
 
     def rectify(self, image: np.ndarray, border_value=(255, 255, 255)) -> np.ndarray:
         """Resample ``image`` onto the sheet through this map."""

@@ -38,6 +38,11 @@ def _check_fs(fs_hz: float) -> None:
         raise ValueError(f"fs_hz must be a sampling rate in Hz (50..5000), got {fs_hz}")
 
 
+def _with_suffix(stem: Path, suffix: str) -> Path:
+    """``stem`` + suffix, keeping dots inside the stem ("10001.labels" -> "10001.labels.npz")."""
+    return stem.parent / (stem.name + suffix)
+
+
 class Contract:
     """Save/load for frozen dataclasses; ndarray fields go to npz, dict-of-ndarray fields too."""
 
@@ -60,14 +65,14 @@ class Contract:
                 meta[f.name] = {"__sheet_map__": value.to_dict()}
             else:
                 meta[f.name] = value
-        np.savez_compressed(stem.with_suffix(".npz"), **arrays)
-        stem.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        np.savez_compressed(_with_suffix(stem, ".npz"), **arrays)
+        _with_suffix(stem, ".json").write_text(json.dumps(meta, indent=1))
         return stem
 
     @classmethod
     def load(cls, stem: str | Path):
         stem = Path(stem)
-        meta_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        meta_path, npz_path = _with_suffix(stem, ".json"), _with_suffix(stem, ".npz")
         for p in (meta_path, npz_path):
             if not p.is_file():
                 raise FileNotFoundError(f"cannot load {cls.__name__}: {p} is missing")

@@ -1,0 +1,353 @@
+"""Render a 10 s 12-lead record as a clean paper-ECG page on the canonical sheet, with exact labels.
+
+Everything random about a page's look is a :class:`RenderStyle` drawn by :func:`sample_style`; the
+renderer itself is deterministic. Traces are drawn as anti-aliased polylines at 1/16 px precision
+(OpenCV's ``shift``), so the labelled sub-pixel centre line is exactly where the ink is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from common.geometry import CANONICAL, SheetGeometry
+from common.layouts import LAYOUTS, LEADS, RECORD_DURATION_S, Layout, Placement, default_placement, get_layout
+from synth.labels import SheetLabels, sub_column_x
+
+SUBPIXEL_BITS = 4  # cv2 drawing precision: coordinates in 1/16 px
+_SUBPIXEL = 1 << SUBPIXEL_BITS
+
+# (minor line, major line) RGB; None = no grid. The first is the usual red/pink of ECG-Image-Kit.
+GRID_PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]] | None] = {
+    "pink": ((250, 190, 190), (235, 110, 110)),
+    "red": ((245, 160, 160), (215, 50, 50)),
+    "orange": ((252, 210, 170), (240, 150, 80)),
+    "green": ((190, 230, 190), (100, 180, 110)),
+    "blue": ((195, 215, 245), (110, 150, 220)),
+    "grey": ((215, 215, 215), (150, 150, 150)),
+    "none": None,
+}
+TRACE_COLOURS = {"black": (0, 0, 0), "navy": (20, 30, 110), "darkgrey": (60, 60, 60), "dark": (25, 15, 10)}
+HERSHEY_FONTS = {
+    "simplex": cv2.FONT_HERSHEY_SIMPLEX,
+    "duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "complex": cv2.FONT_HERSHEY_COMPLEX,
+    "triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "plain": cv2.FONT_HERSHEY_PLAIN,
+    "complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
+}
+PULSE_WIDTH_S = 0.2
+PULSE_HEIGHT_MV = 1.0
+
+
+@dataclass(frozen=True)
+class RenderStyle:
+    layout_name: str = "3x4+II"
+    grid: str = "pink"
+    minor_grid: str = "lines"  # "lines", "dots" or "none"
+    grid_width_px: float = 1.0  # major line width; minor lines are thinner
+    paper_rgb: tuple = (255, 255, 255)
+    trace_colour: str = "black"
+    trace_width_px: int = 2
+    font: str = "simplex"
+    font_scale: float = 1.1
+    label_dx_px: float = 12.0  # lead name offset from the panel start
+    label_dy_mv: float = 0.9  # lead name height above the baseline
+    calibration_pulse: bool = True
+    separators: bool = True  # short bars at panel boundaries
+    header: bool = True
+    x0_shift_px: float = 0.0
+    row_shift_px: float = 0.0
+    row_spacing_scale: float = 1.0
+    grid_origin_px: tuple = (0.0, 0.0)  # x, y of a major grid line crossing on the sheet (px)
+
+    def __post_init__(self) -> None:
+        if self.layout_name not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout_name!r}")
+        if self.grid not in GRID_PALETTES:
+            raise ValueError(f"unknown grid palette {self.grid!r}; known: {list(GRID_PALETTES)}")
+        if self.trace_colour not in TRACE_COLOURS or self.font not in HERSHEY_FONTS:
+            raise ValueError(f"unknown trace colour or font: {self.trace_colour!r}, {self.font!r}")
+        if not 1 <= self.trace_width_px <= 3:
+            raise ValueError(f"trace width must be 1..3 px, got {self.trace_width_px}")
+
+
+def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> RenderStyle:
+    """A random page look. Weighted towards the competition's look (pink grid, 3x4 + II, black trace)."""
+    if layout_name is None:
+        names = list(LAYOUTS)
+        layout_name = str(rng.choice(names, p=[0.6, 0.1, 0.1, 0.1, 0.1]))
+    grids = list(GRID_PALETTES)
+    grid = str(rng.choice(grids, p=[0.45, 0.15, 0.08, 0.08, 0.08, 0.08, 0.08]))
+    paper_tone = int(rng.integers(238, 256))
+    return RenderStyle(
+        layout_name=layout_name,
+        grid=grid,
+        minor_grid=str(rng.choice(["lines", "dots", "none"], p=[0.75, 0.15, 0.10])),
+        grid_width_px=float(rng.uniform(0.8, 2.0)),
+        paper_rgb=(paper_tone, paper_tone - int(rng.integers(0, 4)), paper_tone - int(rng.integers(0, 8))),
+        trace_colour=str(rng.choice(list(TRACE_COLOURS), p=[0.7, 0.1, 0.1, 0.1])),
+        trace_width_px=int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25])),
+        font=str(rng.choice(list(HERSHEY_FONTS))),
+        font_scale=float(rng.uniform(0.8, 1.5)),
+        label_dx_px=float(rng.uniform(4, 30)),
+        label_dy_mv=float(rng.uniform(0.5, 1.4)),
+        calibration_pulse=bool(rng.random() < 0.9),
+        separators=bool(rng.random() < 0.7),
+        header=bool(rng.random() < 0.85),
+        x0_shift_px=float(rng.uniform(-60, 25)),
+        row_shift_px=float(rng.uniform(-60, 60)),
+        row_spacing_scale=float(rng.uniform(0.9, 1.08)),
+        grid_origin_px=(float(rng.uniform(0, 40)), float(rng.uniform(0, 40))),
+    )
+
+
+def style_placement(style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> Placement:
+    """The style's shifts applied to the layout's default placement."""
+    layout = get_layout(style.layout_name)
+    base = default_placement(layout, geometry)
+    centre = float(np.mean(base.baselines_y_px))
+    baselines = tuple(centre + (y - centre) * style.row_spacing_scale + style.row_shift_px for y in base.baselines_y_px)
+    return Placement(x0_px=base.x0_px + style.x0_shift_px, baselines_y_px=baselines)
+
+
+# --- grid ---------------------------------------------------------------------------------------------
+def _line_coverage(n: int, origin_px: float, pitch_px: float, width_px: float) -> np.ndarray:
+    """Anti-aliased coverage (0..1) along one axis of lines every ``pitch_px`` of ``width_px``."""
+    pos = np.arange(n, dtype=np.float64)
+    dist = np.abs((pos - origin_px + pitch_px / 2) % pitch_px - pitch_px / 2)
+    return np.clip(width_px / 2 + 0.5 - dist, 0.0, 1.0)
+
+
+_LEVELS = 16  # grid coverage is quantised to 16 levels per line family, so colours come from a LUT
+
+
+def _quantise(coverage: np.ndarray) -> np.ndarray:
+    return np.round(coverage * (_LEVELS - 1)).astype(np.uint8)
+
+
+def _grid_levels(geometry: SheetGeometry, minor: str, width_px: float, origin: tuple) -> np.ndarray:
+    """(H, W) uint8 index = minor_level * 16 + major_level of grid coverage for a grid phase ``origin``."""
+    h, w = geometry.shape_hw
+    minor_pitch = geometry.small_box_mm * geometry.px_per_mm
+    major_pitch = geometry.big_box_mm * geometry.px_per_mm
+    ox, oy = origin
+    major = np.maximum(_quantise(_line_coverage(h, oy, major_pitch, width_px))[:, None],
+                       _quantise(_line_coverage(w, ox, major_pitch, width_px))[None, :])
+    if minor == "lines":
+        minor_w = max(0.6, 0.55 * width_px)
+        minor_map = np.maximum(_quantise(_line_coverage(h, oy, minor_pitch, minor_w))[:, None],
+                               _quantise(_line_coverage(w, ox, minor_pitch, minor_w))[None, :])
+    elif minor == "dots":
+        dot_y = _line_coverage(h, oy, minor_pitch, 1.6).astype(np.float32)
+        dot_x = _line_coverage(w, ox, minor_pitch, 1.6).astype(np.float32)
+        minor_map = _quantise(np.multiply.outer(dot_y, dot_x))
+    else:
+        minor_map = np.zeros((h, w), np.uint8)
+    minor_map *= _LEVELS
+    minor_map += major
+    return minor_map
+
+
+def draw_grid(canvas: np.ndarray, style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> None:
+    """Fill ``canvas`` with paper and grid (blended by anti-aliased coverage through a colour LUT)."""
+    palette = GRID_PALETTES[style.grid]
+    paper = np.asarray(style.paper_rgb, dtype=np.float64)
+    if palette is None:
+        canvas[...] = paper.astype(np.uint8)
+        return
+    minor_rgb, major_rgb = (np.asarray(c, dtype=np.float64) for c in palette)
+    a = np.arange(_LEVELS, dtype=np.float64) / (_LEVELS - 1)
+    with_minor = paper + a[:, None] * (minor_rgb - paper)  # (minor level, rgb)
+    lut = with_minor[:, None, :] + a[None, :, None] * (major_rgb - with_minor[:, None, :])
+    lut = np.clip(np.round(lut), 0, 255).astype(np.uint8).reshape(_LEVELS * _LEVELS, 3)
+    index = _grid_levels(geometry, style.minor_grid, style.grid_width_px, style.grid_origin_px)
+    np.take(lut, index, axis=0, out=canvas)
+
+
+# --- traces -------------------------------------------------------------------------------------------
+def _fixed(points_xy: np.ndarray) -> np.ndarray:
+    """Float px -> OpenCV fixed-point int32 coordinates."""
+    return np.round(points_xy * _SUBPIXEL).astype(np.int32)
+
+
+def _polyline(img: np.ndarray, points_xy: np.ndarray, colour, width_px: int) -> None:
+    cv2.polylines(img, [_fixed(points_xy)], False, colour, int(width_px), cv2.LINE_AA, SUBPIXEL_BITS)
+
+
+def panel_points(values_mv: np.ndarray, fs_hz: float, panel, placement: Placement, baseline_y: float,
+                 geometry: SheetGeometry = CANONICAL) -> np.ndarray:
+    """Sheet (x, y) of every sample a panel prints."""
+    i0, i1 = panel.sample_range(fs_hz, values_mv.shape[0])
+    t = np.arange(i0, i1) / fs_hz
+    x = placement.panel_x_px(panel, t, geometry)
+    y = geometry.mv_to_y(values_mv[i0:i1], baseline_y)
+    return np.stack([x, y], axis=1)
+
+
+def _row_centre_line(layout: Layout, row: int, signals_mv: np.ndarray, fs_hz: float, placement: Placement,
+                     x_sub: np.ndarray, geometry: SheetGeometry) -> np.ndarray:
+    """Exact trace y at sub-column centres ``x_sub`` (the polyline is linear between samples)."""
+    y = np.full(x_sub.shape, np.nan, dtype=np.float64)
+    for panel in layout.row_panels(row):
+        pts = panel_points(signals_mv[LEADS.index(panel.lead)], fs_hz, panel, placement,
+                           placement.baselines_y_px[row], geometry)
+        inside = (x_sub >= pts[0, 0]) & (x_sub <= pts[-1, 0])
+        y[inside] = np.interp(x_sub[inside], pts[:, 0], pts[:, 1])
+    return y
+
+
+def _calibration_pulse(x_end: float, baseline_y: float, geometry: SheetGeometry) -> np.ndarray:
+    """Pulse polyline ending at ``x_end``: flat, up 1 mV, 0.2 s across, down, flat."""
+    w = float(geometry.s_to_px(PULSE_WIDTH_S))
+    lead_in = 0.25 * w
+    top = float(geometry.mv_to_y(PULSE_HEIGHT_MV, baseline_y))
+    x_start = x_end - 2 * lead_in - w
+    xs = [x_start, x_start + lead_in, x_start + lead_in, x_start + lead_in + w, x_start + lead_in + w, x_end]
+    ys = [baseline_y, baseline_y, top, top, baseline_y, baseline_y]
+    return np.stack([xs, ys], axis=1)
+
+
+# --- text ---------------------------------------------------------------------------------------------
+def _put_text(canvas: np.ndarray, text: str, org_xy, style: RenderStyle, scale: float, colour) -> np.ndarray:
+    """Draw ``text`` with its baseline-left at ``org_xy``; returns its box x0, y0, x1, y1 (px)."""
+    font = HERSHEY_FONTS[style.font]
+    thickness = max(1, int(round(scale * 1.6)))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    x, y = int(round(org_xy[0])), int(round(org_xy[1]))
+    cv2.putText(canvas, text, (x, y), font, scale, colour, thickness, cv2.LINE_AA)
+    return np.array([x, y - th, x + tw, y + base], dtype=np.float32)
+
+
+def _header_lines(rng: np.random.Generator, record_id: str, fs_hz: float) -> list[str]:
+    hr = int(rng.integers(48, 130))
+    return [
+        f"ID: {record_id}    {int(rng.integers(1, 28)):02d}-{int(rng.integers(1, 13)):02d}-"
+        f"{int(rng.integers(1990, 2025))} {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}",
+        f"Vent. rate {hr} BPM   PR interval {int(rng.integers(110, 220))} ms   QRS duration "
+        f"{int(rng.integers(70, 140))} ms",
+        f"QT/QTc {int(rng.integers(320, 460))}/{int(rng.integers(380, 480))} ms   "
+        f"P-R-T axes {int(rng.integers(-30, 90))} {int(rng.integers(-30, 90))} {int(rng.integers(-30, 90))}",
+        str(rng.choice(["Sinus rhythm", "Normal ECG", "Sinus bradycardia", "Borderline ECG",
+                        "Sinus tachycardia", "Unconfirmed report"])),
+    ]
+
+
+# --- page ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderedPage:
+    sheet_rgb: np.ndarray
+    labels: SheetLabels
+
+
+def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: RenderStyle,
+                rng: np.random.Generator | None = None, x_upsample: int = 4,
+                geometry: SheetGeometry = CANONICAL) -> RenderedPage:
+    """Draw a 10 s record (12, round(10 fs)) in mV, leads in :data:`LEADS` order, in ``style``.
+
+    ``rng`` only chooses header text; the same inputs always give the same page.
+    """
+    n_samples = int(round(RECORD_DURATION_S * fs_hz))
+    signals_mv = np.asarray(signals_mv, dtype=np.float64)
+    if signals_mv.shape != (len(LEADS), n_samples) or not np.isfinite(signals_mv).all():
+        raise ValueError(f"render_page needs finite signals of shape (12, {n_samples}), got {signals_mv.shape}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    layout = get_layout(style.layout_name)
+    placement = style_placement(style, geometry)
+    h, w = geometry.shape_hw
+
+    canvas = np.empty((h, w, 3), dtype=np.uint8)
+    draw_grid(canvas, style, geometry)
+    ink = TRACE_COLOURS[style.trace_colour]
+    text_colour = (0, 0, 0)
+
+    x_sub = sub_column_x(w, x_upsample)
+    row_y = np.full((layout.n_rows, x_sub.size), np.nan, dtype=np.float32)
+    masks = np.zeros((layout.n_rows, h, w), dtype=np.uint8)
+    pulse_boxes = np.full((layout.n_rows, 4), np.nan, dtype=np.float32)
+    printed = np.zeros_like(signals_mv, dtype=bool)
+    panel_leads, label_boxes, panel_corners = [], [], []
+    row_half_height = 0.5 * float(np.median(np.diff(placement.baselines_y_px))) if layout.n_rows > 1 else 150.0
+    label_scale = style.font_scale
+
+    for row in range(layout.n_rows):
+        base_y = placement.baselines_y_px[row]
+        for panel in layout.row_panels(row):
+            lead_idx = LEADS.index(panel.lead)
+            pts = panel_points(signals_mv[lead_idx], fs_hz, panel, placement, base_y, geometry)
+            _polyline(canvas, pts, ink, style.trace_width_px)
+            _polyline(masks[row], pts, 255, style.trace_width_px)
+            i0, i1 = panel.sample_range(fs_hz, n_samples)
+            printed[lead_idx, i0:i1] = True
+            x_start = float(placement.panel_x_px(panel, panel.t0_s, geometry))
+            x_end = float(placement.panel_x_px(panel, panel.t1_s, geometry))
+            panel_corners += [(x_start, base_y - row_half_height), (x_start, base_y + row_half_height),
+                              (x_end, base_y - row_half_height), (x_end, base_y + row_half_height)]
+            label_y = float(geometry.mv_to_y(style.label_dy_mv, base_y))
+            panel_leads.append(panel.lead)
+            label_boxes.append(_put_text(canvas, panel.lead, (x_start + style.label_dx_px, label_y), style,
+                                         label_scale, text_colour))
+            if style.separators and panel.col > 0:
+                bar = float(geometry.mv_to_px(0.35))
+                sep = np.array([[x_start, base_y - bar], [x_start, base_y + bar]])
+                _polyline(canvas, sep, ink, style.trace_width_px)
+        row_y[row] = _row_centre_line(layout, row, signals_mv, fs_hz, placement, x_sub, geometry)
+        if style.calibration_pulse:
+            pulse = _calibration_pulse(placement.x0_px - 4.0, base_y, geometry)
+            _polyline(canvas, pulse, ink, style.trace_width_px)
+            half = style.trace_width_px / 2 + 1
+            pulse_boxes[row] = (pulse[:, 0].min() - half, pulse[:, 1].min() - half,
+                                pulse[:, 0].max() + half, pulse[:, 1].max() + half)
+
+    if style.header:
+        line_h = 34.0 * style.font_scale
+        top = float(rng.uniform(30, 80))
+        for k, line in enumerate(_header_lines(rng, record_id, fs_hz)):
+            _put_text(canvas, line, (float(rng.uniform(40, 120)), top + k * line_h), style,
+                      0.75 * style.font_scale, text_colour)
+        speed = f"{geometry.mm_per_s:g}mm/s   {geometry.mm_per_mv:g}mm/mV   0.05-150 Hz"
+        _put_text(canvas, speed, (float(rng.uniform(40, 600)), h - float(rng.uniform(12, 30))), style,
+                  0.7 * style.font_scale, text_colour)
+
+    keypoints, kinds = _keypoints(style, placement, layout, panel_corners, geometry)
+    labels = SheetLabels(
+        record_id=str(record_id),
+        fs_hz=float(fs_hz),
+        layout_name=layout.name,
+        x0_px=float(placement.x0_px),
+        baselines_y_px=tuple(float(b) for b in placement.baselines_y_px),
+        trace_width_px=float(style.trace_width_px),
+        x_upsample=int(x_upsample),
+        signals_mv=np.where(printed, signals_mv, np.nan).astype(np.float32),
+        row_y_px=row_y,
+        row_masks=masks,
+        panel_leads=tuple(panel_leads),
+        label_boxes_px=np.asarray(label_boxes, dtype=np.float32).reshape(-1, 4),
+        pulse_boxes_px=pulse_boxes,
+        keypoints_px=keypoints,
+        keypoint_kinds=kinds,
+        style=asdict(style),
+    )
+    return RenderedPage(canvas, labels)
+
+
+def _keypoints(style: RenderStyle, placement: Placement, layout: Layout, panel_corners: list,
+               geometry: SheetGeometry) -> tuple[np.ndarray, tuple]:
+    """Big-box grid intersections (when a grid is printed), panel corners and page corners."""
+    pts, kinds = [], []
+    if GRID_PALETTES[style.grid] is not None:
+        pitch = geometry.big_box_mm * geometry.px_per_mm
+        ox, oy = style.grid_origin_px
+        xs = ox + pitch * np.arange(int(np.ceil(-ox / pitch)), int((geometry.width_px - 1 - ox) / pitch) + 1)
+        ys = oy + pitch * np.arange(int(np.ceil(-oy / pitch)), int((geometry.height_px - 1 - oy) / pitch) + 1)
+        gx, gy = np.meshgrid(xs, ys)
+        grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        pts.append(grid)
+        kinds += ["grid"] * len(grid)
+    pts.append(np.asarray(panel_corners, dtype=np.float64))
+    kinds += ["panel"] * len(panel_corners)
+    pts.append(geometry.corners_px())
+    kinds += ["page"] * 4
+    return np.concatenate(pts).astype(np.float32), tuple(kinds)
