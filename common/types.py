@@ -152,20 +152,35 @@ class Rectified(Contract):
 
 @dataclass(frozen=True)
 class TraceMaps(Contract):
-    """Per layout row, a probability map of the trace over the sheet, ``x_upsample`` times finer in x."""
+    """Per layout row, a probability map of that row's trace over the whole canonical sheet.
+
+    ``maps`` is (n_rows, round(H * scale_y), round(W * scale_x)) for the canonical H x W sheet: map pixel
+    (i, j) is centred on sheet x = (j + 0.5) / scale_x - 0.5, y = (i + 0.5) / scale_y - 0.5, so a map may
+    be coarser than the sheet in y (soft-argmax recovers sub-pixel y) and finer in x (2-4x resolves QRS
+    strokes that share a sheet column).
+    """
 
     image_id: str
     layout_name: str
     maps: np.ndarray
-    x_upsample: int = 1
+    scale_x: float = 1.0
+    scale_y: float = 1.0
 
     def __post_init__(self) -> None:
         layout = get_layout(self.layout_name)
         m = self.maps
         h, w = CANONICAL.shape_hw
-        expected = (layout.n_rows, h, w * self.x_upsample)
+        expected = (layout.n_rows, int(round(h * self.scale_y)), int(round(w * self.scale_x)))
         if not isinstance(m, np.ndarray) or m.dtype not in (np.float16, np.float32) or m.shape != expected:
             raise ValueError(f"TraceMaps.maps must be float16/32 {expected}, got {getattr(m, 'shape', None)}")
+
+    def sheet_x(self) -> np.ndarray:
+        """Sheet x (px) of each map column centre."""
+        return (np.arange(self.maps.shape[2]) + 0.5) / self.scale_x - 0.5
+
+    def sheet_y(self) -> np.ndarray:
+        """Sheet y (px) of each map row centre."""
+        return (np.arange(self.maps.shape[1]) + 0.5) / self.scale_y - 0.5
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ def test_rectified_round_trip(tmp_path):
 def test_trace_maps_shape():
     h, w = CANONICAL.shape_hw
     TraceMaps("1", "3x4+II", np.zeros((4, h, w), np.float16))
+    maps = TraceMaps("1", "6x2", np.zeros((6, h // 2, w * 2), np.float16), scale_x=2.0, scale_y=0.5)
+    assert maps.sheet_x()[:2] == pytest.approx([-0.25, 0.25])
+    assert maps.sheet_y()[0] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         TraceMaps("1", "3x4+II", np.zeros((3, h, w), np.float16))
 
