@@ -18,6 +18,7 @@ from synth.labels import SheetLabels, sub_column_x
 
 SUBPIXEL_BITS = 4  # cv2 drawing precision: coordinates in 1/16 px
 _SUBPIXEL = 1 << SUBPIXEL_BITS
+SIMPLIFY_TOLERANCE_PX = 0.1
 
 # (minor line, major line) RGB; None = no grid. The first is the usual red/pink of ECG-Image-Kit.
 GRID_PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]] | None] = {
@@ -156,15 +157,17 @@ def draw_grid(canvas: np.ndarray, style: RenderStyle, geometry: SheetGeometry = 
     palette = GRID_PALETTES[style.grid]
     paper = np.asarray(style.paper_rgb, dtype=np.float64)
     if palette is None:
-        canvas[...] = paper.astype(np.uint8)
+        h, w = canvas.shape[:2]
+        cv2.rectangle(canvas, (0, 0), (w - 1, h - 1), tuple(int(v) for v in paper), -1)  # fast fill
         return
     minor_rgb, major_rgb = (np.asarray(c, dtype=np.float64) for c in palette)
     a = np.arange(_LEVELS, dtype=np.float64) / (_LEVELS - 1)
     with_minor = paper + a[:, None] * (minor_rgb - paper)  # (minor level, rgb)
     lut = with_minor[:, None, :] + a[None, :, None] * (major_rgb - with_minor[:, None, :])
-    lut = np.clip(np.round(lut), 0, 255).astype(np.uint8).reshape(_LEVELS * _LEVELS, 3)
+    lut = np.clip(np.round(lut), 0, 255).astype(np.uint8).reshape(_LEVELS * _LEVELS, 1, 3)
     index = _grid_levels(geometry, style.minor_grid, style.grid_width_px, style.grid_origin_px)
-    np.take(lut, index, axis=0, out=canvas)
+    # cv2.LUT maps channel c of a 3-channel index through channel c of the table: ~10x faster than np.take.
+    cv2.LUT(cv2.merge([index, index, index]), lut, dst=canvas)
 
 
 # --- traces -------------------------------------------------------------------------------------------
@@ -175,6 +178,27 @@ def _fixed(points_xy: np.ndarray) -> np.ndarray:
 
 def _polyline(img: np.ndarray, points_xy: np.ndarray, colour, width_px: int) -> None:
     cv2.polylines(img, [_fixed(points_xy)], False, colour, int(width_px), cv2.LINE_AA, SUBPIXEL_BITS)
+
+
+def _composite_ink(canvas: np.ndarray, masks: np.ndarray, ink_rgb) -> None:
+    """Lay the traces drawn in the per-row masks onto the page (one thick AA polyline pass, not two):
+    page <- page * (1 - c) + ink * c with c the traces' coverage, in saturating uint8 OpenCV arithmetic."""
+    coverage = masks[0].copy()
+    for mask in masks[1:]:
+        cv2.max(coverage, mask, dst=coverage)
+    cov3 = cv2.merge([coverage, coverage, coverage])
+    kept = cv2.multiply(canvas, cv2.bitwise_not(cov3), scale=1 / 255)
+    cv2.add(kept, cv2.multiply(cov3, (*ink_rgb, 0), scale=1 / 255), dst=canvas)
+
+
+def _simplified(points_xy: np.ndarray) -> np.ndarray:
+    """Drop samples that lie within 0.1 px of the line through their neighbours (Douglas-Peucker).
+
+    At 1000 Hz samples are 0.2 px apart and most add nothing to the drawing but time; the drawn line
+    stays within :data:`SIMPLIFY_TOLERANCE_PX` of the exact polyline the labels describe.
+    """
+    fixed = _fixed(points_xy).reshape(-1, 1, 2)
+    return cv2.approxPolyDP(fixed, SIMPLIFY_TOLERANCE_PX * _SUBPIXEL, False).reshape(-1, 2)
 
 
 def panel_points(values_mv: np.ndarray, fs_hz: float, panel, placement: Placement, baseline_y: float,
@@ -277,8 +301,8 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
         for panel in layout.row_panels(row):
             lead_idx = LEADS.index(panel.lead)
             pts = panel_points(signals_mv[lead_idx], fs_hz, panel, placement, base_y, geometry)
-            _polyline(canvas, pts, ink, style.trace_width_px)
-            _polyline(masks[row], pts, 255, style.trace_width_px)
+            cv2.polylines(masks[row], [_simplified(pts)], False, 255, style.trace_width_px, cv2.LINE_AA,
+                          SUBPIXEL_BITS)
             i0, i1 = panel.sample_range(fs_hz, n_samples)
             printed[lead_idx, i0:i1] = True
             x_start = float(placement.panel_x_px(panel, panel.t0_s, geometry))
@@ -301,6 +325,7 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
             pulse_boxes[row] = (pulse[:, 0].min() - half, pulse[:, 1].min() - half,
                                 pulse[:, 0].max() + half, pulse[:, 1].max() + half)
 
+    _composite_ink(canvas, masks, ink)
     if style.header:
         line_h = 34.0 * style.font_scale
         top = float(rng.uniform(30, 80))
