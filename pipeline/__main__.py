@@ -1,28 +1,89 @@
 """Command line of the ECG digitizer.
 
-    python -m pipeline demo --out DIR    render a sample page of every image type and say where they are
+    python -m pipeline predict --data-dir DIR --out submission.parquet [--workers N] [--weights weights]
+        DIR holds test.csv and test/<id>.png (the competition's test layout); output in test.csv's order.
+    python -m pipeline cv --data-dir DIR [--types 0001,0003] [--out cv.csv] [--workers N]
+        DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead.
+    python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR]
+        your own images: one CSV of the 12 leads per image (II for 10 s, the others 2.5 s).
+    python -m pipeline demo --out DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.demo import run_demo
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def _types(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="submission for a test-layout folder")
+    predict.add_argument("--data-dir", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True, help="submission file, .parquet or .csv")
+
+    cv = commands.add_parser("cv", help="score the pipeline on a train-layout folder")
+    cv.add_argument("--data-dir", type=Path, required=True)
+    cv.add_argument("--types", type=_types, default=None, help="only these image types")
+    cv.add_argument("--out", type=Path, default=Path("cv_images.csv"), help="per-image scores (CSV)")
+
+    digitize = commands.add_parser("digitize", help="digitize image files")
+    digitize.add_argument("images", type=Path, nargs="+")
+    digitize.add_argument("--fs", type=float, default=500.0, help="output sampling rate (Hz)")
+    digitize.add_argument("--out", type=Path, default=Path("digitized"))
+
+    for sub in (predict, cv, digitize):
+        sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
+        sub.add_argument("--workers", type=int, default=1)
+
     demo = commands.add_parser("demo", help="render sample pages of every image type")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
+        from pipeline.demo import run_demo
+
         return run_demo(args.out, args.seed)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.command == "predict":
+        from pipeline.batch import predict as run_predict
+
+        if args.out.suffix not in (".csv", ".parquet"):
+            parser.error("--out must end in .csv or .parquet")
+        if not (args.data_dir / "test.csv").is_file():
+            parser.error(f"{args.data_dir} has no test.csv")
+        path = run_predict(args.data_dir, args.out, args.weights, args.workers)
+        print(f"wrote {path}")
+        return 0
+    if args.command == "cv":
+        from pipeline.batch import cross_validate, summarise
+
+        if not (args.data_dir / "train.csv").is_file():
+            parser.error(f"{args.data_dir} has no train.csv")
+        images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types)
+        images.to_csv(args.out, index=False)
+        print(summarise(images, leads))
+        print(f"per-image scores: {args.out}")
+        return 0
+    if args.command == "digitize":
+        from pipeline.batch import digitize_files
+
+        failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers)
+        return 1 if failed else 0
     parser.error(f"unknown command {args.command}")
     return 2
 
