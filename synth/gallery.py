@@ -1,6 +1,6 @@
 """One contact sheet per image type, to compare with real images of the same kind.
 
-    python -m synth.gallery --out DIR [--signals DIR] [--per-type 6] [--seed 0]
+    python -m synth.gallery --out DIR [--signals DIR [--adc-gain G]] [--per-type 6] [--seed 0]
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--signals", type=Path, help="real records to draw; simulated ones when absent")
+    parser.add_argument("--adc-gain", type=float, default=None, help="as for synth.make")
     parser.add_argument("--per-type", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    records = collect_windows(args.signals, args.per_type, args.seed)
+    records = collect_windows(args.signals, args.per_type, args.seed, args.adc_gain)
     args.out.mkdir(parents=True, exist_ok=True)
     pages = [make_page(r, i, args.seed, IMAGE_TYPES) for i, r in enumerate(records)]
     for image_type in IMAGE_TYPES:
