@@ -1,0 +1,241 @@
+"""From row traces in sheet pixels to panels in mV at the record's sample times.
+
+* Scales come from the measured ``px_per_mm`` through :class:`~common.geometry.SheetGeometry`
+  (``CANONICAL.with_px_per_mm``): px per s for time, px per mV for voltage.
+* Time origin: a row's trace starts at the chart origin ``x0`` and ends at the layout-known distance
+  after it, so each row gives two estimates (its confident trace's start, and its end minus the row's
+  length). A row whose two agree uses their mean; otherwise (a trace that starts late or ends early, clutter
+  at one end) the one that agrees with the other rows' consensus, else the consensus itself.
+* Baseline (0 mV line): the mode of the trace's y histogram over each panel (or row): the isoelectric
+  level. The metric removes one constant per lead, so this matters little for the score, but it makes the
+  output absolute and keeps the two copies of a lead comparable.
+* Each panel is sampled at its lead's sample times ``i / fs`` for the samples it prints, reading the
+  row's polyline (see :mod:`stage2_signal.extract`) from that panel's columns only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from common.geometry import CANONICAL, SheetGeometry
+from common.layouts import RECORD_DURATION_S, Layout, Panel
+from stage2_signal.extract import RowTrace
+
+BASELINE_MODES = ("panel", "row")
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    baseline: str = "panel"  # 0 mV line per "panel" or per "row"
+    edge_level: float = 0.5  # confidence at which a row's trace starts / ends
+    min_run_px: float = 8.0  # a start (end) must be followed (preceded) by this much confident trace
+    search_margin: float = 0.15  # fraction of the row length searched beyond the best-fitting window
+    x0_tol_px: float = 3.0  # start and end estimates of x0 agree within this
+    hist_bin_px: float = 0.25
+    hist_sigma_px: float = 1.0
+    panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
+    # this many column widths (beyond half the gap between panels); the next panel's trace may share the others
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINE_MODES:
+            raise ValueError(f"CalibrateConfig.baseline must be one of {BASELINE_MODES}, got {self.baseline!r}")
+        if not 0 < self.edge_level < 1:
+            raise ValueError(f"CalibrateConfig.edge_level must be in (0, 1), got {self.edge_level}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> CalibrateConfig:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown calibrate settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def sheet_geometry(px_per_mm: float) -> SheetGeometry:
+    """The canonical paper (speed, gain) at the measured resolution."""
+    return CANONICAL.with_px_per_mm(float(px_per_mm))
+
+
+@dataclass(frozen=True)
+class PanelReading:
+    """One panel read off the sheet: ``mv`` and ``conf`` at record samples ``i0 .. i1 - 1``."""
+
+    panel: Panel
+    i0: int
+    i1: int
+    mv: np.ndarray
+    conf: np.ndarray
+    baseline_y_px: float
+
+
+def n_record_samples(fs_hz: float) -> int:
+    return int(round(RECORD_DURATION_S * fs_hz))
+
+
+def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeometry) -> tuple[float, float]:
+    """Sheet x of the row's first and last drawn sample, relative to the chart origin x0."""
+    n = n_record_samples(fs_hz)
+    first, last = np.inf, -np.inf
+    for panel in layout.row_panels(row):
+        i0, i1 = panel.sample_range(fs_hz, n)
+        if i1 <= i0:
+            continue
+        first = min(first, float(geom.s_to_px(panel.x_offset_s + i0 / fs_hz - panel.t0_s)))
+        last = max(last, float(geom.s_to_px(panel.x_offset_s + (i1 - 1) / fs_hz - panel.t0_s)))
+    return first, last
+
+
+def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple[float, float] | None:
+    """Sheet x where the row's confident trace starts and ends (None when the row holds no trace).
+
+    The row's extent is looked for near the window of ``length_px`` holding the most confidence, so
+    confident clutter far from the trace does not move it.
+    """
+    c = np.asarray(trace.conf, dtype=np.float64)
+    x = trace.x
+    confident = c[c >= trace.cfg.min_confidence]
+    if confident.size == 0:
+        return None
+    # a trace column is one at least edge_level as confident as the row's typical one
+    on = c >= cfg.edge_level * min(1.0, 2.0 * float(np.median(confident)))
+    if not on.any():
+        return None
+    cw = trace.col_width
+    n_win = max(1, int(round(length_px / cw)))
+    csum = np.concatenate([[0.0], np.cumsum(on)])
+    if n_win < c.size:
+        sums = csum[n_win:] - csum[:-n_win]
+        best = np.flatnonzero(sums >= sums.max() - 0.5)
+        a = int(round(0.5 * (best[0] + best[-1])))
+    else:
+        a = 0
+    margin = int(round(cfg.search_margin * n_win))
+    lo, hi = max(0, a - margin), min(c.size - 1, a + n_win + margin)
+    run = max(1, int(round(cfg.min_run_px / cw)))
+    # fraction of confident columns in the run of ``run`` columns starting (ending) at each column
+    frac_fwd = (csum[np.minimum(np.arange(c.size) + run, c.size)] - csum[np.arange(c.size)]) / run
+    frac_bwd = (csum[np.arange(c.size) + 1] - csum[np.maximum(np.arange(c.size) + 1 - run, 0)]) / run
+    starts = np.flatnonzero(on[lo : hi + 1] & (frac_fwd[lo : hi + 1] >= 0.8)) + lo
+    ends = np.flatnonzero(on[lo : hi + 1] & (frac_bwd[lo : hi + 1] >= 0.8)) + lo
+    if starts.size == 0 or ends.size == 0:
+        return None
+    i_s, i_e = int(starts[0]), int(ends[-1])
+    if i_e - i_s < 4:
+        return None
+    # sub-column ends: the columns around each end hold the covered fraction of their width (presence),
+    # so the covered length of the three columns around it places the end
+    cover = np.clip(trace.presence, 0.0, 1.0)
+    a, b = max(i_s - 1, 0), i_s + 1
+    x_start = x[b] + 0.5 * cw - cw * float(cover[a : b + 1].sum())
+    a, b = i_e - 1, min(i_e + 1, c.size - 1)
+    x_end = x[a] - 0.5 * cw + cw * float(cover[a : b + 1].sum())
+    return x_start, x_end
+
+
+def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry,
+                cfg: CalibrateConfig) -> tuple[np.ndarray, list[str]]:
+    """Chart origin x0 (sheet px) of every row, and how each was decided ("both", "start", "end", "consensus")."""
+    n_rows = layout.n_rows
+    cand = []
+    for row in range(n_rows):
+        first, last = row_extent_offsets(layout, row, fs_hz, geom)
+        span = trace_span(traces[row], last - first, cfg)
+        cand.append(None if span is None else (span[0] - first, span[1] - last))
+    own = np.full(n_rows, np.nan)
+    for row, cd in enumerate(cand):
+        if cd is not None and abs(cd[0] - cd[1]) <= cfg.x0_tol_px:
+            own[row] = 0.5 * (cd[0] + cd[1])
+    if np.isfinite(own).any():
+        consensus = float(np.median(own[np.isfinite(own)]))
+    else:
+        # no row agrees with itself. A trace longer than the layout says has extra ink before it (a
+        # calibration pulse, a lead name): trust its end; a shorter one lost a part: trust its start.
+        picks = [cd[1] if cd[0] < cd[1] else cd[0] for cd in cand if cd is not None]
+        if not picks:
+            raise ValueError("no row of the trace maps holds a trace: cannot find the chart's time origin")
+        consensus = float(np.median(picks))
+    x0 = np.empty(n_rows)
+    how = []
+    for row, cd in enumerate(cand):
+        tol = max(cfg.x0_tol_px, 2.0 * traces[row].col_width)
+        if np.isfinite(own[row]):
+            x0[row], decided = own[row], "both"
+        elif cd is None:
+            x0[row], decided = consensus, "consensus"
+        else:
+            k = int(np.argmin([abs(cd[0] - consensus), abs(cd[1] - consensus)]))
+            if abs(cd[k] - consensus) <= tol:
+                x0[row], decided = cd[k], ("start", "end")[k]
+            else:
+                x0[row], decided = consensus, "consensus"
+        how.append(decided)
+    return x0, how
+
+
+def isoelectric_y(y: np.ndarray, cfg: CalibrateConfig) -> float:
+    """Mode of a trace's y values (sheet px), refined as the mean of the values near it."""
+    y = np.asarray(y, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        raise ValueError("no trace values to find a baseline from")
+    lo, hi = float(y.min()), float(y.max())
+    if hi - lo < cfg.hist_bin_px:
+        return float(np.mean(y))
+    n_bins = int(np.ceil((hi - lo) / cfg.hist_bin_px)) + 1
+    hist = np.bincount(((y - lo) / cfg.hist_bin_px).astype(np.int64), minlength=n_bins).astype(np.float64)
+    hist = gaussian_filter1d(hist, cfg.hist_sigma_px / cfg.hist_bin_px, mode="constant")
+    mode = lo + (int(np.argmax(hist)) + 0.5) * cfg.hist_bin_px
+    near = np.abs(y - mode) <= 2.0 * cfg.hist_sigma_px
+    return float(np.mean(y[near])) if near.any() else mode
+
+
+def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
+                cfg: CalibrateConfig | None = None) -> tuple[list[PanelReading], dict]:
+    """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...)."""
+    cfg = cfg or CalibrateConfig()
+    if len(traces) != layout.n_rows:
+        raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
+    geom = sheet_geometry(px_per_mm)
+    x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg)
+    n = n_record_samples(fs_hz)
+    readings = []
+    row_baselines = {}
+    for row in range(layout.n_rows):
+        trace = traces[row]
+        # column centres at most this far beyond a panel's first / last sample belong to it
+        margin = 0.5 * geom.px_per_s / fs_hz + (cfg.panel_margin_cols - 0.5) * trace.col_width
+        conf_ok = (trace.conf >= trace.cfg.min_confidence) & (trace.conf > 0) & ~trace.wide
+        if cfg.baseline == "row":
+            first, last = row_extent_offsets(layout, row, fs_hz, geom)
+            sel = conf_ok & (trace.x >= x0[row] + first) & (trace.x <= x0[row] + last)
+            if not sel.any():
+                raise ValueError(f"row {row} of the trace maps holds no confident trace")
+            row_baselines[row] = isoelectric_y(trace.y_peak[sel], cfg)
+        for panel in layout.row_panels(row):
+            i0, i1 = panel.sample_range(fs_hz, n)
+            if i1 <= i0:
+                continue
+            t = np.arange(i0, i1) / fs_hz
+            xs = x0[row] + geom.s_to_px(panel.x_offset_s + t - panel.t0_s)
+            x_lo, x_hi = float(xs[0]) - margin, float(xs[-1]) + margin
+            try:
+                y, c = trace.sample(xs, x_lo, x_hi)
+            except ValueError as exc:
+                raise ValueError(f"panel {panel.lead} (row {row}, column {panel.col}): {exc}") from None
+            if cfg.baseline == "row":
+                base = row_baselines[row]
+            else:
+                sel = conf_ok & (trace.x >= x_lo) & (trace.x <= x_hi)
+                base = isoelectric_y(trace.y_peak[sel] if sel.sum() >= 8 else y, cfg)
+            mv = geom.y_to_mv(y, base)
+            readings.append(PanelReading(panel, i0, i1, mv, np.clip(c, 0.0, 1.0), base))
+    info = {"x0_px": x0.tolist(), "x0_how": how, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
+            "px_per_mv": geom.px_per_mv}
+    return readings, info

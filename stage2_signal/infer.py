@@ -1,0 +1,146 @@
+"""Stage 2 entry points: TraceMaps (+ the measured px/mm and the Page's fs and sample counts) -> Signals.
+
+A bundle is a folder with ``config.json``::
+
+    {
+      "format": 1,
+      "extract":     {...ExtractConfig fields...},
+      "calibrate":   {...CalibrateConfig fields...},
+      "postprocess": {...PostConfig fields...},
+      "refiner":     null
+    }
+
+Every section and field is optional (defaults apply). ``refiner`` is reserved for the 1-D refinement
+network that will correct the read signals; it will be ``{"type": "<kind>", "weights": "<file in the
+bundle>", ...}``. No kind is implemented yet, so a bundle naming one is refused rather than silently
+ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common.layouts import LEADS, get_layout
+from common.types import Page, Signals, TraceMaps
+from stage2_signal.calibrate import CalibrateConfig, n_record_samples, read_panels
+from stage2_signal.extract import ExtractConfig, read_rows
+from stage2_signal.postprocess import PostConfig, assemble_leads
+
+CONFIG_FORMAT = 1
+REFINER_TYPES: tuple[str, ...] = ()  # none implemented yet
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+    postprocess: PostConfig = field(default_factory=PostConfig)
+    refiner: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"format": CONFIG_FORMAT, "extract": self.extract.to_dict(), "calibrate": self.calibrate.to_dict(),
+                "postprocess": self.postprocess.to_dict(), "refiner": self.refiner}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExtractorConfig:
+        d = dict(d)
+        fmt = d.pop("format", CONFIG_FORMAT)
+        if fmt != CONFIG_FORMAT:
+            raise ValueError(f"stage-2 config format {fmt} is not supported (expected {CONFIG_FORMAT})")
+        unknown = set(d) - {"extract", "calibrate", "postprocess", "refiner"}
+        if unknown:
+            raise ValueError(f"unknown stage-2 config sections {sorted(unknown)}")
+        refiner = d.get("refiner")
+        if refiner is not None:
+            kind = refiner.get("type") if isinstance(refiner, dict) else None
+            if kind not in REFINER_TYPES:
+                raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {list(REFINER_TYPES)})")
+        return cls(extract=ExtractConfig.from_dict(d.get("extract")),
+                   calibrate=CalibrateConfig.from_dict(d.get("calibrate")),
+                   postprocess=PostConfig.from_dict(d.get("postprocess")), refiner=refiner)
+
+
+@dataclass
+class Extraction:
+    """Everything one extraction produced, for debugging and plots."""
+
+    signals: Signals
+    confidence: dict  # lead -> (n,) 0..1 per output sample
+    traces: list  # RowTrace per layout row
+    readings: list  # PanelReading per panel
+    info: dict  # x0 per row and how it was found, scales
+
+
+def _check_maps(maps: TraceMaps) -> None:
+    m = maps.maps
+    if m.size == 0 or not np.isfinite(m).all():
+        raise ValueError(f"{maps.image_id}: trace maps are empty or hold non-finite values")
+    for r in range(m.shape[0]):
+        if float(np.ptp(m[r])) <= 0.0:
+            raise ValueError(f"{maps.image_id}: trace map of row {r} is constant: it holds no trace")
+
+
+def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
+            config: ExtractorConfig | None = None) -> Extraction:
+    """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each."""
+    cfg = config or ExtractorConfig()
+    if not (np.isfinite(rectified_px_per_mm) and rectified_px_per_mm > 0):
+        raise ValueError(f"rectified px_per_mm must be positive, got {rectified_px_per_mm}")
+    missing = [lead for lead in LEADS if lead not in samples_per_lead]
+    if missing:
+        raise ValueError(f"sample counts missing for leads {missing}")
+    _check_maps(maps)
+    layout = get_layout(maps.layout_name)
+    try:
+        traces = read_rows(maps, cfg.extract)
+        readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate)
+        leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
+    except ValueError as exc:
+        raise ValueError(f"{maps.image_id}: stage 2 failed: {exc}") from exc
+    leads = {k: np.asarray(v, dtype=np.float64) for k, v in leads.items()}
+    signals = Signals(image_id=maps.image_id, fs_hz=float(fs_hz), leads_mv=leads)
+    return Extraction(signals, conf, traces, readings, info)
+
+
+def extract_signals(maps: TraceMaps, rectified_px_per_mm: float, page: Page,
+                    config: ExtractorConfig | None = None) -> Signals:
+    """Plain-function API: TraceMaps -> Signals for ``page`` (its fs and per-lead sample counts)."""
+    counts = {lead: page.n_samples(lead) for lead in LEADS}
+    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config).signals
+
+
+class SignalExtractor:
+    """Stage 2 as a callable: ``SignalExtractor.from_bundle(path)(maps, px_per_mm, page) -> Signals``."""
+
+    def __init__(self, config: ExtractorConfig | None = None, bundle_dir: Path | None = None):
+        self.config = config or ExtractorConfig()
+        self.bundle_dir = bundle_dir
+
+    @classmethod
+    def from_bundle(cls, path: str | Path) -> SignalExtractor:
+        path = Path(path)
+        cfg_path = path / "config.json" if path.is_dir() else path
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"stage-2 bundle config not found: {cfg_path}")
+        try:
+            d = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from None
+        return cls(ExtractorConfig.from_dict(d), cfg_path.parent)
+
+    def save_bundle(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        return path
+
+    def extract(self, maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float,
+                samples_per_lead: dict) -> Extraction:
+        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config)
+
+    def __call__(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page) -> Signals:
+        return extract_signals(maps, rectified_px_per_mm, page, self.config)
