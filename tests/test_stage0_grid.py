@@ -1,0 +1,183 @@
+"""Stage 0 grid rectifier on factory pages (no data on disk): pitch, rotation and placement against the labelled
+sheet maps, re-rendered scales and skews, scans, gridless pages, and the folder CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from common.sheet_map import SheetMap, apply_homography
+from common.types import Page, Rectified
+from stage0_rectify.grid import as_rgb, estimate_grid, rectify_from_grid
+from stage0_rectify.run import main as run_main
+from synth.factory import make_page
+from synth.render import RenderStyle, render_page
+from synth.signals import enforce_einthoven, prepare, simulate_record
+
+W, H = CANONICAL.width_px, CANONICAL.height_px
+PPM = CANONICAL.px_per_mm
+SHEET_PTS = np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1], [W / 2, H / 2], [300, 1200]], float)
+SCAN_TYPES = ("0003", "0004", "0011", "0012")
+
+
+def _page(index: int, types=("0001",)):
+    return make_page(simulate_record(np.random.default_rng(index)), index, 7, types)
+
+
+@pytest.fixture(scope="module")
+def pages():
+    """Factory pages with a grid (seed 7: index 0 blue, 1 pink, 3 pink), all scan types for index 1."""
+    return {0: _page(0), 1: _page(1, ("0001", *SCAN_TYPES)), 3: _page(3)}
+
+
+def _true_ppm(sheet_map: SheetMap) -> float:
+    return PPM / np.sqrt(abs(np.linalg.det(sheet_map.image_to_sheet_h[:2, :2])))
+
+
+def _sheet_error(est_h: np.ndarray, true_map: SheetMap) -> np.ndarray:
+    """Where the estimate puts each sheet point (taken to the image by the true map), minus the point."""
+    img_pts = true_map.sheet_to_image(SHEET_PTS)
+    return apply_homography(est_h, img_pts) - SHEET_PTS
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])
+def test_renders_map_to_identity(pages, index):
+    img = pages[index].images["0001"]
+    est = estimate_grid(img.image_rgb)
+    assert est.method == "grid" and est.confidence > 0.9
+    assert est.px_per_mm == pytest.approx(PPM, rel=0.005)
+    assert abs(est.angle_deg) < 0.05
+    err = np.linalg.norm(_sheet_error(est.image_to_sheet_h, img.sheet_map), axis=1)
+    assert err.max() < 1.0, err
+
+
+def test_rectify_from_grid_contract(pages):
+    img = pages[1].images["0001"]
+    rec = rectify_from_grid(Page("p1", img.image_rgb, 500.0))
+    assert isinstance(rec, Rectified) and rec.image_id == "p1" and rec.method == "grid"
+    assert rec.sheet_rgb.shape == (H, W, 3) and rec.px_per_mm == pytest.approx(PPM)
+    # the render maps to itself: the rectified sheet is the image
+    diff = np.abs(rec.sheet_rgb.astype(np.int16) - img.image_rgb.astype(np.int16))
+    assert np.percentile(diff, 99.9) <= 2
+
+
+def _warp(sheet: np.ndarray, scale: float, angle_deg: float, pad: int):
+    """Sheet -> image: rotate by angle (clockwise as displayed for > 0) and scale about the sheet centre, put on
+    a white canvas with ``pad`` px margins around the rotated page. Returns image and sheet -> image 2x3."""
+    a = np.deg2rad(angle_deg)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    corners = SHEET_PTS[:4] @ rot.T
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    m = np.hstack([rot, (pad - lo)[:, None]])
+    size = (int(np.ceil(hi[0] - lo[0])) + 2 * pad, int(np.ceil(hi[1] - lo[1])) + 2 * pad)
+    img = cv2.warpAffine(sheet, m, size, flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    return img, m
+
+
+@pytest.mark.parametrize("scale,angle", [(0.7, 0.0), (1.3, 0.0), (1.0, 3.0), (1.0, -3.0), (0.7, -3.0), (1.3, 3.0),
+                                         (0.85, 5.0), (1.15, -5.0)])
+def test_rescaled_and_rotated_pages(pages, scale, angle):
+    page = pages[1]
+    img, m = _warp(page.sheet_rgb, scale, angle, pad=60)
+    est = estimate_grid(img)
+    assert est.method == "grid"
+    assert est.px_per_mm == pytest.approx(PPM * scale, rel=0.01)
+    assert est.angle_deg == pytest.approx(angle, abs=0.1)
+    true_map = SheetMap(np.linalg.inv(np.vstack([m, [0, 0, 1]])))
+    assert np.abs(_sheet_error(est.image_to_sheet_h, true_map)).max() < 2.0
+    # the rectified sheet has its ink (traces, labels) where the original sheet has it, and the traces are there
+    sheet = SheetMap(est.image_to_sheet_h).rectify(img)
+    orig_ink = page.sheet_rgb.min(axis=2) < 100
+    dist = cv2.distanceTransform((~orig_ink).astype(np.uint8), cv2.DIST_L2, 3)
+    ink = sheet.min(axis=2) < 100
+    assert ink.sum() > 5000
+    assert np.percentile(dist[ink], 99.5) <= 2.0
+    trace = page.labels.row_masks.max(axis=0) > 128
+    assert (sheet.min(axis=2) < 170)[trace].mean() > 0.9  # thin traces fade when shrunk and enlarged again
+
+
+@pytest.mark.parametrize("image_type", SCAN_TYPES)
+def test_scans(pages, image_type):
+    img = pages[1].images[image_type]
+    est = estimate_grid(img.image_rgb)
+    assert est.px_per_mm == pytest.approx(_true_ppm(img.sheet_map), rel=0.015)
+    err = _sheet_error(est.image_to_sheet_h, img.sheet_map)
+    resid = err - err.mean(axis=0)  # scale and rotation: the page placement itself is only roughly known
+    assert np.abs(resid).max() < (3.0 if est.method.startswith("grid") else 25.0)
+    assert np.abs(err).max() < 60.0
+
+
+def _gridless_page(pulse: bool) -> np.ndarray:
+    rec = simulate_record(np.random.default_rng(5))
+    sig = enforce_einthoven(prepare(rec, 500).leads_mv)
+    style = RenderStyle(grid="none", calibration_pulse=pulse, paper_rgb=(250, 250, 248))
+    return render_page(sig, 500, "g", style, np.random.default_rng(0)).sheet_rgb
+
+
+def test_gridless_page_uses_the_pulse():
+    est = estimate_grid(_gridless_page(pulse=True))
+    assert est.method == "pulse" and est.confidence <= 0.6
+    assert est.px_per_mm == pytest.approx(PPM, rel=0.01)
+
+
+def test_gridless_page_without_pulse_falls_back_to_page_width():
+    img = _gridless_page(pulse=False)
+    est = estimate_grid(img)
+    assert est.method == "page_width" and est.confidence <= 0.1
+    assert est.px_per_mm == pytest.approx(W / 279.4)
+    rec = rectify_from_grid(img, image_id="g")
+    assert rec.sheet_rgb.shape == (H, W, 3)
+
+
+@pytest.mark.parametrize("kind", ["white", "noise", "tiny_text"])
+def test_degenerate_images_do_not_crash(kind):
+    rng = np.random.default_rng(0)
+    if kind == "white":
+        img = np.full((400, 600, 3), 255, np.uint8)
+    elif kind == "noise":
+        img = rng.integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    else:
+        img = np.full((60, 200, 3), 255, np.uint8)
+        cv2.putText(img, "ECG", (10, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+    est = estimate_grid(img)
+    assert np.isfinite(est.image_to_sheet_h).all() and 0.0 <= est.confidence <= 1.0
+    assert est.method in ("page_width", "pulse") and est.confidence <= 0.6
+
+
+def test_as_rgb_conversions():
+    grey = np.full((40, 50), 100, np.uint8)
+    assert as_rgb(grey).shape == (40, 50, 3)
+    rgba = np.zeros((40, 50, 4), np.uint8)  # fully transparent black -> white paper
+    assert (as_rgb(rgba) == 255).all()
+    assert as_rgb(np.full((40, 50, 3), 1.0)).max() == 255
+    assert as_rgb(np.ones((40, 50), np.uint16) * 65535).min() == 255
+    with pytest.raises(ValueError):
+        as_rgb(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError):
+        as_rgb(np.zeros((40, 50, 2), np.uint8))
+
+
+def test_cli_reports_bad_files_and_goes_on(tmp_path, pages):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    small = cv2.resize(pages[0].images["0001"].image_rgb, (1100, 850), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(src / "a_good.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    (src / "b_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (src / "c_empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(src / "d_tiny.bmp"), np.zeros((5, 5, 3), np.uint8))
+    cv2.imwrite(str(src / "e_grey16.png"), (cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257))
+    (src / "notes.txt").write_text("not an image")
+    assert run_main(["--images", str(src), "--out", str(out), "--viz"]) == 0
+    recs = {r["file"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(recs) == {"a_good.png", "b_corrupt.png", "c_empty.jpg", "d_tiny.bmp", "e_grey16.png"}
+    good = recs["a_good.png"]
+    assert good["ok"] and good["method"] == "grid" and good["px_per_mm"] == pytest.approx(PPM / 2, rel=0.01)
+    assert (out / "a_good.png").is_file() and (out / "viz" / "a_good.jpg").is_file()
+    assert recs["e_grey16.png"]["ok"] and recs["e_grey16.png"]["px_per_mm"] == pytest.approx(PPM / 2, rel=0.01)
+    for bad in ("b_corrupt.png", "c_empty.jpg", "d_tiny.bmp"):
+        assert not recs[bad]["ok"] and recs[bad]["error"]
