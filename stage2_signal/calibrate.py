@@ -206,6 +206,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg)
     n = n_record_samples(fs_hz)
     readings = []
+    unread: list[str] = []
     row_baselines = {}
     for row in range(layout.n_rows):
         trace = traces[row]
@@ -228,7 +229,12 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             try:
                 y, c = trace.sample(xs, x_lo, x_hi)
             except ValueError as exc:
-                raise ValueError(f"panel {panel.lead} (row {row}, column {panel.col}): {exc}") from None
+                # One unreadable panel (a tear, a stain, a weak map) must not cost the page: the lead reads
+                # as a flat line with zero confidence, which fusion and the Einthoven projection fill in
+                # from the other leads where they can.
+                unread.append(f"panel {panel.lead} (row {row}, column {panel.col}): {exc}")
+                readings.append(PanelReading(panel, i0, i1, np.zeros(i1 - i0), np.zeros(i1 - i0), float("nan")))
+                continue
             if cfg.baseline == "row":
                 base = row_baselines[row]
             else:
@@ -236,6 +242,8 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
                 base = isoelectric_y(trace.y_peak[sel] if sel.sum() >= 8 else y, cfg)
             mv = geom.y_to_mv(y, base)
             readings.append(PanelReading(panel, i0, i1, mv, np.clip(c, 0.0, 1.0), base))
+    if len(unread) == len(readings):
+        raise ValueError("no panel holds a confident trace: " + "; ".join(unread[:3]))
     info = {"x0_px": x0.tolist(), "x0_how": how, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
-            "px_per_mv": geom.px_per_mv}
+            "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

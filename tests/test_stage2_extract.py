@@ -149,6 +149,23 @@ def test_time_origin_robust_to_late_start_and_baseline_to_offset(clean_500):
     assert uncapped_db(truth, ex.signals.leads_mv, 500) >= db0 - 1.0
 
 
+def test_an_unreadable_panel_costs_only_its_lead(clean_500):
+    labels, maps, _, _ = clean_500
+    bad = dataclasses.replace(maps, maps=maps.maps.copy())
+    xs = maps.sheet_x()
+    aVL = get_layout("3x4+II").lead_panels("aVL")[0]
+    x_lo = labels.x0_px + aVL.x_offset_s * CANONICAL.px_per_s
+    _blank(bad, aVL.row, (xs > x_lo - 2) & (xs < x_lo + aVL.duration_s * CANONICAL.px_per_s + 2))
+    ex, truth = run(labels, bad)
+    assert any(msg.startswith("panel aVL") for msg in ex.info["unread_panels"])
+    assert len(ex.info["unread_panels"]) == 1
+    # aVL is rebuilt from aVR and aVF (printed at the same time) by the Einthoven projection
+    s, n, _, _ = lead_powers(truth["aVL"], ex.signals.leads_mv["aVL"], 500)
+    assert s / n > 10
+    others = {k: v for k, v in truth.items() if k != "aVL"}
+    assert snr_db(others, ex.signals.leads_mv, 500) > 20
+
+
 def test_calibration_pulses_in_the_maps_do_not_move_the_origin():
     labels = labels_for(500, index=2)  # a page printed with calibration pulses
     assert np.isfinite(labels.pulse_boxes_px).all()
@@ -260,11 +277,10 @@ def test_empty_maps_raise_clear_errors():
     empty = dataclasses.replace(maps, maps=np.zeros_like(maps.maps))
     with pytest.raises(ValueError, match="constant"):
         extract_signals(empty, CANONICAL.px_per_mm, page)
-    one_row = maps.maps.copy()
-    one_row[2] = np.random.default_rng(0).uniform(0, 1, one_row[2].shape).astype(np.float32)
-    one_row[2] /= one_row[2].sum(axis=0, keepdims=True)
-    with pytest.raises(ValueError, match="row 2"):
-        extract_signals(dataclasses.replace(maps, maps=one_row), CANONICAL.px_per_mm, page)
+    noise = np.random.default_rng(0).uniform(0, 1, maps.maps.shape).astype(np.float32)
+    noise /= noise.sum(axis=1, keepdims=True)
+    with pytest.raises(ValueError, match="no row of the trace maps holds a trace"):
+        extract_signals(dataclasses.replace(maps, maps=noise), CANONICAL.px_per_mm, page)
     with pytest.raises(ValueError, match="px_per_mm"):
         extract_signals(maps, 0.0, page)
 

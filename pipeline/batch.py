@@ -1,0 +1,181 @@
+"""Batch jobs over competition-layout folders: ``predict`` (test layout) and ``cv`` (train layout).
+
+Each worker process loads the pipeline once and decodes each image once. A page that fails gets the
+fallback prediction; its reason goes to the log and to the failures file, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from common.kaggle_io import read_record_signals, read_test_csv, read_train_csv, write_submission
+from common.layouts import COMPETITION_LAYOUT, LEADS
+from common.metric import MAX_SNR, lead_powers, snr_db_from_linear
+from common.types import Page
+from pipeline.chain import Pipeline, fallback_signals, read_image_rgb
+
+log = logging.getLogger("pipeline.batch")
+
+
+@dataclass(frozen=True)
+class Job:
+    image_id: str
+    path: Path
+    fs_hz: float
+    samples_per_lead: dict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image_id: str
+    leads_mv: dict
+    error: str | None
+    timings_s: dict
+
+
+_WORKER_PIPELINE: Pipeline | None = None
+
+
+def _init_worker(weights_dir: str, threads: int) -> None:
+    global _WORKER_PIPELINE
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir)
+
+
+def _run_job(job: Job) -> Outcome:
+    assert _WORKER_PIPELINE is not None, "worker not initialised"
+    try:
+        page = Page(job.image_id, read_image_rgb(job.path), job.fs_hz, job.samples_per_lead)
+    except ValueError as err:  # unreadable or invalid image: fallback of the requested shape
+        log.warning("page %s: %s", job.image_id, err)
+        stub = Page(job.image_id, np.zeros((16, 16, 3), np.uint8), job.fs_hz, job.samples_per_lead)
+        return Outcome(job.image_id, fallback_signals(stub).leads_mv, str(err), {})
+    result = _WORKER_PIPELINE.digitize(page)
+    return Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s)
+
+
+def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True) -> Iterator[Outcome]:
+    """Outcomes in job order; ``workers`` processes share the machine's cores."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    if workers <= 1:
+        _init_worker(str(weights_dir), threads)
+        yield from tqdm(map(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
+        return
+    with get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads)) as pool:
+        yield from tqdm(pool.imap(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
+
+
+def test_jobs(data_dir: Path) -> tuple[list[Job], pd.DataFrame]:
+    test_df = read_test_csv(data_dir)
+    jobs = []
+    for image_id, rows in test_df.groupby("id", sort=False):
+        fs = float(rows["fs"].iloc[0])
+        counts = dict(zip(rows["lead"], rows["number_of_rows"].astype(int), strict=True))
+        jobs.append(Job(str(image_id), data_dir / "test" / f"{image_id}.png", fs, counts))
+    return jobs, test_df
+
+
+def predict(data_dir: Path, out: Path, weights_dir: Path, workers: int = 1, progress: bool = True) -> Path:
+    """Write a submission for every image of a test-layout folder; failures listed beside it."""
+    jobs, test_df = test_jobs(data_dir)
+    predictions, failures = {}, []
+    for outcome in run_jobs(jobs, weights_dir, workers, progress):
+        predictions[outcome.image_id] = outcome.leads_mv
+        if outcome.error:
+            failures.append((outcome.image_id, outcome.error))
+    path = write_submission(predictions, test_df, out)
+    failures_path = out.with_name(out.stem + ".failures.csv")
+    pd.DataFrame(failures, columns=["id", "reason"]).to_csv(failures_path, index=False)
+    log.info("%d pages, %d failed (fallback used; see %s)", len(jobs), len(failures), failures_path)
+    return path
+
+
+def train_jobs(data_dir: Path, types: Sequence[str] | None = None) -> tuple[list[Job], dict]:
+    """One job per image of a train-layout folder, with the record's truth (printed samples per lead)."""
+    train = read_train_csv(data_dir)
+    jobs, truth = [], {}
+    for record_id, fs in zip(train["id"].astype(str), train["fs"], strict=True):
+        frame = read_record_signals(data_dir, record_id)
+        leads = {lead: frame[lead].to_numpy(np.float64) for lead in LEADS}
+        leads = {lead: v[np.isfinite(v)] for lead, v in leads.items()}
+        counts = {lead: int(v.size) for lead, v in leads.items()}
+        for path in sorted((data_dir / "train" / record_id).glob(f"{record_id}-*.png")):
+            image_type = path.stem.rsplit("-", 1)[1]
+            if types and image_type not in types:
+                continue
+            jobs.append(Job(path.stem, path, float(fs), counts))
+            truth[path.stem] = leads
+    return jobs, truth
+
+
+def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: Sequence[str] | None = None,
+                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image and per-lead scores of the pipeline on a train-layout folder."""
+    jobs, truth = train_jobs(data_dir, types)
+    if not jobs:
+        raise SystemExit(f"no images found under {data_dir / 'train'}")
+    images, leads = [], []
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress), strict=True):
+        signal = noise = 0.0
+        for lead in LEADS:
+            s, n, lag, offset = lead_powers(truth[job.image_id][lead], outcome.leads_mv[lead], job.fs_hz)
+            signal, noise = signal + s, noise + n
+            lead_snr = MAX_SNR if n == 0 else min(MAX_SNR, s / n)
+            leads.append({"image_id": job.image_id, "lead": lead, "lag": lag, "offset": offset,
+                          "snr_db": 10 * np.log10(max(lead_snr, 1e-12))})
+        snr = MAX_SNR if noise == 0 else min(MAX_SNR, signal / noise)
+        record_id, image_type = job.image_id.rsplit("-", 1)
+        images.append({"image_id": job.image_id, "record_id": record_id, "type": image_type, "fs": job.fs_hz,
+                       "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "error": outcome.error or "",
+                       **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
+    return pd.DataFrame(images), pd.DataFrame(leads)
+
+
+def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str:
+    """The metric overall, per image type, per fs and per lead, and the worst images."""
+    lines = [f"overall: {snr_db_from_linear(images['snr']):.2f} dB over {len(images)} images "
+             f"({(images['error'] != '').sum()} failed)"]
+    for key in ("type", "fs"):
+        lines.append(f"per {key}:")
+        for value, group in images.groupby(key):
+            lines.append(f"  {value}: {snr_db_from_linear(group['snr']):.2f} dB ({len(group)})")
+    lines.append("per lead (median of per-image lead SNR):")
+    lines.append("  " + "  ".join(f"{lead} {leads.loc[leads['lead'] == lead, 'snr_db'].median():.1f}"
+                                  for lead in LEADS))
+    lines.append("worst images:")
+    for row in images.nsmallest(worst, "snr").itertuples():
+        lines.append(f"  {row.image_id} {row.snr_db:.2f} dB {row.error}")
+    return "\n".join(lines)
+
+
+def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1) -> int:
+    """Digitize image files (the competition's layout and lengths): ``<out_dir>/<stem>.csv`` per image with
+    the 12 leads as columns, NaN where a lead was not printed. Returns the number of failed images."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {lead: int(round(fs_hz * (10.0 if lead == "II" else 2.5))) for lead in LEADS}
+    jobs = [Job(Path(p).stem, Path(p), fs_hz, counts) for p in images]
+    n_total = max(counts.values())
+    failed = 0
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers), strict=True):
+        table = np.full((n_total, len(LEADS)), np.nan)
+        for k, lead in enumerate(LEADS):
+            i0 = int(round(min(p.t0_s for p in COMPETITION_LAYOUT.lead_panels(lead)) * fs_hz))
+            values = outcome.leads_mv[lead]
+            table[i0:i0 + values.size, k] = values
+        path = out_dir / f"{job.image_id}.csv"
+        pd.DataFrame(table, columns=list(LEADS)).to_csv(path, index=False, float_format="%.5f")
+        status = f"FAILED ({outcome.error}), flat fallback written" if outcome.error else "ok"
+        print(f"{job.path} -> {path}: {status}")
+        failed += bool(outcome.error)
+    return failed

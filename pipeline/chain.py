@@ -1,0 +1,101 @@
+"""The digitizer as one Python API: image -> rectified sheet -> trace maps -> signals.
+
+    pipeline = Pipeline.from_bundles("weights")
+    result = pipeline(page)            # PipelineResult: signals, intermediate contracts, timings
+    signals = pipeline.digitize(page)  # the same, never raising: a failed page gets a fallback
+
+Stage 0 is the grid-based rectifier (the keypoint network will take its place and keep it as fallback).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from stage1_segment.infer import TraceSegmenter
+
+from common.layouts import LEADS
+from common.types import Page, Rectified, Signals, TraceMaps
+from stage0_rectify.grid import rectify_from_grid
+from stage2_signal.infer import SignalExtractor
+
+log = logging.getLogger("pipeline")
+
+STAGE_BUNDLES = {"stage1": "stage1_segment", "stage2": "stage2_signal"}
+
+
+class ImageReadError(ValueError):
+    pass
+
+
+def read_image_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file once into RGB uint8; a clear error if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image {path} does not exist")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageReadError(f"image {path} could not be decoded (not a png/jpg/bmp/tiff image?)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def fallback_signals(page: Page) -> Signals:
+    """What a page that could not be digitized gets: a flat 0 mV line of the requested length in every
+    lead (the metric forgives a constant offset, so this is the least-harm constant)."""
+    return Signals(page.image_id, page.fs_hz,
+                   {lead: np.zeros(page.n_samples(lead), dtype=np.float32) for lead in LEADS})
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    signals: Signals
+    rectified: Rectified | None = None
+    maps: TraceMaps | None = None
+    timings_s: dict = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class Pipeline:
+    segmenter: TraceSegmenter
+    extractor: SignalExtractor
+
+    @classmethod
+    def from_bundles(cls, weights_dir: str | Path = "weights") -> Pipeline:
+        """Load every stage from its bundle folder under ``weights_dir``; a missing bundle is an error."""
+        root = Path(weights_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"weights folder {root} does not exist")
+        return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"]),
+                   SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]))
+
+    def __call__(self, page: Page) -> PipelineResult:
+        timings = {}
+        start = time.perf_counter()
+        rectified = rectify_from_grid(page)
+        timings["stage0_rectify"] = time.perf_counter() - start
+        start = time.perf_counter()
+        maps = self.segmenter(rectified)
+        timings["stage1_segment"] = time.perf_counter() - start
+        start = time.perf_counter()
+        signals = self.extractor(maps, rectified.px_per_mm, page)
+        timings["stage2_signal"] = time.perf_counter() - start
+        return PipelineResult(signals, rectified, maps, timings)
+
+    def digitize(self, page: Page) -> PipelineResult:
+        """Like calling the pipeline, but a failure gives the fallback signals and the reason."""
+        try:
+            return self(page)
+        except Exception as err:  # noqa: BLE001 - a batch never loses a page; the reason is kept and logged
+            reason = f"{type(err).__name__}: {err}"
+            log.warning("page %s failed, fallback prediction used: %s", page.image_id, reason)
+            return PipelineResult(fallback_signals(page), error=reason)

@@ -1,0 +1,122 @@
+"""Stage 1 inference: Rectified (page on the canonical sheet) -> TraceMaps (one y-distribution map per row).
+
+A bundle is a folder with ``model.safetensors`` (the weights) and ``config.json`` (model name + kwargs, map
+scale, layout, a SHA-256 of the weights file, and how it was trained). Loading is offline and strict: a
+missing file, a weights file that is not the one the config names, or weights that do not fit the configured
+network are errors that name the file - never a silently random network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.types import Rectified, TraceMaps
+from stage1_segment.data import MapSpec, sheet_to_map_image
+from stage1_segment.model import coord_channels, create_model, normalise_image, split_logits
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLE_FORMAT = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (atomically: temp files, then rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_w = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
+    cfg = dict(config)
+    cfg["bundle_format"] = BUNDLE_FORMAT
+    cfg["weights_sha256"] = _sha256(tmp_w)
+    cfg["weights_bytes"] = tmp_w.stat().st_size
+    tmp_c = out / (CONFIG_FILE + ".tmp")
+    tmp_c.write_text(json.dumps(cfg, indent=1))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_c.replace(out / CONFIG_FILE)
+    return out
+
+
+def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"stage-1 bundle is incomplete: {p} is missing")
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("model_name", "model_kwargs", "scale_x", "scale_y", "layout", "weights_sha256"):
+        if key not in cfg:
+            raise ValueError(f"{cfg_path} lacks {key!r}")
+    if cfg.get("bundle_format") != BUNDLE_FORMAT:
+        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
+    sha = _sha256(w_path)
+    if sha != cfg["weights_sha256"]:
+        raise ValueError(f"{w_path} does not match {cfg_path} (sha256 {sha[:12]} != {cfg['weights_sha256'][:12]})")
+    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
+    state = load_file(str(w_path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{w_path} does not fit the network configured in {cfg_path}: {exc}") from exc
+    model.eval()
+    return model, cfg
+
+
+class TraceSegmenter:
+    """``TraceSegmenter.from_bundle(path)(rectified) -> TraceMaps``; each column of each row's map sums to 1."""
+
+    def __init__(self, model: torch.nn.Module, config: dict, num_threads: int | None = None):
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.config = config
+        self.spec = MapSpec(float(config["scale_x"]), float(config["scale_y"]))
+        self.layout_name = str(config["layout"])
+        self.n_rows = int(config["model_kwargs"].get("n_rows", 4))
+        self.num_threads = num_threads
+        self.last_timing: dict = {}
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, num_threads: int | None = None) -> TraceSegmenter:
+        model, cfg = load_bundle(path)
+        return cls(model, cfg, num_threads=num_threads)
+
+    @torch.inference_mode()
+    def probabilities(self, sheet_rgb: np.ndarray) -> np.ndarray:
+        """(n_rows, Hm, Wm) float32 column softmax of the rows' y-logits for a canonical-sheet RGB image."""
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        t0 = time.perf_counter()
+        img = sheet_to_map_image(sheet_rgb, self.spec)
+        hm, wm = self.spec.shape_hw
+        x = normalise_image(torch.from_numpy(img).permute(2, 0, 1)[None])
+        coords = coord_channels(1, hm, wm, 0, wm)
+        t1 = time.perf_counter()
+        out = self.model(x, coords)
+        t2 = time.perf_counter()
+        y_logits, _ = split_logits(out, self.n_rows)
+        probs = torch.softmax(y_logits[0].float(), dim=1).numpy()
+        t3 = time.perf_counter()
+        self.last_timing = {"prep_s": t1 - t0, "net_s": t2 - t1, "softmax_s": t3 - t2}
+        return probs
+
+    def __call__(self, rectified: Rectified) -> TraceMaps:
+        probs = self.probabilities(rectified.sheet_rgb)
+        return TraceMaps(image_id=rectified.image_id, layout_name=self.layout_name, maps=probs.astype(np.float16),
+                         scale_x=self.spec.scale_x, scale_y=self.spec.scale_y)

@@ -1,0 +1,369 @@
+"""Train the stage-1 row-trace U-Net on pages rendered on the fly, on CPU.
+
+    python -m stage1_segment.train --signals /work/shared/data/signals --out weights/stage1_segment \
+        [--steps N] [--minutes M] [--resume]
+
+One producer process renders pages (SynthPageDataset, layout 3x4+II, all nine image types, all six fs),
+rectifies each through its labelled sheet map and downscales it to the map scale; the trainer keeps the
+latest pages in a replay buffer and trains on full-height, random-width crops from it, so rendering (about
+1 s a page) does not bound the step rate. Records are split by path: every 10th record path of each source
+goes to validation. Every ``--eval-min`` minutes it evaluates on fixed validation pages (mean |y error| of the
+column soft-argmax in sheet px, and the competition SNR of the signal read back at the labelled placement),
+saves a resumable checkpoint under ``--run-dir`` and, when validation improves, writes the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.geometry import CANONICAL
+from common.layouts import LEADS, get_layout
+from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
+from stage1_segment.data import MapSpec, PageToSample, split_records
+from stage1_segment.infer import save_bundle
+from stage1_segment.model import coord_channels, create_model, normalise_image, split_logits, trace_loss
+
+LAYOUT = "3x4+II"
+DEFAULT_MODEL = {
+    "name": "unet_rows",
+    "kwargs": {"n_rows": 4, "encoder_name": "tu-mobilenetv4_conv_small", "encoder_depth": 5,
+               "decoder_channels": [64, 32, 24, 16, 8], "coord_x": True, "mask_head": True},
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- producer
+
+
+def _producer(records, seed: int, start: int, q, spec: MapSpec, jitter: float) -> None:
+    import cv2
+
+    from synth.dataset import SynthPageDataset
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=[LAYOUT],
+                          fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, jitter=jitter, seed=seed + start))
+    i = start
+    while True:
+        try:
+            sample = ds[i]
+        except Exception as exc:  # noqa: BLE001 - one bad page must not stop training
+            print(f"producer: page {i} failed: {type(exc).__name__}: {exc}", flush=True)
+            i += 1
+            continue
+        sample["index"] = i
+        q.put(sample)
+        i += 1
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def read_back(y_sheet: np.ndarray, sample: dict, spec: MapSpec) -> tuple[dict, dict]:
+    """Signals (mV) read from per-column trace y (sheet px, (R, Wm)) at the labelled placement.
+
+    Each lead comes from the panel that prints most of it (lead II: the rhythm strip)."""
+    layout = get_layout(sample["layout_name"])
+    fs = sample["fs_hz"]
+    xs = spec.map_x_sheet()
+    from common.layouts import Placement
+
+    placement = Placement(sample["x0_px"], tuple(sample["baselines_y_px"]))
+    n = sample["signals_mv"].shape[1]
+    truth, pred = {}, {}
+    for lead in LEADS:
+        panels = sorted(layout.lead_panels(lead), key=lambda p: -p.duration_s)
+        panel = panels[0]
+        i0, i1 = panel.sample_range(fs, n)
+        t = np.arange(i0, i1) / fs
+        x = placement.panel_x_px(panel, t)
+        yc = y_sheet[panel.row]
+        ok = np.isfinite(yc)
+        y = np.interp(x, xs[ok], yc[ok])
+        pred[lead] = CANONICAL.y_to_mv(y, placement.baselines_y_px[panel.row])
+        truth[lead] = sample["signals_mv"][LEADS.index(lead), i0:i1].astype(np.float64)
+    return truth, pred
+
+
+@torch.inference_mode()
+def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool) -> dict:
+    from stage1_segment.model import column_mean_y
+
+    try:
+        from common.metric import image_snr, snr_db_from_linear
+    except ImportError:  # the metric module is someone else's, optional here
+        image_snr = snr_db_from_linear = None
+    model.eval()
+    hm, wm = spec.shape_hw
+    errs, errs_local, snrs, snrs_oracle, per_type = [], [], [], [], {}
+    t0 = time.time()
+    for s in val:
+        x = normalise_image(torch.from_numpy(s["image"]).permute(2, 0, 1)[None])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(x, coord_channels(1, hm, wm, 0, wm))
+        y_logits, _ = split_logits(out.float(), n_rows)
+        p = torch.softmax(y_logits[0], dim=1)  # (R, H, W)
+        ys = torch.arange(hm, dtype=torch.float32)
+        y_full = (p * ys[None, :, None]).sum(1).numpy()
+        # local soft-argmax: +-12 map px around the argmax
+        am = p.argmax(1)  # (R, W)
+        win = (ys[None, :, None] - am[:, None, :].float()).abs() <= 12
+        pl = p * win
+        y_loc = ((pl * ys[None, :, None]).sum(1) / pl.sum(1).clamp(min=1e-12)).numpy()
+        y_true = column_mean_y(torch.from_numpy(s["col_y"])).numpy()
+        ok = np.isfinite(y_true)
+        e = np.abs(y_full - y_true)[ok] / spec.scale_y
+        el = np.abs(y_loc - y_true)[ok] / spec.scale_y
+        errs.append(e.mean())
+        errs_local.append(el.mean())
+        per_type.setdefault(s["image_type"], []).append(e.mean())
+        if image_snr is not None:
+            y_pred_sheet = np.where(ok, spec.map_to_sheet_y(y_full), np.nan)
+            y_true_sheet = np.where(ok, spec.map_to_sheet_y(y_true), np.nan)
+            truth, pred = read_back(y_pred_sheet, s, spec)
+            snrs.append(image_snr(truth, pred, s["fs_hz"]))
+            truth, pred_o = read_back(y_true_sheet, s, spec)
+            snrs_oracle.append(image_snr(truth, pred_o, s["fs_hz"]))
+    model.train()
+    res = {
+        "val_mae_px": float(np.mean(errs)),
+        "val_mae_local_px": float(np.mean(errs_local)),
+        "val_median_page_mae_px": float(np.median(errs)),
+        "val_mae_px_by_type": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_type.items())},
+        "eval_s": time.time() - t0,
+    }
+    if snrs:
+        res["val_snr_db"] = snr_db_from_linear(snrs)
+        res["val_snr_db_column_oracle"] = snr_db_from_linear(snrs_oracle)
+    return res
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def make_batch(buffer: list[dict], rng: np.random.Generator, batch: int, crop: int, spec: MapSpec):
+    hm, wm = spec.shape_hw
+    picks = rng.integers(0, len(buffer), size=batch)
+    imgs, cols, masks, offs = [], [], [], []
+    for i in picks:
+        s = buffer[int(i)]
+        x0 = int(rng.integers(0, wm - crop + 1))
+        imgs.append(s["image"][:, x0 : x0 + crop])
+        cols.append(s["col_y"][:, x0 : x0 + crop])
+        masks.append(s["masks"][:, :, x0 : x0 + crop])
+        offs.append(x0)
+    img = normalise_image(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2))
+    coords = coord_channels(batch, hm, crop, torch.tensor(offs), wm)
+    col_y = torch.from_numpy(np.stack(cols))
+    mk = torch.from_numpy(np.stack(masks)).float() / 255.0
+    return img.contiguous(memory_format=torch.channels_last), coords, col_y, mk
+
+
+def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
+    w = min(1.0, (step + 1) / warmup)
+    return base * w * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--signals", type=Path, required=True, help="folder of signal sources (ludb/, cpsc2018/, ...)")
+    ap.add_argument("--out", type=Path, default=Path("weights/stage1_segment"), help="bundle folder")
+    ap.add_argument("--run-dir", type=Path, default=Path("runs/stage1_segment"), help="checkpoint + logs")
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps in total")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this much wall time in total")
+    ap.add_argument("--resume", action="store_true", help="continue from <run-dir>/ckpt.pt")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=320, help="crop width at map scale")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--scale-x", type=float, default=1.0, help="map scale of the canonical sheet in x")
+    ap.add_argument("--scale-y", type=float, default=0.5, help="map scale of the canonical sheet in y")
+    ap.add_argument("--buffer", type=int, default=64, help="pages kept for replay")
+    ap.add_argument("--min-buffer", type=int, default=6)
+    ap.add_argument("--val-pages", type=int, default=18)
+    ap.add_argument("--eval-min", type=float, default=6.0)
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (slow on CPUs without AVX512-BF16/AMX)")
+    ap.add_argument("--jitter", type=float, default=0.5, help="probability of vertical affine jitter")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
+    args = ap.parse_args(argv)
+    if args.steps is None and args.minutes is None:
+        ap.error("give --steps and/or --minutes")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    spec = MapSpec(args.scale_x, args.scale_y)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    if not (args.run_dir / ".gitignore").exists():  # checkpoints and logs never go into git
+        (args.run_dir / ".gitignore").write_text("*\n")
+    ckpt_path = args.run_dir / "ckpt.pt"
+    model_cfg = json.loads(args.model) if args.model else DEFAULT_MODEL
+
+    t_load = time.time()
+    train_recs, val_recs, data_desc = split_records(args.signals)
+    log(f"records: {len(train_recs)} train / {len(val_recs)} val windows from {data_desc} "
+        f"({time.time() - t_load:.1f}s)")
+
+    model = create_model(model_cfg["name"], **model_cfg["kwargs"]).to(memory_format=torch.channels_last)
+    n_rows = int(model_cfg["kwargs"]["n_rows"])
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, wall_prev, best, history = 0, 0.0, float("inf"), []
+    produced = 0
+    if args.resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: {ckpt_path} is missing")
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck["model_cfg"] != model_cfg:
+            raise ValueError(f"{ckpt_path} was trained as {ck['model_cfg']}, not {model_cfg}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, wall_prev, best, history = ck["step"], ck["wall_s"], ck["best"], ck["history"]
+        produced = ck["produced"]
+        log(f"resumed {ckpt_path} at step {step}, {wall_prev / 60:.1f} min, best {best:.3f}")
+
+    # Fixed validation pages: rendered once (2 per image type by default).
+    t_val = time.time()
+    from synth.dataset import SynthPageDataset
+
+    val_ds = SynthPageDataset(val_recs, IMAGE_TYPES, seed=12345, length=args.val_pages, layouts=[LAYOUT],
+                              fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, keep_labels=True))
+    val = [val_ds[i] for i in range(len(val_ds))]
+    for s in val:
+        del s["masks"]
+    log(f"{len(val)} validation pages rendered in {time.time() - t_val:.1f}s")
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue(maxsize=4)
+    prod = ctx.Process(target=_producer, args=(train_recs, args.seed, produced, q, spec, args.jitter), daemon=True)
+    prod.start()
+
+    rng = np.random.default_rng(args.seed * 1000 + step)
+    buffer: list[dict] = []
+    ring = 0
+    t_start = time.time()
+    last_eval = time.time()
+    run_losses: list[dict] = []
+    step_times: list[float] = []
+    base_cfg = {
+        "model_name": model_cfg["name"],
+        "model_kwargs": model_cfg["kwargs"],
+        "scale_x": spec.scale_x,
+        "scale_y": spec.scale_y,
+        "layout": LAYOUT,
+        "input": "RGB page rectified onto the canonical 2200x1700 sheet, resized (INTER_AREA) to the map scale, "
+                 "(x/255-0.5)/0.25, + normalised sheet y (and x) coordinate channels",
+        "output": "per layout row, softmax over y per map column (TraceMaps)",
+        "training_data": {
+            "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
+            "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": [LAYOUT],
+            "rectification": "labelled sheet_map (exact)", "jitter_p": args.jitter,
+            "val_pages": args.val_pages,
+        },
+        "train_args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+
+    def elapsed() -> float:
+        return wall_prev + time.time() - t_start
+
+    def progress() -> float:
+        fr = []
+        if args.steps:
+            fr.append(step / args.steps)
+        if args.minutes:
+            fr.append(elapsed() / (60 * args.minutes))
+        return max(fr)
+
+    def do_eval_and_save() -> None:
+        nonlocal best
+        res = evaluate(model, val, spec, n_rows, args.bf16)
+        res.update({"step": step, "wall_min": round(elapsed() / 60, 2), "pages_seen": produced})
+        history.append(res)
+        improved = res["val_mae_px"] < best
+        if improved:
+            best = res["val_mae_px"]
+            cfg = dict(base_cfg)
+            cfg.update({"steps": step, "wall_s": round(elapsed(), 1), "pages_rendered": produced,
+                        "validation": res, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+            save_bundle(model, cfg, args.out)
+        log(f"eval step {step}: " + json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                                                  for k, v in res.items()}) + (" -> bundle" if improved else ""))
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "wall_s": elapsed(),
+                    "best": best, "history": history, "produced": produced, "model_cfg": model_cfg},
+                   str(ckpt_path) + ".tmp")
+        os.replace(str(ckpt_path) + ".tmp", ckpt_path)
+        with open(args.run_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(res) + "\n")
+
+    model.train()
+    try:
+        while progress() < 1.0:
+            got = 0
+            while True:
+                try:
+                    item = q.get(timeout=60) if len(buffer) < args.min_buffer else q.get_nowait()
+                except queue.Empty:
+                    if len(buffer) < args.min_buffer and not prod.is_alive():
+                        raise RuntimeError("page producer died") from None
+                    break
+                produced += 1
+                got += 1
+                if len(buffer) < args.buffer:
+                    buffer.append(item)
+                else:
+                    buffer[ring] = item
+                    ring = (ring + 1) % args.buffer
+                if len(buffer) >= args.min_buffer and got >= 2:
+                    break
+            if len(buffer) < args.min_buffer:
+                continue
+            t0 = time.time()
+            lr = lr_at(progress(), step, args.lr, args.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            img, coords, col_y, mk = make_batch(buffer, rng, args.batch, args.crop, spec)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                out = model(img, coords)
+            loss, parts = trace_loss(out.float(), col_y, mk, n_rows)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+            opt.step()
+            step += 1
+            step_times.append(time.time() - t0)
+            run_losses.append(parts)
+            if step % args.log_every == 0:
+                mean = {k: np.mean([p[k] for p in run_losses if k in p]) for k in run_losses[-1]}
+                log(f"step {step} lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in mean.items())
+                    + f" | {np.mean(step_times):.2f}s/step ({1 / np.mean(step_times):.2f} steps/s) "
+                    f"pages {produced} buffer {len(buffer)} wall {elapsed() / 60:.1f}min")
+                run_losses.clear()
+                step_times.clear()
+            if time.time() - last_eval > 60 * args.eval_min:
+                do_eval_and_save()
+                last_eval = time.time()
+        do_eval_and_save()
+    finally:
+        prod.terminate()
+    log(f"done: {step} steps, {elapsed() / 60:.1f} min, best val_mae_px {best:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

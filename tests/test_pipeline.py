@@ -1,0 +1,70 @@
+"""End to end on a tiny synthetic set with the committed weights: predict, cv and digitize never lose a page."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.kaggle_io import read_test_csv, validate_submission
+from common.layouts import LEADS
+from pipeline.__main__ import DEFAULT_WEIGHTS, main
+from pipeline.chain import ImageReadError, Pipeline, read_image_rgb
+from synth.make import make_dataset
+from synth.signals import simulate_record
+
+
+@pytest.fixture(scope="module")
+def records():
+    return [simulate_record(np.random.default_rng(i), record_id=f"sim{i}") for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def test_layout(tmp_path_factory, records):
+    out = tmp_path_factory.mktemp("test_layout")
+    make_dataset(out, records, ["0001"], seed=5, layout_kind="test", fs_choices=[250], progress=False)
+    return out
+
+
+def test_predict_writes_a_valid_submission_and_survives_a_broken_image(test_layout, tmp_path):
+    broken = sorted((test_layout / "test").glob("*.png"))[0]
+    saved = broken.read_bytes()
+    broken.write_bytes(b"not a png")
+    try:
+        out = tmp_path / "submission.parquet"
+        assert main(["predict", "--data-dir", str(test_layout), "--out", str(out)]) == 0
+    finally:
+        broken.write_bytes(saved)
+    test_df = read_test_csv(test_layout)
+    assert validate_submission(out, test_df) == []
+    sub = pd.read_parquet(out)
+    assert len(sub) == int(test_df["number_of_rows"].sum()) and np.isfinite(sub["value"]).all()
+    failures = pd.read_csv(tmp_path / "submission.failures.csv")
+    assert list(failures["id"].astype(str)) == [broken.stem]
+    assert "could not be decoded" in failures["reason"].iloc[0]
+
+
+def test_cv_scores_every_image(tmp_path, records, capsys):
+    data = tmp_path / "train_layout"
+    make_dataset(data, records, ["0001"], seed=6, fs_choices=[500], progress=False)
+    per_image = tmp_path / "cv.csv"
+    assert main(["cv", "--data-dir", str(data), "--out", str(per_image)]) == 0
+    scores = pd.read_csv(per_image)
+    assert len(scores) == 2 and scores["snr_db"].notna().all()
+    assert "overall:" in capsys.readouterr().out
+
+
+def test_digitize_own_images(tmp_path, test_layout):
+    image = sorted((test_layout / "test").glob("*.png"))[1]
+    missing = tmp_path / "nope.png"
+    assert main(["digitize", str(image), str(missing), "--fs", "250", "--out", str(tmp_path / "d")]) == 1
+    table = pd.read_csv(tmp_path / "d" / f"{image.stem}.csv")
+    assert list(table.columns) == list(LEADS) and len(table) == 2500
+    assert table["II"].notna().all() and table["V1"].notna().sum() == 625
+    assert (tmp_path / "d" / "nope.csv").is_file()  # the fallback is written too, and reported
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(ImageReadError, match="does not exist"):
+        read_image_rgb(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError):
+        Pipeline.from_bundles(tmp_path / "no_weights")
+    assert (DEFAULT_WEIGHTS / "stage1_segment" / "config.json").is_file()

@@ -1,0 +1,190 @@
+"""Stage 1 (row trace U-Net): model, loss, data targets and bundles - small and CPU only."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from common.geometry import CANONICAL
+from common.sheet_map import SheetMap
+from common.types import Rectified, TraceMaps
+from stage1_segment.data import MapSpec, PageToSample, column_targets
+from stage1_segment.infer import CONFIG_FILE, WEIGHTS_FILE, TraceSegmenter, save_bundle
+from stage1_segment.model import (
+    coord_channels,
+    create_model,
+    dense_targets,
+    normalise_image,
+    soft_argmax_y,
+    split_logits,
+    trace_loss,
+)
+
+TINY = {"n_rows": 4, "encoder_name": "tu-mobilenetv4_conv_small", "encoder_depth": 3,
+        "decoder_channels": [16, 8, 8], "coord_x": True, "mask_head": True}
+SCALE = 1 / 16  # maps of 106 x 138 px for the bundle tests
+
+
+def tiny_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("unet_rows", **TINY)
+
+
+def tiny_config() -> dict:
+    return {"model_name": "unet_rows", "model_kwargs": TINY, "scale_x": SCALE, "scale_y": SCALE, "layout": "3x4+II"}
+
+
+def test_model_output_shape_and_column_softmax():
+    model = tiny_model().eval()
+    x = normalise_image(torch.randint(0, 256, (2, 3, 50, 70), dtype=torch.uint8))
+    with torch.no_grad():
+        out = model(x, coord_channels(2, 50, 70, torch.tensor([0, 30]), 200))
+    assert out.shape == (2, 8, 50, 70)  # not a multiple of the stride: padded inside, cropped back
+    y_logits, m_logits = split_logits(out, 4)
+    assert y_logits.shape == m_logits.shape == (2, 4, 50, 70)
+    p = torch.softmax(y_logits, dim=2)
+    torch.testing.assert_close(p.sum(2), torch.ones(2, 4, 70))
+
+
+def test_unknown_model_name_is_an_error():
+    with pytest.raises(KeyError, match="unknown stage-1 model"):
+        create_model("nope")
+
+
+def test_coord_channels_follow_the_crop_offset():
+    full = coord_channels(1, 4, 20, 0, 20)
+    crop = coord_channels(2, 4, 5, torch.tensor([0, 7]), 20)
+    torch.testing.assert_close(crop[1], full[0, :, :, 7:12])
+    torch.testing.assert_close(crop[0], full[0, :, :, :5])
+
+
+def test_targets_are_distributions_centred_on_the_labels():
+    col = torch.full((1, 2, 6, 4), float("nan"))
+    col[0, 0, :3] = torch.tensor([10.2, 10.4, 10.6, 10.8])  # a trace in the first three columns
+    col[0, 1, 2] = torch.tensor([3.0, 8.0, 13.0, 18.0])  # a steep stroke inside one column
+    t, valid = dense_targets(col, 24, sigma=0.75)
+    assert valid[0, 0].tolist() == [True, True, True, False, False, False]
+    assert valid[0, 1].tolist() == [False, False, True, False, False, False]
+    torch.testing.assert_close(t.sum(2)[valid], torch.ones(int(valid.sum())))
+    ys = torch.arange(24, dtype=torch.float32)
+    mean = (t[0, 0, :, 0] * ys).sum()
+    assert abs(float(mean) - 10.5) < 0.05
+    stroke = t[0, 1, :, 2]  # the stroke's mass spreads evenly over its four sub-column centres
+    torch.testing.assert_close(stroke[[3, 8, 13, 18]], torch.full((4,), float(stroke[3])))
+    assert float(stroke[3]) > 0.1 and float(stroke[5:7].sum()) < 0.02
+
+
+def test_column_targets_group_sub_columns():
+    spec = MapSpec(1.0, 0.5)
+    row_y = np.full((4, CANONICAL.width_px * 4), np.nan, dtype=np.float32)
+    row_y[1, 400:800] = 700.0
+    col = column_targets(row_y, 4, spec)
+    assert col.shape == (4, 2200, 4)
+    np.testing.assert_allclose(col[1, 100:200], (700.0 + 0.5) * 0.5 - 0.5)
+    assert np.isnan(col[0]).all() and np.isnan(col[1, :100]).all()
+    with pytest.raises(ValueError):
+        column_targets(row_y, 4, MapSpec(3.0, 0.5))
+
+
+def test_page_to_sample_matches_the_drawn_trace():
+    from synth.factory import make_page
+    from synth.signals import simulate_record
+
+    rec = simulate_record(np.random.default_rng(3))
+    page = make_page(rec, 0, 0, ["0001"], layouts=["3x4+II"], fs_choices=[500])
+    spec = MapSpec(1.0, 0.5)
+    s = PageToSample(spec, keep_labels=True)(page)
+    assert s["image"].shape == (850, 2200, 3) and s["masks"].shape == (4, 850, 2200)
+    assert s["col_y"].shape == (4, 2200, 4)
+    # the labelled centre line lies on the row's mask
+    for r in range(4):
+        cols = np.flatnonzero(np.isfinite(s["col_y"][r]).all(-1))[::50]
+        yi = np.round(np.nanmean(s["col_y"][r, cols], -1)).astype(int)
+        assert (s["masks"][r, yi, cols] > 0).mean() > 0.9
+
+
+def _synthetic_batch(h: int = 64, w: int = 96, seed: int = 0):
+    """Two rows of sine-like traces drawn on white, and their labels."""
+    rng = np.random.default_rng(seed)
+    imgs, cols = [], []
+    for _ in range(2):
+        img = np.full((h, w, 3), 255, np.uint8)
+        col = np.full((4, w, 2), np.nan, np.float32)
+        xs = np.arange(w * 2) / 2 - 0.25
+        for r, base in enumerate((12, 26, 40, 54)):
+            y = base + 3 * np.sin(xs / rng.uniform(4, 9) + rng.uniform(0, 6))
+            pts = np.stack([xs, y], 1)
+            cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, (0, 0, 0), 1, cv2.LINE_AA, 4)
+            col[r] = y.reshape(w, 2)
+        imgs.append(img)
+        cols.append(col)
+    x = normalise_image(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2))
+    return x, coord_channels(2, h, w, 0, w), torch.from_numpy(np.stack(cols))
+
+
+def test_loss_decreases_when_overfitting_one_batch():
+    model = tiny_model(1)
+    x, c, col = _synthetic_batch()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss, _ = trace_loss(model(x, c), col, None, 4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def _rectified(seed: int = 0) -> Rectified:
+    rng = np.random.default_rng(seed)
+    sheet = rng.integers(0, 256, (*CANONICAL.shape_hw, 3), dtype=np.uint8)
+    return Rectified("p1", sheet, SheetMap.identity(), CANONICAL.px_per_mm, "test", 1.0)
+
+
+def test_bundle_round_trip_gives_identical_maps(tmp_path):
+    model = tiny_model(2).eval()
+    save_bundle(model, tiny_config(), tmp_path)
+    seg = TraceSegmenter.from_bundle(tmp_path)
+    rect = _rectified()
+    maps = seg(rect)
+    assert isinstance(maps, TraceMaps)
+    assert maps.maps.shape == (4, round(1700 * SCALE), round(2200 * SCALE))
+    np.testing.assert_allclose(maps.maps.astype(np.float32).sum(1), 1.0, atol=2e-2)
+    direct = TraceSegmenter(model, seg.config).probabilities(rect.sheet_rgb)
+    np.testing.assert_array_equal(seg.probabilities(rect.sheet_rgb), direct)
+    again = TraceSegmenter.from_bundle(tmp_path)(rect)
+    np.testing.assert_array_equal(again.maps, maps.maps)
+    # the soft-argmax of a column is a y inside the map
+    y = soft_argmax_y(torch.log(torch.from_numpy(maps.maps.astype(np.float32)) + 1e-9)[None])
+    assert float(y.min()) >= 0 and float(y.max()) <= maps.maps.shape[1] - 1
+
+
+@pytest.mark.parametrize("missing", [WEIGHTS_FILE, CONFIG_FILE])
+def test_from_bundle_names_a_missing_file(tmp_path, missing):
+    save_bundle(tiny_model(), tiny_config(), tmp_path)
+    (tmp_path / missing).unlink()
+    with pytest.raises(FileNotFoundError, match=missing):
+        TraceSegmenter.from_bundle(tmp_path)
+
+
+def test_from_bundle_rejects_a_mismatched_config(tmp_path):
+    save_bundle(tiny_model(), tiny_config(), tmp_path)
+    cfg_path = tmp_path / CONFIG_FILE
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model_kwargs"]["decoder_channels"] = [24, 8, 8]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="does not fit"):
+        TraceSegmenter.from_bundle(tmp_path)
+
+
+def test_from_bundle_rejects_other_weights(tmp_path):
+    save_bundle(tiny_model(0), tiny_config(), tmp_path / "a")
+    save_bundle(tiny_model(1), tiny_config(), tmp_path / "b")
+    (tmp_path / "b" / WEIGHTS_FILE).replace(tmp_path / "a" / WEIGHTS_FILE)
+    with pytest.raises(ValueError, match="does not match"):
+        TraceSegmenter.from_bundle(tmp_path / "a")
