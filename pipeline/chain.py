@@ -16,11 +16,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from stage1_segment.infer import TraceSegmenter
 
 from common.layouts import LEADS
 from common.types import Page, Rectified, Signals, TraceMaps
 from stage0_rectify.grid import rectify_from_grid
+from stage1_segment.infer import TraceSegmenter
 from stage2_signal.infer import SignalExtractor
 
 log = logging.getLogger("pipeline")
