@@ -6,7 +6,8 @@
         DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead.
     python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR]
         your own images: one CSV of the 12 leads per image (II for 10 s, the others 2.5 s).
-    python -m pipeline demo --out DIR
+    python -m pipeline demo [--out DIR]
+        digitize the sample pages in pipeline/samples and print their SNR against the known truth.
 """
 
 from __future__ import annotations
@@ -47,16 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
         sub.add_argument("--workers", type=int, default=1)
 
-    demo = commands.add_parser("demo", help="render sample pages of every image type")
+    demo = commands.add_parser("demo", help="digitize the shipped sample pages")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
         from pipeline.demo import run_demo
 
-        return run_demo(args.out, args.seed)
+        return run_demo(args.out, args.weights)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.command == "predict":
