@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -23,12 +23,15 @@ from scipy.ndimage import gaussian_filter1d
 from common.geometry import CANONICAL, SheetGeometry
 from common.layouts import RECORD_DURATION_S, Layout, Panel
 from stage2_signal.extract import RowTrace
+from stage2_signal.settings import Settings
 
 BASELINE_MODES = ("panel", "row")
 
 
 @dataclass(frozen=True)
-class CalibrateConfig:
+class CalibrateConfig(Settings):
+    SECTION = "calibrate"
+
     baseline: str = "panel"  # 0 mV line per "panel" or per "row"
     edge_level: float = 0.5  # confidence at which a row's trace starts / ends
     min_run_px: float = 8.0  # a start (end) must be followed (preceded) by this much confident trace
@@ -45,17 +48,6 @@ class CalibrateConfig:
         if not 0 < self.edge_level < 1:
             raise ValueError(f"CalibrateConfig.edge_level must be in (0, 1), got {self.edge_level}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> CalibrateConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown calibrate settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def sheet_geometry(px_per_mm: float) -> SheetGeometry:

@@ -23,19 +23,22 @@ Low-confidence columns are skipped, so the polyline bridges them linearly.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtri as ndtr_inv
 
 from common.types import TraceMaps
+from stage2_signal.settings import Settings
 
 MAP_INPUTS = ("auto", "prob", "logits")
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(Settings):
     """Parameters of the per-column reading (lengths in sheet px)."""
+
+    SECTION = "extract"
 
     input: str = "auto"  # "prob" (non-negative masses), "logits" (softmax over y per column) or "auto"
     window_px: float = 4.0  # half-width of the soft-argmax window around each column's peak
@@ -61,17 +64,6 @@ class ExtractConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ExtractConfig.{name} must be >= 0, got {getattr(self, name)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> ExtractConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown extract settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 # --- per-column statistics ---------------------------------------------------------------------------

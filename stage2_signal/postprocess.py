@@ -14,35 +14,27 @@ each lead to the number of samples the caller asks for.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from common.layouts import LEADS, LIMB_LEADS
 from stage2_signal.calibrate import PanelReading
+from stage2_signal.settings import Settings
 
 # limb leads as combinations of (I, II)
 EINTHOVEN_BASIS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [-0.5, -0.5], [1.0, -0.5], [-0.5, 1.0]])
 
 
 @dataclass(frozen=True)
-class PostConfig:
+class PostConfig(Settings):
+    SECTION = "postprocess"
+
     fuse_copies: bool = True  # average a lead's printed copies (else the longest copy wins where it exists)
     align_copies: bool = True  # remove the constant offset between copies before fusing
     einthoven: bool = True
     min_weight: float = 0.05  # confidence floor used as a least-squares weight
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> PostConfig:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown postprocess settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def fuse_lead(readings: list[PanelReading], n_full: int, cfg: PostConfig) -> tuple[np.ndarray, np.ndarray]:
