@@ -469,16 +469,25 @@ def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
         grid = _grid_estimate(g, comb, s_all, s_h, s_v, f, rgb, (full_h, full_w), geometry, info)
     if grid is not None:
         return grid
-    centre = _ink_centre(small, f)
+    ink_centre = _ink_centre(small, f)
+
+    def anchor(ppm: float) -> np.ndarray:
+        """What goes to the sheet centre: the image centre when the image, at this scale, is the size of the
+        sheet (it is the whole page, as a render is: keep its margins), else the centre of the ink."""
+        scale = geometry.px_per_mm / ppm
+        if abs(full_w * scale / geometry.width_px - 1) < 0.03 and abs(full_h * scale / geometry.height_px - 1) < 0.03:
+            return np.array([(full_w - 1) / 2.0, (full_h - 1) / 2.0])
+        return ink_centre
+
     pulse = find_pulses(rgb)
     if pulse is not None:
         ppm = pulse.px_per_mm
         info.update(pulse.info)
         ang = pulse.angle_deg
-        hmat = _similarity_h(geometry.px_per_mm / ppm, math.radians(ang), centre, geometry)
+        hmat = _similarity_h(geometry.px_per_mm / ppm, math.radians(ang), anchor(ppm), geometry)
         return GridEstimate(ppm, (ppm, ppm), ang, hmat, "pulse", pulse.confidence, info)
     ppm = full_w / LETTER_WIDTH_MM
-    hmat = _similarity_h(geometry.px_per_mm / ppm, 0.0, centre, geometry)
+    hmat = _similarity_h(geometry.px_per_mm / ppm, 0.0, anchor(ppm), geometry)
     return GridEstimate(ppm, (ppm, ppm), 0.0, hmat, "page_width", 0.05, info)
 
 

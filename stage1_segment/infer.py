@@ -99,7 +99,8 @@ class TraceSegmenter:
 
     @torch.inference_mode()
     def probabilities(self, sheet_rgb: np.ndarray) -> np.ndarray:
-        """(n_rows, Hm, Wm) float32 column softmax of the rows' y-logits for a canonical-sheet RGB image."""
+        """(n_rows, Hm, Wm) float32 column softmax of the rows' y-logits for a canonical-sheet RGB image,
+        flattened where the mask head sees no trace in the column."""
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         t0 = time.perf_counter()
@@ -110,8 +111,15 @@ class TraceSegmenter:
         t1 = time.perf_counter()
         out = self.model(x, coords)
         t2 = time.perf_counter()
-        y_logits, _ = split_logits(out, self.n_rows)
-        probs = torch.softmax(y_logits[0].float(), dim=1).numpy()
+        y_logits, mask_logits = split_logits(out, self.n_rows)
+        probs = torch.softmax(y_logits[0].float(), dim=1)
+        if mask_logits is not None:
+            # The y-softmax is trained only where a row has a trace, so elsewhere (margins, calibration
+            # pulses, text) it is arbitrary. The mask head knows where the row's ink is: where a column holds
+            # none, the column's distribution is flattened to uniform, which stage 2 reads as "no trace".
+            presence = torch.sigmoid(mask_logits[0].float()).amax(dim=1, keepdim=True)
+            probs = presence * probs + (1.0 - presence) / probs.shape[1]
+        probs = probs.numpy()
         t3 = time.perf_counter()
         self.last_timing = {"prep_s": t1 - t0, "net_s": t2 - t1, "softmax_s": t3 - t2}
         return probs
