@@ -202,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (slow on CPUs without AVX512-BF16/AMX)")
     ap.add_argument("--jitter", type=float, default=0.5, help="probability of vertical affine jitter")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--select", choices=["snr", "mae"], default="snr",
+                    help="bundle when validation SNR of the read-back signal rises (snr) or the mean |y error| falls")
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
     args = ap.parse_args(argv)
     if args.steps is None and args.minutes is None:
@@ -236,7 +238,9 @@ def main(argv=None) -> int:
         opt.load_state_dict(ck["opt"])
         step, wall_prev, best, history = ck["step"], ck["wall_s"], ck["best"], ck["history"]
         produced = ck["produced"]
-        log(f"resumed {ckpt_path} at step {step}, {wall_prev / 60:.1f} min, best {best:.3f}")
+        if ck.get("select", "mae") != args.select:  # another criterion: the next evaluation writes the bundle
+            best = float("inf")
+        log(f"resumed {ckpt_path} at step {step}, {wall_prev / 60:.1f} min, best {args.select} {abs(best):.3f}")
 
     # Fixed validation pages: rendered once (2 per image type by default).
     t_val = time.time()
@@ -295,9 +299,10 @@ def main(argv=None) -> int:
         res = evaluate(model, val, spec, n_rows, args.bf16)
         res.update({"step": step, "wall_min": round(elapsed() / 60, 2), "pages_seen": produced})
         history.append(res)
-        improved = res["val_mae_px"] < best
+        score = -res["val_snr_db"] if args.select == "snr" and "val_snr_db" in res else res["val_mae_px"]
+        improved = score < best
         if improved:
-            best = res["val_mae_px"]
+            best = score
             cfg = dict(base_cfg)
             cfg.update({"steps": step, "wall_s": round(elapsed(), 1), "pages_rendered": produced,
                         "validation": res, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
@@ -305,7 +310,8 @@ def main(argv=None) -> int:
         log(f"eval step {step}: " + json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
                                                   for k, v in res.items()}) + (" -> bundle" if improved else ""))
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "wall_s": elapsed(),
-                    "best": best, "history": history, "produced": produced, "model_cfg": model_cfg},
+                    "best": best, "history": history, "produced": produced, "model_cfg": model_cfg,
+                    "select": args.select},
                    str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         with open(args.run_dir / "history.jsonl", "a") as f:
@@ -361,7 +367,7 @@ def main(argv=None) -> int:
         do_eval_and_save()
     finally:
         prod.terminate()
-    log(f"done: {step} steps, {elapsed() / 60:.1f} min, best val_mae_px {best:.3f}")
+    log(f"done: {step} steps, {elapsed() / 60:.1f} min, best {args.select} {abs(best):.3f}")
     return 0
 
 
