@@ -188,3 +188,24 @@ def test_from_bundle_rejects_other_weights(tmp_path):
     (tmp_path / "b" / WEIGHTS_FILE).replace(tmp_path / "a" / WEIGHTS_FILE)
     with pytest.raises(ValueError, match="does not match"):
         TraceSegmenter.from_bundle(tmp_path / "a")
+
+
+class _FixedOutput(torch.nn.Module):
+    """Stands in for the network: a sharp y-peak in every column, and a mask head that sees ink only in
+    the left half of the map."""
+
+    def forward(self, image, coords):
+        b, _, h, w = image.shape
+        y = torch.full((b, 4, h, w), -20.0)
+        y[:, :, h // 2, :] = 20.0
+        mask = torch.full((b, 4, h, w), -20.0)
+        mask[:, :, h // 2, : w // 2] = 20.0
+        return torch.cat([y, mask], dim=1)
+
+
+def test_columns_without_ink_are_flattened():
+    seg = TraceSegmenter(_FixedOutput(), tiny_config())
+    p = seg.probabilities(_rectified().sheet_rgb)
+    h, w = p.shape[1:]
+    assert np.allclose(p[:, h // 2, : w // 2], 1.0, atol=1e-4)  # ink: the peak is kept
+    np.testing.assert_allclose(p[:, :, w // 2 + 1 :], 1.0 / h, rtol=1e-3)  # no ink: uniform over y
