@@ -31,7 +31,7 @@ from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
-from stage1_segment.infer import save_bundle
+from stage1_segment.infer import load_bundle, save_bundle
 from stage1_segment.model import coord_channels, create_model, normalise_image, split_logits, trace_loss
 
 LAYOUT = "3x4+II"
@@ -205,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--select", choices=["snr", "mae"], default="snr",
                     help="bundle when validation SNR of the read-back signal rises (snr) or the mean |y error| falls")
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from the weights of this bundle (e.g. the committed weights/stage1_segment); its "
+                         "model config is used")
     args = ap.parse_args(argv)
     if args.steps is None and args.minutes is None:
         ap.error("give --steps and/or --minutes")
@@ -217,13 +220,20 @@ def main(argv=None) -> int:
         (args.run_dir / ".gitignore").write_text("*\n")
     ckpt_path = args.run_dir / "ckpt.pt"
     model_cfg = json.loads(args.model) if args.model else DEFAULT_MODEL
+    init_model = None
+    if args.init is not None:
+        if args.resume:
+            ap.error("--init and --resume exclude each other")
+        init_model, init_cfg = load_bundle(args.init)
+        model_cfg = {"name": init_cfg["model_name"], "kwargs": init_cfg["model_kwargs"]}
 
     t_load = time.time()
     train_recs, val_recs, data_desc = split_records(args.signals)
     log(f"records: {len(train_recs)} train / {len(val_recs)} val windows from {data_desc} "
         f"({time.time() - t_load:.1f}s)")
 
-    model = create_model(model_cfg["name"], **model_cfg["kwargs"]).to(memory_format=torch.channels_last)
+    model = init_model if init_model is not None else create_model(model_cfg["name"], **model_cfg["kwargs"])
+    model = model.train().to(memory_format=torch.channels_last)
     n_rows = int(model_cfg["kwargs"]["n_rows"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall_prev, best, history = 0, 0.0, float("inf"), []
