@@ -7,6 +7,9 @@ A sample is a dict of numpy arrays (cheap to pickle between processes):
 * ``col_y`` (R, Wm, K) float32: per row, the trace-centre y in MAP pixels of the K label sub-columns inside
   each map column (NaN where the row has no trace). K = x_upsample / scale_x.
 * ``masks`` (R, Hm, Wm) uint8: each row's trace coverage at map scale (auxiliary target).
+* ``anchors_map_y`` (R,) float32: the rows' baselines in map px as the model is given them at inference:
+  found on the page by :func:`stage1_segment.anchors.find_anchors` where that agrees with the label (within
+  ``ANCHOR_AGREE_PX``), else the labelled baseline; plus a few px of noise either way.
 * for validation also the page's labels needed to read signals back (fs, signals, placement).
 """
 
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 
 from common.geometry import CANONICAL
+from stage1_segment.anchors import find_anchors
 from synth.factory import SynthPage
 from synth.signals import Record, list_record_paths, read_record, windows
 
@@ -43,6 +47,10 @@ class MapSpec:
     def map_x_sheet(self) -> np.ndarray:
         """Sheet x of each map column centre (as :meth:`TraceMaps.sheet_x`)."""
         return (np.arange(self.shape_hw[1]) + 0.5) / self.scale_x - 0.5
+
+
+ANCHOR_AGREE_PX = 40.0  # a found baseline this close to the labelled one is the one the model is shown
+ANCHOR_NOISE_PX = 3.0  # sd of the noise added to the anchors in training (sheet px)
 
 
 def sheet_to_map_image(sheet_rgb: np.ndarray, spec: MapSpec) -> np.ndarray:
@@ -76,7 +84,20 @@ def y_affine(sample: dict, a: float, b: float, spec: MapSpec) -> dict:
                                   borderMode=cv2.BORDER_REPLICATE)
     out["masks"] = np.stack([cv2.warpAffine(mk, m, (w, h), flags=cv2.INTER_LINEAR) for mk in sample["masks"]])
     out["col_y"] = (sample["col_y"] * a + b).astype(np.float32)
+    out["anchors_map_y"] = (sample["anchors_map_y"] * a + b).astype(np.float32)
     return out
+
+
+def training_anchors(sheet_rgb: np.ndarray, layout_name: str, baselines_y_px, rng: np.random.Generator) -> np.ndarray:
+    """The anchors (sheet px) a training page shows the model: what inference would find, where it is right."""
+    truth = np.asarray(baselines_y_px, dtype=np.float64)
+    found = find_anchors(sheet_rgb, layout_name)
+    anchors = truth.copy()
+    if found.method == "ink":
+        got = np.asarray(found.baselines_y_px)
+        ok = np.abs(got - truth) <= ANCHOR_AGREE_PX
+        anchors[ok] = got[ok]
+    return anchors + rng.normal(0.0, ANCHOR_NOISE_PX, anchors.shape)
 
 
 class PageToSample:
@@ -103,6 +124,8 @@ class PageToSample:
             "col_y": column_targets(labels.row_y_px, labels.x_upsample, self.spec),
             "masks": masks,
             "image_type": image_type,
+            "anchors_map_y": self.spec.sheet_to_map_y(
+                training_anchors(sheet, labels.layout_name, labels.baselines_y_px, self.rng)).astype(np.float32),
         }
         if self.jitter > 0 and self.rng.random() < self.jitter:
             a = float(self.rng.uniform(0.98, 1.02))

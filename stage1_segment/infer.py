@@ -4,6 +4,12 @@ A bundle is a folder with ``model.safetensors`` (the weights) and ``config.json`
 scale, layout, a SHA-256 of the weights file, and how it was trained). Loading is offline and strict: a
 missing file, a weights file that is not the one the config names, or weights that do not fit the configured
 network are errors that name the file - never a silently random network.
+
+Ink guidance (``config["inference"]["ink_guidance"]``, off when absent): the network's column distributions
+are a few px wide; the page's own ink is sharper. Each row's distribution is multiplied by ``eps + ink`` (ink
+from :func:`stage1_segment.anchors.ink_weights` at map scale) and renormalised per column, so within the
+network's choice of trace the mass moves onto the drawn line; where the network is sure and there is no ink
+(a faint or broken trace) ``eps`` keeps its answer.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from common.types import Rectified, TraceMaps
+from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
-from stage1_segment.model import coord_channels, create_model, normalise_image, split_logits
+from stage1_segment.model import create_model, normalise_image, split_logits
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -80,6 +88,17 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model, cfg
 
 
+@dataclass(frozen=True)
+class InkGuidance:
+    eps: float = 0.1  # weight of a column pixel without ink, relative to a fully inked one
+    lo_pct: float = 97.5  # page darkness percentile below which a pixel counts as no ink
+    hi_pct: float = 99.7  # ... and above which as full ink
+
+    def __post_init__(self) -> None:
+        if not (self.eps > 0 and 0 <= self.lo_pct < self.hi_pct <= 100):
+            raise ValueError(f"invalid ink guidance {self}")
+
+
 class TraceSegmenter:
     """``TraceSegmenter.from_bundle(path)(rectified) -> TraceMaps``; each column of each row's map sums to 1."""
 
@@ -91,6 +110,9 @@ class TraceSegmenter:
         self.n_rows = int(config["model_kwargs"].get("n_rows", 4))
         self.num_threads = num_threads
         self.last_timing: dict = {}
+        self.last_anchors: Anchors | None = None  # the row baselines the last page was read with (debugging)
+        guidance = (config.get("inference") or {}).get("ink_guidance")
+        self.ink_guidance = None if guidance is None else InkGuidance(**guidance)
 
     @classmethod
     def from_bundle(cls, path: str | Path, num_threads: int | None = None) -> TraceSegmenter:
@@ -107,12 +129,21 @@ class TraceSegmenter:
         img = sheet_to_map_image(sheet_rgb, self.spec)
         hm, wm = self.spec.shape_hw
         x = normalise_image(torch.from_numpy(img).permute(2, 0, 1)[None])
-        coords = coord_channels(1, hm, wm, 0, wm)
+        anchors = None
+        if self.model.position == "anchors":
+            self.last_anchors = find_anchors(sheet_rgb, self.layout_name)
+            anchors = self.spec.sheet_to_map_y(self.last_anchors.baselines_y_px)[None]
+        coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y)
         t1 = time.perf_counter()
         out = self.model(x, coords)
         t2 = time.perf_counter()
         y_logits, mask_logits = split_logits(out, self.n_rows)
         probs = torch.softmax(y_logits[0].float(), dim=1)
+        if self.ink_guidance is not None:
+            g = self.ink_guidance
+            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), g.lo_pct, g.hi_pct))
+            probs = probs * (g.eps + ink)[None]
+            probs = probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-30)
         if mask_logits is not None:
             # The y-softmax is trained only where a row has a trace, so elsewhere (margins, calibration
             # pulses, text) it is arbitrary. The mask head knows where the row's ink is: where a column holds

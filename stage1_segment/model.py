@@ -2,8 +2,13 @@
 
 Models are built by name from a kwargs dict (timm style): ``create_model("unet_rows", **kwargs)``; the name
 and kwargs are what a bundle's ``config.json`` stores, so a bundle rebuilds exactly the network it was
-trained as. The network sees RGB plus coordinate channels (normalised sheet y and x), so a row channel knows
-where on the page it is, also inside a training crop.
+trained as. Besides RGB, the network sees where each layout row is (``position``):
+
+* ``"anchors"``: one channel per row, the signed distance of each pixel from that row's baseline (found on
+  the page by :mod:`stage1_segment.anchors`), in units of ``ANCHOR_SCALE_PX`` sheet px and clipped. Row
+  channel r then follows the trace that starts near anchor r, wherever a renderer put its rows.
+* ``"sheet"``: normalised sheet y (and x) coordinates; rows are where our own renderer puts them (kept so
+  bundles trained that way still load).
 
 Output: (B, n_rows, H, W) y-logits (softmax over H per column gives each row's trace distribution in that
 column) and, with ``mask_head``, another n_rows channels of per-pixel trace-mask logits (an auxiliary
@@ -25,6 +30,9 @@ MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Image normalisation: uint8 -> roughly zero mean, unit spread.
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
+POSITIONS = ("sheet", "anchors")
+ANCHOR_SCALE_PX = 200.0  # sheet px per unit of an anchor channel (about a row pitch)
+ANCHOR_CLIP = 3.0  # anchor channels saturate this many units away from their row
 
 
 def register_model(name: str):
@@ -62,6 +70,17 @@ def coord_channels(batch: int, height: int, width: int, x_offset: torch.Tensor |
     return torch.stack([ych, xch], dim=1)
 
 
+def anchor_channels(anchors_map_y: torch.Tensor, height: int, width: int, scale_y: float) -> torch.Tensor:
+    """(B, R, H, W): per row, (y - anchor) / ANCHOR_SCALE_PX in sheet px, clipped to +-ANCHOR_CLIP.
+
+    ``anchors_map_y`` (B, R) are the rows' baselines in map px of a map whose rows are 1/``scale_y`` sheet px.
+    """
+    a = torch.as_tensor(anchors_map_y, dtype=torch.float32)
+    y = torch.arange(height, dtype=torch.float32)
+    d = (y[None, None, :] - a[:, :, None]) / (scale_y * ANCHOR_SCALE_PX)
+    return d.clamp(-ANCHOR_CLIP, ANCHOR_CLIP)[..., None].expand(*a.shape, height, width)
+
+
 def normalise_image(image_u8: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) uint8 -> float, roughly zero mean / unit spread."""
     return (image_u8.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
@@ -72,28 +91,41 @@ class RowTraceUnet(nn.Module):
 
     def __init__(self, n_rows: int = 4, encoder_name: str = "tu-mobilenetv4_conv_small", encoder_depth: int = 5,
                  decoder_channels: tuple | list = (64, 32, 24, 16, 8), coord_x: bool = True,
-                 mask_head: bool = True):
+                 mask_head: bool = True, position: str = "sheet"):
         super().__init__()
         ensure_torchvision()
         import segmentation_models_pytorch as smp
 
         if len(decoder_channels) != encoder_depth:
             raise ValueError(f"decoder_channels {decoder_channels} must have encoder_depth={encoder_depth} entries")
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
         self.n_rows = int(n_rows)
-        self.coord_x = bool(coord_x)
+        self.position = position
+        self.coord_x = bool(coord_x) and position == "sheet"
         self.mask_head = bool(mask_head)
         self.stride = 2**encoder_depth
-        in_ch = 3 + 1 + int(self.coord_x)
+        in_ch = 3 + (self.n_rows if position == "anchors" else 1 + int(self.coord_x))
         out_ch = self.n_rows * (2 if self.mask_head else 1)
         self.net = smp.Unet(encoder_name=encoder_name, encoder_depth=encoder_depth, encoder_weights=None,
                             decoder_channels=tuple(decoder_channels), in_channels=in_ch, classes=out_ch)
 
+    def position_channels(self, batch: int, height: int, width: int, x_offset, full_width: int,
+                          anchors_map_y=None, scale_y: float = 1.0) -> torch.Tensor:
+        """The position input for a crop starting at map column ``x_offset`` of a ``full_width`` map: sheet
+        coordinates, or (position "anchors") the rows' ``anchors_map_y`` (B, R) as distance channels."""
+        if self.position == "anchors":
+            if anchors_map_y is None:
+                raise ValueError("this stage-1 model needs the rows' anchors (baselines)")
+            return anchor_channels(anchors_map_y, height, width, scale_y)
+        return coord_channels(batch, height, width, x_offset, full_width)
+
     def forward(self, image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """``image`` (B, 3, H, W) normalised float; ``coords`` (B, 2, H, W) from :func:`coord_channels`.
+        """``image`` (B, 3, H, W) normalised float; ``coords`` from :meth:`position_channels`.
 
         Returns (B, n_rows * (1 + mask_head), H, W) logits: y-logits first, then mask logits.
         """
-        if not self.coord_x:
+        if self.position == "sheet" and not self.coord_x:
             coords = coords[:, :1]
         x = torch.cat([image, coords.to(image.dtype)], dim=1)
         h, w = x.shape[-2:]

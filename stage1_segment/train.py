@@ -32,13 +32,13 @@ from common.layouts import LEADS, get_layout
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
 from stage1_segment.infer import load_bundle, save_bundle
-from stage1_segment.model import coord_channels, create_model, normalise_image, split_logits, trace_loss
+from stage1_segment.model import create_model, normalise_image, split_logits, trace_loss
 
 LAYOUT = "3x4+II"
 DEFAULT_MODEL = {
     "name": "unet_rows",
     "kwargs": {"n_rows": 4, "encoder_name": "tu-mobilenetv4_conv_small", "encoder_depth": 5,
-               "decoder_channels": [64, 32, 24, 16, 8], "coord_x": True, "mask_head": True},
+               "decoder_channels": [64, 32, 24, 16, 8], "coord_x": False, "mask_head": True, "position": "anchors"},
 }
 
 
@@ -115,7 +115,7 @@ def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool)
     for s in val:
         x = normalise_image(torch.from_numpy(s["image"]).permute(2, 0, 1)[None])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model(x, coord_channels(1, hm, wm, 0, wm))
+            out = model(x, model.position_channels(1, hm, wm, 0, wm, s["anchors_map_y"][None], spec.scale_y))
         y_logits, _ = split_logits(out.float(), n_rows)
         p = torch.softmax(y_logits[0], dim=1)  # (R, H, W)
         ys = torch.arange(hm, dtype=torch.float32)
@@ -156,10 +156,10 @@ def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool)
 # --------------------------------------------------------------------------------------------------- main
 
 
-def make_batch(buffer: list[dict], rng: np.random.Generator, batch: int, crop: int, spec: MapSpec):
+def make_batch(model, buffer: list[dict], rng: np.random.Generator, batch: int, crop: int, spec: MapSpec):
     hm, wm = spec.shape_hw
     picks = rng.integers(0, len(buffer), size=batch)
-    imgs, cols, masks, offs = [], [], [], []
+    imgs, cols, masks, offs, anchors = [], [], [], [], []
     for i in picks:
         s = buffer[int(i)]
         x0 = int(rng.integers(0, wm - crop + 1))
@@ -167,11 +167,35 @@ def make_batch(buffer: list[dict], rng: np.random.Generator, batch: int, crop: i
         cols.append(s["col_y"][:, x0 : x0 + crop])
         masks.append(s["masks"][:, :, x0 : x0 + crop])
         offs.append(x0)
+        anchors.append(s["anchors_map_y"])
     img = normalise_image(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2))
-    coords = coord_channels(batch, hm, crop, torch.tensor(offs), wm)
+    coords = model.position_channels(batch, hm, crop, torch.tensor(offs), wm, np.stack(anchors), spec.scale_y)
     col_y = torch.from_numpy(np.stack(cols))
     mk = torch.from_numpy(np.stack(masks)).float() / 255.0
     return img.contiguous(memory_format=torch.channels_last), coords, col_y, mk
+
+
+def transplant(source: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
+    """``target`` with every tensor of ``source`` that has the same name and shape; an input convolution with
+    other input channels keeps the shared leading (RGB) channels and starts the others at zero."""
+    src, dst = source.state_dict(), target.state_dict()
+    copied, partial = 0, []
+    for name, t in dst.items():
+        s = src.get(name)
+        if s is None:
+            continue
+        if s.shape == t.shape:
+            dst[name] = s.clone()
+            copied += 1
+        elif s.ndim == 4 and s.shape[0] == t.shape[0] and s.shape[2:] == t.shape[2:]:
+            new = torch.zeros_like(t)
+            k = min(3, s.shape[1], t.shape[1])
+            new[:, :k] = s[:, :k]
+            dst[name] = new
+            partial.append(name)
+    target.load_state_dict(dst)
+    log(f"init: {copied}/{len(dst)} tensors copied, input channels remapped in {partial}")
+    return target
 
 
 def lr_at(progress: float, step: int, base: float, warmup: int) -> float:
@@ -225,7 +249,12 @@ def main(argv=None) -> int:
         if args.resume:
             ap.error("--init and --resume exclude each other")
         init_model, init_cfg = load_bundle(args.init)
-        model_cfg = {"name": init_cfg["model_name"], "kwargs": init_cfg["model_kwargs"]}
+        init_model_cfg = {"name": init_cfg["model_name"], "kwargs": init_cfg["model_kwargs"]}
+        if args.model and json.loads(args.model) != init_model_cfg:
+            # another network: start from the bundle's weights wherever the tensors fit
+            init_model = transplant(init_model, create_model(model_cfg["name"], **model_cfg["kwargs"]))
+        else:
+            model_cfg = init_model_cfg
 
     t_load = time.time()
     train_recs, val_recs, data_desc = split_records(args.signals)
@@ -282,7 +311,8 @@ def main(argv=None) -> int:
         "scale_y": spec.scale_y,
         "layout": LAYOUT,
         "input": "RGB page rectified onto the canonical 2200x1700 sheet, resized (INTER_AREA) to the map scale, "
-                 "(x/255-0.5)/0.25, + normalised sheet y (and x) coordinate channels",
+                 "(x/255-0.5)/0.25, + position channels (model kwargs 'position': sheet coordinates, or per-row "
+                 "distances to the rows' baselines found by stage1_segment.anchors)",
         "output": "per layout row, softmax over y per map column (TraceMaps)",
         "training_data": {
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
@@ -353,7 +383,7 @@ def main(argv=None) -> int:
             lr = lr_at(progress(), step, args.lr, args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            img, coords, col_y, mk = make_batch(buffer, rng, args.batch, args.crop, spec)
+            img, coords, col_y, mk = make_batch(model, buffer, rng, args.batch, args.crop, spec)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 out = model(img, coords)
             loss, parts = trace_loss(out.float(), col_y, mk, n_rows)

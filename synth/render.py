@@ -41,6 +41,7 @@ HERSHEY_FONTS = {
 }
 PULSE_WIDTH_S = 0.2
 PULSE_HEIGHT_MV = 1.0
+ROW_MARGIN_PX = 230.0  # outer rows' baselines stay this far inside the sheet (room for 2.5 mV)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,14 @@ def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> Re
     grids = list(GRID_PALETTES)
     grid = str(rng.choice(grids, p=[0.45, 0.15, 0.08, 0.08, 0.08, 0.08, 0.08]))
     paper_tone = int(rng.integers(238, 256))
+    # Other renderers put their rows elsewhere (taller headers, closer or wider rows): row pitch from 0.62x
+    # to 1.12x the default (about 22-40 mm) and the block of rows anywhere that keeps its outer baselines
+    # ROW_MARGIN_PX inside the sheet
+    spacing = float(rng.uniform(0.62, 1.12))
+    base = default_placement(get_layout(layout_name)).baselines_y_px
+    centre, half = 0.5 * (base[0] + base[-1]), 0.5 * (base[-1] - base[0]) * spacing
+    lo, hi = ROW_MARGIN_PX - (centre - half), CANONICAL.height_px - ROW_MARGIN_PX - (centre + half)
+    row_shift_px = float(rng.uniform(lo, max(lo, hi)))
     return RenderStyle(
         layout_name=layout_name,
         grid=grid,
@@ -98,9 +107,9 @@ def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> Re
         calibration_pulse=bool(rng.random() < 0.9),
         separators=bool(rng.random() < 0.7),
         header=bool(rng.random() < 0.85),
-        x0_shift_px=float(rng.uniform(-60, 25)),
-        row_shift_px=float(rng.uniform(-60, 60)),
-        row_spacing_scale=float(rng.uniform(0.9, 1.08)),
+        x0_shift_px=float(rng.uniform(-120, 25)),
+        row_shift_px=row_shift_px,
+        row_spacing_scale=spacing,
         grid_origin_px=(float(rng.uniform(0, 40)), float(rng.uniform(0, 40))),
     )
 

@@ -15,6 +15,9 @@ from common.types import Rectified, TraceMaps
 from stage1_segment.data import MapSpec, PageToSample, column_targets
 from stage1_segment.infer import CONFIG_FILE, WEIGHTS_FILE, TraceSegmenter, save_bundle
 from stage1_segment.model import (
+    ANCHOR_CLIP,
+    ANCHOR_SCALE_PX,
+    anchor_channels,
     coord_channels,
     create_model,
     dense_targets,
@@ -100,6 +103,8 @@ def test_page_to_sample_matches_the_drawn_trace():
     s = PageToSample(spec, keep_labels=True)(page)
     assert s["image"].shape == (850, 2200, 3) and s["masks"].shape == (4, 850, 2200)
     assert s["col_y"].shape == (4, 2200, 4)
+    # the anchors shown to the model are the rows' baselines (found on the page or labelled, plus noise)
+    np.testing.assert_allclose(spec.map_to_sheet_y(s["anchors_map_y"]), s["baselines_y_px"], atol=15.0)
     # the labelled centre line lies on the row's mask
     for r in range(4):
         cols = np.flatnonzero(np.isfinite(s["col_y"][r]).all(-1))[::50]
@@ -194,6 +199,11 @@ class _FixedOutput(torch.nn.Module):
     """Stands in for the network: a sharp y-peak in every column, and a mask head that sees ink only in
     the left half of the map."""
 
+    position = "sheet"
+
+    def position_channels(self, *args, **kwargs):
+        return None
+
     def forward(self, image, coords):
         b, _, h, w = image.shape
         y = torch.full((b, 4, h, w), -20.0)
@@ -209,3 +219,83 @@ def test_columns_without_ink_are_flattened():
     h, w = p.shape[1:]
     assert np.allclose(p[:, h // 2, : w // 2], 1.0, atol=1e-4)  # ink: the peak is kept
     np.testing.assert_allclose(p[:, :, w // 2 + 1 :], 1.0 / h, rtol=1e-3)  # no ink: uniform over y
+
+
+ANCHORED = {**TINY, "coord_x": False, "position": "anchors"}
+
+
+def test_anchor_channels_measure_distance_from_each_row():
+    anchors = torch.tensor([[10.0, 30.0, 50.0, 70.0]])
+    ch = anchor_channels(anchors, 80, 5, scale_y=0.5)
+    assert ch.shape == (1, 4, 80, 5)
+    assert float(ch[0, 1, 30, 0]) == 0.0
+    assert float(ch[0, 1, 40, 3]) == pytest.approx(10 / (0.5 * ANCHOR_SCALE_PX))
+    assert float(ch[0, 0, 0, 0]) < 0 < float(ch[0, 0, 79, 0]) <= ANCHOR_CLIP
+
+
+def test_anchored_model_needs_anchors_and_ignores_crop_position():
+    torch.manual_seed(0)
+    model = create_model("unet_rows", **ANCHORED).eval()
+    x = normalise_image(torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8))
+    with pytest.raises(ValueError, match="anchors"):
+        model.position_channels(1, 64, 64, 0, 200)
+    anchors = np.array([[10.0, 25.0, 40.0, 55.0]])
+    with torch.no_grad():
+        a = model(x, model.position_channels(1, 64, 64, 0, 200, anchors, 0.5))
+        b = model(x, model.position_channels(1, 64, 64, 120, 200, anchors, 0.5))
+        moved = model(x, model.position_channels(1, 64, 64, 0, 200, anchors + 8, 0.5))
+    assert a.shape == (1, 8, 64, 64)
+    torch.testing.assert_close(a, b)  # only where the rows are matters, not where the crop is
+    assert not torch.allclose(a, moved)
+
+
+def test_transplant_keeps_shared_weights_and_remaps_the_input_channels():
+    from stage1_segment.train import transplant
+
+    src = tiny_model(3)
+    dst = transplant(src, create_model("unet_rows", **ANCHORED))
+    s_state, d_state = src.state_dict(), dst.state_dict()
+    stem = [k for k in d_state if d_state[k].ndim == 4 and d_state[k].shape != s_state[k].shape]
+    assert len(stem) == 1
+    torch.testing.assert_close(d_state[stem[0]][:, :3], s_state[stem[0]][:, :3])
+    assert float(d_state[stem[0]][:, 3:].abs().sum()) == 0.0
+    same = [k for k in d_state if k not in stem]
+    assert all(torch.equal(d_state[k], s_state[k]) for k in same)
+
+
+class _BroadOutput(torch.nn.Module):
+    """Stands in for the network: every row a Gaussian (sd 3 map px) over y around map row ``centre``; ink
+    everywhere."""
+
+    position = "sheet"
+
+    def __init__(self, centre: int):
+        super().__init__()
+        self.centre = centre
+
+    def position_channels(self, *args, **kwargs):
+        return None
+
+    def forward(self, image, coords):
+        b, _, h, w = image.shape
+        y = torch.arange(h, dtype=torch.float32)
+        logits = -0.5 * ((y - self.centre) / 3.0) ** 2
+        return torch.cat([logits[None, None, :, None].expand(b, 4, h, w), torch.full((b, 4, h, w), 20.0)], dim=1)
+
+
+def test_ink_guidance_moves_the_mass_onto_the_drawn_line():
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    hm = round(1700 * SCALE)
+    line_map_y = 50
+    y0 = int(round((line_map_y + 0.5) / SCALE - 0.5))
+    sheet[y0 - 8 : y0 + 8] = 20  # a dark band exactly covering map row 50
+    cfg = tiny_config()
+    plain = TraceSegmenter(_BroadOutput(47), cfg).probabilities(sheet)
+    guided_cfg = {**cfg, "inference": {"ink_guidance": {"eps": 0.01}}}
+    guided = TraceSegmenter(_BroadOutput(47), guided_cfg).probabilities(sheet)
+    ys = np.arange(hm)
+    mean_plain = (plain[0] * ys[:, None]).sum(0)
+    mean_guided = (guided[0] * ys[:, None]).sum(0)
+    assert np.allclose(mean_plain, 47, atol=0.5)
+    assert np.all(np.abs(mean_guided - line_map_y) < 1.0)
+    np.testing.assert_allclose(guided.sum(1), 1.0, rtol=1e-4)

@@ -1,0 +1,93 @@
+"""Row anchors: the y of each layout row's 0 mV line on the canonical sheet, found from the page's ink.
+
+Stage 1 conditions its row maps on these anchors instead of on absolute sheet position, so a renderer that
+places its rows elsewhere (other margins, header heights, row pitches) is read as well as our own.
+
+A trace spends most of its time near its isoelectric line, so across the chart width the ink of a row piles
+up at one y. Ink is what is darker than the grid: the darkness of the brightest channel (255 - max(R, G, B))
+is near 0 for a coloured grid line (its own channel stays bright) and high for black or dark-blue traces; the
+threshold is set relative to the page's darkest ink, so grey grids are excluded as long as they are lighter
+than the traces. Per sheet row, the fraction of columns that hold ink within a few pixels gives a profile
+whose strongest well-separated peaks are the rows' baselines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+from common.geometry import CANONICAL
+from common.layouts import default_placement, get_layout
+
+_REDUCE = 2  # the profile is computed at half the sheet's resolution (1 px there = 2 sheet px)
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Baselines (sheet px, top to bottom) and how they were found."""
+
+    baselines_y_px: tuple[float, ...]
+    method: str  # "ink" (found on the page) or "default" (the layout's default placement)
+    coverage: tuple[float, ...]  # fraction of the chart's columns with ink at each baseline (ink only)
+
+
+def ink_darkness(sheet_rgb: np.ndarray) -> np.ndarray:
+    """255 - max(R, G, B) as uint8: high for dark ink, near 0 for white paper and saturated grid colours."""
+    return 255 - sheet_rgb.max(axis=2)
+
+
+def ink_weights(sheet_rgb: np.ndarray, shape_hw: tuple[int, int], lo_pct: float, hi_pct: float) -> np.ndarray:
+    """(H, W) float32 in [0, 1] at ``shape_hw``: 0 up to the page's ``lo_pct`` percentile of darkness (paper,
+    grid), rising linearly to 1 at its ``hi_pct`` percentile (the traces' core)."""
+    h, w = shape_hw
+    dark = cv2.resize(ink_darkness(sheet_rgb), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lo, hi = np.percentile(dark, [lo_pct, hi_pct])
+    return np.clip((dark - lo) / max(float(hi - lo), 1.0), 0.0, 1.0)
+
+
+def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0) -> np.ndarray:
+    """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above)."""
+    h, w = sheet_rgb.shape[:2]
+    small = cv2.resize(sheet_rgb, (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
+    dark = ink_darkness(small).astype(np.float32)
+    # ink = at least half as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
+    threshold = max(0.5 * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
+    ink = dark >= threshold
+    reach = max(1, int(round(band_px / _REDUCE)))
+    near = maximum_filter1d(ink.view(np.uint8), size=2 * reach + 1, axis=0)
+    return gaussian_filter1d(near.mean(axis=1, dtype=np.float64), 1.0)
+
+
+def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 120.0,
+                 min_coverage: float = 0.2) -> Anchors:
+    """Baselines of ``layout_name``'s rows on a canonical-sheet image; the layout's default placement when the
+    page does not show that many separate rows of ink (``min_coverage`` of the columns, ``min_pitch_px`` apart)."""
+    if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
+        raise ValueError(f"find_anchors needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
+    layout = get_layout(layout_name)
+    n = layout.n_rows
+    profile = baseline_profile(sheet_rgb)
+    sep = max(1, int(round(min_pitch_px / _REDUCE)))
+    peaks = np.flatnonzero((profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage))
+    chosen: list[int] = []
+    for i in peaks[np.argsort(-profile[peaks], kind="stable")]:
+        if all(abs(int(i) - j) >= sep for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) == n:
+            break
+    if len(chosen) < n:
+        base = default_placement(layout).baselines_y_px
+        return Anchors(tuple(float(b) for b in base), "default", ())
+    chosen.sort()
+    # sub-row peak position from a parabola through the peak and its neighbours
+    ys, cov = [], []
+    for i in chosen:
+        lo, hi = profile[max(i - 1, 0)], profile[min(i + 1, profile.size - 1)]
+        den = lo - 2 * profile[i] + hi
+        off = 0.5 * (lo - hi) / den if den < 0 else 0.0
+        ys.append((i + off + 0.5) * _REDUCE - 0.5)
+        cov.append(float(profile[i]))
+    return Anchors(tuple(ys), "ink", tuple(cov))

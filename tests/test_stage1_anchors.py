@@ -1,0 +1,53 @@
+"""Row anchors found on the page: where our renderer and other placements put the rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from common.layouts import default_placement, get_layout
+from stage1_segment.anchors import find_anchors, ink_weights
+from synth.factory import make_page
+from synth.signals import simulate_record
+
+
+@pytest.mark.parametrize(("seed", "image_type"), [(0, "0001"), (1, "0003"), (2, "0004"), (3, "0001"), (4, "0011")])
+def test_anchors_are_the_rows_baselines(seed, image_type):
+    rec = simulate_record(np.random.default_rng(seed))
+    page = make_page(rec, seed, seed, [image_type], layouts=["3x4+II"], fs_choices=[500])
+    pim = page.images[image_type]
+    sheet = pim.sheet_map.rectify(pim.image_rgb)
+    found = find_anchors(sheet, "3x4+II")
+    assert found.method == "ink"
+    # the ink piles up at the isoelectric level, within a few px of the 0 mV line the page was drawn with
+    np.testing.assert_allclose(found.baselines_y_px, page.labels.baselines_y_px, atol=10.0)
+
+
+def test_a_page_without_rows_falls_back_to_the_default_placement():
+    blank = np.full((*CANONICAL.shape_hw, 3), 250, np.uint8)
+    found = find_anchors(blank, "3x4+II")
+    assert found.method == "default"
+    assert found.baselines_y_px == default_placement(get_layout("3x4+II")).baselines_y_px
+
+
+def test_rows_moved_up_are_followed():
+    """Rows drawn as flat dark lines anywhere on a pink grid are found where they are."""
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    sheet[:, ::8] = (240, 160, 170)  # grid lines: saturated, not ink
+    sheet[::8] = (240, 160, 170)
+    rows = [300.0, 520.0, 740.0, 960.0]
+    for y in rows:
+        sheet[int(y) - 1 : int(y) + 2, 200:2100] = 10
+    found = find_anchors(sheet, "3x4+II")
+    assert found.method == "ink"
+    np.testing.assert_allclose(found.baselines_y_px, rows, atol=2.0)
+
+
+def test_ink_weights_ignore_coloured_grid_and_paper():
+    sheet = np.full((100, 200, 3), 255, np.uint8)
+    sheet[::5] = (250, 120, 120)  # red grid lines
+    sheet[40:42] = 0  # a black trace
+    w = ink_weights(sheet, (100, 200), 97.5, 99.7)
+    assert w[40:42].min() == 1.0
+    assert w[np.r_[0:40, 42:100]].max() == 0.0
