@@ -111,10 +111,14 @@ class Page(Contract):
             raise ValueError(f"Page.samples_per_lead has unknown leads or non-positive counts: {bad}")
 
     def n_samples(self, lead: str) -> int:
-        """Samples asked for ``lead``; by default the competition's (10 s for II, 2.5 s otherwise)."""
-        if lead in self.samples_per_lead:
-            return int(self.samples_per_lead[lead])
-        return int(round(self.fs_hz * (10.0 if lead == "II" else 2.5)))
+        return requested_samples(self.fs_hz, self.samples_per_lead, lead)
+
+
+def requested_samples(fs_hz: float, samples_per_lead: dict, lead: str) -> int:
+    """Samples asked for ``lead``; by default the competition's (10 s for II, 2.5 s otherwise)."""
+    if lead in samples_per_lead:
+        return int(samples_per_lead[lead])
+    return int(round(fs_hz * (10.0 if lead == "II" else 2.5)))
 
 
 @dataclass(frozen=True)

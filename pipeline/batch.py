@@ -59,8 +59,8 @@ def _run_job(job: Job) -> Outcome:
         page = Page(job.image_id, read_image_rgb(job.path), job.fs_hz, job.samples_per_lead)
     except ValueError as err:  # unreadable or invalid image: fallback of the requested shape
         log.warning("page %s: %s", job.image_id, err)
-        stub = Page(job.image_id, np.zeros((16, 16, 3), np.uint8), job.fs_hz, job.samples_per_lead)
-        return Outcome(job.image_id, fallback_signals(stub).leads_mv, str(err), {})
+        fallback = fallback_signals(job.image_id, job.fs_hz, job.samples_per_lead)
+        return Outcome(job.image_id, fallback.leads_mv, str(err), {})
     result = _WORKER_PIPELINE.digitize(page)
     return Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s)
 

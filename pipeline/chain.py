@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from common.layouts import LEADS
-from common.types import Page, Rectified, Signals, TraceMaps
+from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from stage0_rectify.grid import rectify_from_grid
 from stage1_segment.infer import TraceSegmenter
 from stage2_signal.infer import SignalExtractor
@@ -44,11 +44,11 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def fallback_signals(page: Page) -> Signals:
+def fallback_signals(image_id: str, fs_hz: float, samples_per_lead: dict) -> Signals:
     """What a page that could not be digitized gets: a flat 0 mV line of the requested length in every
     lead (the metric forgives a constant offset, so this is the least-harm constant)."""
-    return Signals(page.image_id, page.fs_hz,
-                   {lead: np.zeros(page.n_samples(lead), dtype=np.float32) for lead in LEADS})
+    return Signals(image_id, fs_hz, {lead: np.zeros(requested_samples(fs_hz, samples_per_lead, lead), np.float32)
+                                     for lead in LEADS})
 
 
 @dataclass(frozen=True)
@@ -98,4 +98,4 @@ class Pipeline:
         except Exception as err:  # noqa: BLE001 - a batch never loses a page; the reason is kept and logged
             reason = f"{type(err).__name__}: {err}"
             log.warning("page %s failed, fallback prediction used: %s", page.image_id, reason)
-            return PipelineResult(fallback_signals(page), error=reason)
+            return PipelineResult(fallback_signals(page.image_id, page.fs_hz, page.samples_per_lead), error=reason)

@@ -7,13 +7,16 @@ A trace spends most of its time near its isoelectric line, so across the chart w
 up at one y. Ink is what is darker than the grid: the darkness of the brightest channel (255 - max(R, G, B))
 is near 0 for a coloured grid line (its own channel stays bright) and high for black or dark-blue traces; the
 threshold is set relative to the page's darkest ink, so grey grids are excluded as long as they are lighter
-than the traces. Per sheet row, the fraction of columns that hold ink within a few pixels gives a profile
-whose strongest well-separated peaks are the rows' baselines.
+than the traces; grid lines as dark as the traces are removed as straight horizontal runs longer than any
+flat stretch of trace. Per sheet row, the fraction of columns that hold ink within a few pixels gives a profile
+whose strong, evenly spaced peaks are the rows' baselines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
+from math import comb
 
 import cv2
 import numpy as np
@@ -23,6 +26,9 @@ from common.geometry import CANONICAL
 from common.layouts import default_placement, get_layout
 
 _REDUCE = 2  # the profile is computed at half the sheet's resolution (1 px there = 2 sheet px)
+PITCH_TOLERANCE = 0.25  # a set of rows whose gaps stray this fraction from their median scores 1/e as much
+MAX_ROW_SETS = 5000  # above this many candidate sets (many-row layouts), rows are picked greedily by strength
+LINE_RUN_PX = 300.0  # sheet px (38 mm, 1.5 s of paper): a straight horizontal run of ink this long is a grid line
 
 
 @dataclass(frozen=True)
@@ -55,33 +61,61 @@ def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0) -> np.ndarray:
     dark = ink_darkness(small).astype(np.float32)
     # ink = at least half as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
     threshold = max(0.5 * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
-    ink = dark >= threshold
+    ink = (dark >= threshold).view(np.uint8)
+    # a grid printed as dark as the traces (black-and-white scans) is ink too: drop straight horizontal runs
+    # longer than any flat stretch of a trace (LINE_RUN_PX)
+    run = max(3, int(round(LINE_RUN_PX / _REDUCE)))
+    lines = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    ink = ink & (1 - lines)
     reach = max(1, int(round(band_px / _REDUCE)))
-    near = maximum_filter1d(ink.view(np.uint8), size=2 * reach + 1, axis=0)
+    near = maximum_filter1d(ink, size=2 * reach + 1, axis=0)
     return gaussian_filter1d(near.mean(axis=1, dtype=np.float64), 1.0)
 
 
+def _pick_rows(peaks: np.ndarray, strength: np.ndarray, n: int, sep: int) -> list[int]:
+    """The ``n`` peaks, at least ``sep`` apart, that are strong and evenly spaced: rows of a chart are printed at
+    one pitch, while the strongest stray peaks (a header line, the shadow at a photo's paper edge) are not."""
+    order = peaks[np.argsort(-strength[peaks], kind="stable")][: 2 * n + 2]
+    if n == 1 or len(order) < n or comb(len(order), n) > MAX_ROW_SETS:
+        chosen: list[int] = []
+        for i in order:
+            if all(abs(int(i) - j) >= sep for j in chosen):
+                chosen.append(int(i))
+            if len(chosen) == n:
+                break
+        return sorted(chosen)
+    best, best_score = [], -1.0
+    for cand in combinations(sorted(int(i) for i in order), n):
+        gaps = np.diff(cand)
+        if gaps.min() < sep:
+            continue
+        pitch = float(np.median(gaps))
+        irregularity = float(np.abs(gaps - pitch).max()) / pitch
+        score = float(strength[list(cand)].sum()) * float(np.exp(-irregularity / PITCH_TOLERANCE))
+        if score > best_score:
+            best, best_score = list(cand), score
+    return best
+
+
 def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 120.0,
-                 min_coverage: float = 0.2) -> Anchors:
+                 min_coverage: float = 0.1, edge_px: float = 80.0) -> Anchors:
     """Baselines of ``layout_name``'s rows on a canonical-sheet image; the layout's default placement when the
-    page does not show that many separate rows of ink (``min_coverage`` of the columns, ``min_pitch_px`` apart)."""
+    page does not show that many separate rows of ink (``min_coverage`` of the columns, ``min_pitch_px`` apart,
+    not within ``edge_px`` of the sheet's top or bottom, where a photo's paper edge leaves a dark band)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_anchors needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     layout = get_layout(layout_name)
     n = layout.n_rows
     profile = baseline_profile(sheet_rgb)
     sep = max(1, int(round(min_pitch_px / _REDUCE)))
-    peaks = np.flatnonzero((profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage))
-    chosen: list[int] = []
-    for i in peaks[np.argsort(-profile[peaks], kind="stable")]:
-        if all(abs(int(i) - j) >= sep for j in chosen):
-            chosen.append(int(i))
-        if len(chosen) == n:
-            break
+    edge = int(round(edge_px / _REDUCE))
+    idx = np.arange(profile.size)
+    is_peak = (profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage)
+    peaks = np.flatnonzero(is_peak & (idx >= edge) & (idx < profile.size - edge))
+    chosen = _pick_rows(peaks, profile, n, sep)
     if len(chosen) < n:
         base = default_placement(layout).baselines_y_px
         return Anchors(tuple(float(b) for b in base), "default", ())
-    chosen.sort()
     # sub-row peak position from a parabola through the peak and its neighbours
     ys, cov = [], []
     for i in chosen:

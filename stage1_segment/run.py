@@ -4,7 +4,8 @@
 Inputs in DIR: saved :class:`~common.types.Rectified` contracts (``<stem>.json`` + ``<stem>.npz``, e.g. stage 0's
 output), and image files (png/jpg) taken to be already on the canonical sheet (resized to 2200x1700 with a
 warning when they are not that size). For each page it saves ``<id>.tracemaps.{npz,json}`` and, with
-``--viz``, ``<id>.overlay.png``: the rows' trace maps coloured over the sheet (at map resolution).
+``--viz``, ``<id>.overlay.png``: the rows' trace maps coloured over the sheet (at map resolution), with the
+row anchors the network was given as dashed lines.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def iter_inputs(folder: Path):
                             px_per_mm=CANONICAL.px_per_mm, method="assumed-canonical", confidence=0.0)
 
 
-def overlay(sheet_rgb: np.ndarray, maps: TraceMaps, gamma: float = 0.5) -> np.ndarray:
-    """RGB image at map resolution: the sheet lightened and greyed, each row's map in its own colour.
+def overlay(sheet_rgb: np.ndarray, maps: TraceMaps, gamma: float = 0.5,
+            anchors_y_px: tuple[float, ...] = ()) -> np.ndarray:
+    """RGB image at map resolution: the sheet lightened and greyed, each row's map in its own colour, and
+    each row's anchor (the baseline the network was given, sheet px) as a dashed line in that colour.
 
     Each column's probabilities are scaled by that column's maximum, so weak columns still show."""
     n_rows, hm, wm = maps.maps.shape
@@ -66,7 +69,13 @@ def overlay(sheet_rgb: np.ndarray, maps: TraceMaps, gamma: float = 0.5) -> np.nd
         a = np.clip(a, 0, 1)[..., None]
         colour = np.asarray(ROW_COLOURS_RGB[r % len(ROW_COLOURS_RGB)], dtype=np.float32)
         out = out * (1 - a) + colour * a
-    return np.clip(out, 0, 255).astype(np.uint8)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    for r, y in enumerate(anchors_y_px):
+        ym = int(round((y + 0.5) * maps.scale_y - 0.5))
+        colour = tuple(int(c) for c in ROW_COLOURS_RGB[r % len(ROW_COLOURS_RGB)])
+        for x in range(0, wm, 24):
+            cv2.line(out, (x, ym), (min(x + 10, wm - 1), ym), colour, 1)
+    return out
 
 
 def main(argv=None) -> int:
@@ -92,7 +101,8 @@ def main(argv=None) -> int:
         times.append(dt)
         maps.save(args.out / f"{rect.image_id}.tracemaps")
         if args.viz:
-            ov = overlay(rect.sheet_rgb, maps)
+            anchors = seg.last_anchors.baselines_y_px if seg.last_anchors is not None else ()
+            ov = overlay(rect.sheet_rgb, maps, anchors_y_px=anchors)
             cv2.imwrite(str(args.out / f"{rect.image_id}.overlay.png"), cv2.cvtColor(ov, cv2.COLOR_RGB2BGR))
         print(f"{rect.image_id}: {dt:.2f}s ({', '.join(f'{k} {v:.2f}' for k, v in seg.last_timing.items())})",
               flush=True)

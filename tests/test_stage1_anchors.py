@@ -51,3 +51,24 @@ def test_ink_weights_ignore_coloured_grid_and_paper():
     w = ink_weights(sheet, (100, 200), 97.5, 99.7)
     assert w[40:42].min() == 1.0
     assert w[np.r_[0:40, 42:100]].max() == 0.0
+
+
+def test_dark_grid_header_and_paper_edge_do_not_take_a_row():
+    """A black-and-white scan's grid as dark as the traces, a long header line and the dark band beyond a
+    photo's paper edge all pile up ink at one y too; the evenly spaced trace rows still win."""
+    rng = np.random.default_rng(0)
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    sheet[:, ::40] = 0  # major grid lines, black
+    sheet[::40] = 0
+    sheet[:30] = 0  # beyond the paper's edge
+    sheet[120:124, 100:1500] = 0  # a header line of text
+    rows = [500.0, 760.0, 1020.0, 1280.0]
+    x = np.arange(150, 2150)
+    for y in rows:  # wavy traces with QRS-like spikes, isoelectric at y
+        trace = y + 3 * np.sin(x / 40.0) - 60 * ((x % 160) < 6)
+        for dy in (-1, 0, 1):
+            sheet[np.round(trace).astype(int) + dy, x] = 0
+    sheet[rng.random(sheet.shape[:2]) < 0.002] = 0  # speckle
+    found = find_anchors(sheet, "3x4+II")
+    assert found.method == "ink"
+    np.testing.assert_allclose(found.baselines_y_px, rows, atol=4.0)
