@@ -4,12 +4,14 @@ Stage 1 conditions its row maps on these anchors instead of on absolute sheet po
 places its rows elsewhere (other margins, header heights, row pitches) is read as well as our own.
 
 A trace spends most of its time near its isoelectric line, so across the chart width the ink of a row piles
-up at one y. Ink is what is darker than the grid: the darkness of the brightest channel (255 - max(R, G, B))
-is near 0 for a coloured grid line (its own channel stays bright) and high for black or dark-blue traces; the
+up at one y. Ink is what is darker than the grid: the darkness of the brightest channel (max(R, G, B) below the local
+paper's) is near 0 for a coloured grid line (its own channel stays bright) and high for black or dark-blue traces; the
 threshold is set relative to the page's darkest ink, so grey grids are excluded as long as they are lighter
 than the traces; grid lines as dark as the traces are removed as straight horizontal runs longer than any
 flat stretch of trace. Per sheet row, the fraction of columns that hold ink within a few pixels gives a profile
-whose strong, evenly spaced peaks are the rows' baselines.
+whose strong, evenly spaced peaks are the rows' baselines. Grid lines that are dark but broken (a scanned grey
+grid) survive both tests; on the canonical sheet they repeat every 5 mm, so what the profile holds at the same
+place in the neighbouring 5 mm periods (their median) is taken away.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _REDUCE = 2  # the profile is computed at half the sheet's resolution (1 px ther
 PITCH_TOLERANCE = 0.25  # a set of rows whose gaps stray this fraction from their median scores 1/e as much
 MAX_ROW_SETS = 5000  # above this many candidate sets (many-row layouts), rows are picked greedily by strength
 LINE_RUN_PX = 300.0  # sheet px (38 mm, 1.5 s of paper): a straight horizontal run of ink this long is a grid line
+LINE_GAP_PX = 8  # sheet px: breaks this short in a scanned grid line are bridged before its run is measured
+INK_WINDOW_PX = 18.0  # sheet px: wider than a trace's stroke (QRS strokes included), narrower than a shadow
+GRID_PERIODS = 6  # the grid's share of the profile is the median over this many 5 mm periods above and below
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,36 @@ def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0) -> np.ndarray:
     """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above)."""
     h, w = sheet_rgb.shape[:2]
     small = cv2.resize(sheet_rgb, (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
-    dark = ink_darkness(small).astype(np.float32)
+    # darkness against the local paper (a closing of the brightness over INK_WINDOW_PX): shadows, stains and
+    # uneven lighting are darker than white paper but not than their own surroundings
+    bright = small.max(axis=2)
+    window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
+    paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
+    dark = (paper.astype(np.float32) - bright.astype(np.float32))
     # ink = at least half as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
     threshold = max(0.5 * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
     ink = (dark >= threshold).view(np.uint8)
     # a grid printed as dark as the traces (black-and-white scans) is ink too: drop straight horizontal runs
-    # longer than any flat stretch of a trace (LINE_RUN_PX)
+    # longer than any flat stretch of a trace (LINE_RUN_PX), after closing the short breaks of a scanned line
     run = max(3, int(round(LINE_RUN_PX / _REDUCE)))
-    lines = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, LINE_GAP_PX // _REDUCE + 1), np.uint8))
+    lines = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
     ink = ink & (1 - lines)
     reach = max(1, int(round(band_px / _REDUCE)))
     near = maximum_filter1d(ink, size=2 * reach + 1, axis=0)
-    return gaussian_filter1d(near.mean(axis=1, dtype=np.float64), 1.0)
+    profile = gaussian_filter1d(near.mean(axis=1, dtype=np.float64), 1.0)
+    return np.maximum(profile - _periodic_part(profile, CANONICAL.big_box_mm * CANONICAL.px_per_mm / _REDUCE), 0.0)
+
+
+def _periodic_part(profile: np.ndarray, period: float) -> np.ndarray:
+    """Per row, the median of the profile one to GRID_PERIODS ``period``s (rows, fractional) above and below:
+    a grid repeats there, the ink of a trace row (at most one other row among them) does not."""
+    idx = np.arange(profile.size, dtype=np.float64)
+    steps = np.concatenate([-np.arange(GRID_PERIODS, 0, -1), np.arange(1, GRID_PERIODS + 1)]) * period
+    at = idx[:, None] + steps[None, :]
+    vals = np.interp(at, idx, profile)
+    vals[(at < 0) | (at > profile.size - 1)] = np.nan
+    return np.nan_to_num(np.nanmedian(vals, axis=1))
 
 
 def _pick_rows(peaks: np.ndarray, strength: np.ndarray, n: int, sep: int) -> list[int]:

@@ -84,14 +84,6 @@ def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> Re
     grids = list(GRID_PALETTES)
     grid = str(rng.choice(grids, p=[0.45, 0.15, 0.08, 0.08, 0.08, 0.08, 0.08]))
     paper_tone = int(rng.integers(238, 256))
-    # Other renderers put their rows elsewhere (taller headers, closer or wider rows): row pitch from 0.62x
-    # to 1.12x the default (about 22-40 mm) and the block of rows anywhere that keeps its outer baselines
-    # ROW_MARGIN_PX inside the sheet
-    spacing = float(rng.uniform(0.62, 1.12))
-    base = default_placement(get_layout(layout_name)).baselines_y_px
-    centre, half = 0.5 * (base[0] + base[-1]), 0.5 * (base[-1] - base[0]) * spacing
-    lo, hi = ROW_MARGIN_PX - (centre - half), CANONICAL.height_px - ROW_MARGIN_PX - (centre + half)
-    row_shift_px = float(rng.uniform(lo, max(lo, hi)))
     return RenderStyle(
         layout_name=layout_name,
         grid=grid,
@@ -107,11 +99,28 @@ def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> Re
         calibration_pulse=bool(rng.random() < 0.9),
         separators=bool(rng.random() < 0.7),
         header=bool(rng.random() < 0.85),
-        x0_shift_px=float(rng.uniform(-120, 25)),
-        row_shift_px=row_shift_px,
-        row_spacing_scale=spacing,
+        **_sample_placement(rng, layout_name),
         grid_origin_px=(float(rng.uniform(0, 40)), float(rng.uniform(0, 40))),
     )
+
+
+def _sample_placement(rng: np.random.Generator, layout_name: str) -> dict:
+    """Where the rows go. Other renderers put them elsewhere (taller headers, closer or wider rows): row pitch
+    from 0.62x to 1.12x the default (about 22-40 mm), the block of rows anywhere that keeps its outer baselines
+    ROW_MARGIN_PX inside the sheet, the time origin -120..+25 px. Three draws, in the place of the look's
+    other draws, so that a seed keeps its grid, trace and font whatever these ranges are."""
+    x0_shift_px, shift_fraction, spacing_fraction = rng.random(3)
+    base = default_placement(get_layout(layout_name)).baselines_y_px
+    # a tall layout (12 x 1) already fills the sheet: no wider than fits between the margins
+    widest = min(1.12, (CANONICAL.height_px - 2 * ROW_MARGIN_PX) / (base[-1] - base[0]))
+    spacing = 0.62 + spacing_fraction * max(0.0, widest - 0.62)
+    centre, half = 0.5 * (base[0] + base[-1]), 0.5 * (base[-1] - base[0]) * spacing
+    lo, hi = ROW_MARGIN_PX - (centre - half), CANONICAL.height_px - ROW_MARGIN_PX - (centre + half)
+    return {
+        "x0_shift_px": float(-120.0 + 145.0 * x0_shift_px),
+        "row_shift_px": float(lo + shift_fraction * max(0.0, hi - lo)),
+        "row_spacing_scale": float(spacing),
+    }
 
 
 def style_placement(style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> Placement:

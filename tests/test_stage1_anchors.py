@@ -12,7 +12,11 @@ from synth.factory import make_page
 from synth.signals import simulate_record
 
 
-@pytest.mark.parametrize(("seed", "image_type"), [(0, "0001"), (1, "0003"), (2, "0004"), (3, "0001"), (4, "0011")])
+@pytest.mark.parametrize(
+    ("seed", "image_type"),
+    # 2, 13, 32 and 44: a broken grey grid, heavy shadows, a dashed black grid line (each once took a row)
+    [(0, "0001"), (1, "0003"), (2, "0004"), (3, "0001"), (4, "0011"), (13, "0010"), (32, "0012"), (44, "0004")],
+)
 def test_anchors_are_the_rows_baselines(seed, image_type):
     rec = simulate_record(np.random.default_rng(seed))
     page = make_page(rec, seed, seed, [image_type], layouts=["3x4+II"], fs_choices=[500])
@@ -31,14 +35,22 @@ def test_a_page_without_rows_falls_back_to_the_default_placement():
     assert found.baselines_y_px == default_placement(get_layout("3x4+II")).baselines_y_px
 
 
+def _draw_traces(sheet: np.ndarray, rows: list[float], value: int) -> None:
+    """Wavy 3 px traces with QRS-like spikes, isoelectric at each y of ``rows`` (a flat line would be a grid line)."""
+    x = np.arange(150, 2150)
+    for y in rows:
+        trace = y + 3 * np.sin(x / 40.0) - 60 * ((x % 160) < 6)
+        for dy in (-1, 0, 1):
+            sheet[np.round(trace).astype(int) + dy, x] = value
+
+
 def test_rows_moved_up_are_followed():
-    """Rows drawn as flat dark lines anywhere on a pink grid are found where they are."""
+    """Traces drawn anywhere on a pink grid are found where they are."""
     sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
     sheet[:, ::8] = (240, 160, 170)  # grid lines: saturated, not ink
     sheet[::8] = (240, 160, 170)
     rows = [300.0, 520.0, 740.0, 960.0]
-    for y in rows:
-        sheet[int(y) - 1 : int(y) + 2, 200:2100] = 10
+    _draw_traces(sheet, rows, value=10)
     found = find_anchors(sheet, "3x4+II")
     assert found.method == "ink"
     np.testing.assert_allclose(found.baselines_y_px, rows, atol=2.0)
@@ -63,11 +75,7 @@ def test_dark_grid_header_and_paper_edge_do_not_take_a_row():
     sheet[:30] = 0  # beyond the paper's edge
     sheet[120:124, 100:1500] = 0  # a header line of text
     rows = [500.0, 760.0, 1020.0, 1280.0]
-    x = np.arange(150, 2150)
-    for y in rows:  # wavy traces with QRS-like spikes, isoelectric at y
-        trace = y + 3 * np.sin(x / 40.0) - 60 * ((x % 160) < 6)
-        for dy in (-1, 0, 1):
-            sheet[np.round(trace).astype(int) + dy, x] = 0
+    _draw_traces(sheet, rows, value=0)
     sheet[rng.random(sheet.shape[:2]) < 0.002] = 0  # speckle
     found = find_anchors(sheet, "3x4+II")
     assert found.method == "ink"
