@@ -10,15 +10,15 @@ A bundle is a folder with ``config.json``::
       "refiner":     null
     }
 
-Every section and field is optional (defaults apply). ``refiner`` is reserved for the 1-D refinement
-network that will correct the read signals; it will be ``{"type": "<kind>", "weights": "<file in the
-bundle>", ...}``. No kind is implemented yet, so a bundle naming one is refused rather than silently
-ignored.
+Every section and field is optional (defaults apply). ``refiner`` names the 1-D network that corrects the
+read leads (see :mod:`stage2_signal.refine`): ``{"type": "lead_cnn", "weights": "refiner.safetensors", ...}``;
+null reads the leads without it. An unknown type or a missing weights file is refused, never ignored.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from common.layouts import LEADS, get_layout
 from common.types import Page, Signals, TraceMaps
 from stage2_signal.calibrate import CalibrateConfig, n_record_samples, read_panels
 from stage2_signal.extract import ExtractConfig, read_rows
+from stage2_signal.model import REFINER_REGISTRY
 from stage2_signal.postprocess import PostConfig, assemble_leads
+from stage2_signal.refine import Refiner
 
 CONFIG_FORMAT = 1
-REFINER_TYPES: tuple[str, ...] = ()  # none implemented yet
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class ExtractorConfig:
         refiner = d.get("refiner")
         if refiner is not None:
             kind = refiner.get("type") if isinstance(refiner, dict) else None
-            if kind not in REFINER_TYPES:
-                raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {list(REFINER_TYPES)})")
+            if kind not in REFINER_REGISTRY:
+                raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {sorted(REFINER_REGISTRY)})")
         return cls(extract=ExtractConfig.from_dict(d.get("extract")),
                    calibrate=CalibrateConfig.from_dict(d.get("calibrate")),
                    postprocess=PostConfig.from_dict(d.get("postprocess")), refiner=refiner)
@@ -85,8 +86,9 @@ def _check_maps(maps: TraceMaps) -> None:
 
 
 def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
-            config: ExtractorConfig | None = None) -> Extraction:
-    """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each."""
+            config: ExtractorConfig | None = None, refiner: Refiner | None = None) -> Extraction:
+    """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each; ``refiner`` (a loaded
+    one, see :class:`SignalExtractor`) corrects them. ``confidence`` is the reading's, before refinement."""
     cfg = config or ExtractorConfig()
     if not (np.isfinite(rectified_px_per_mm) and rectified_px_per_mm > 0):
         raise ValueError(f"rectified px_per_mm must be positive, got {rectified_px_per_mm}")
@@ -99,6 +101,8 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
         traces = read_rows(maps, cfg.extract)
         readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate)
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
+        if refiner is not None:
+            leads = refiner(leads, conf, fs_hz)
     except ValueError as exc:
         raise ValueError(f"{maps.image_id}: stage 2 failed: {exc}") from exc
     leads = {k: np.asarray(v, dtype=np.float64) for k, v in leads.items()}
@@ -107,10 +111,10 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
 
 
 def extract_signals(maps: TraceMaps, rectified_px_per_mm: float, page: Page,
-                    config: ExtractorConfig | None = None) -> Signals:
+                    config: ExtractorConfig | None = None, refiner: Refiner | None = None) -> Signals:
     """Plain-function API: TraceMaps -> Signals for ``page`` (its fs and per-lead sample counts)."""
     counts = {lead: page.n_samples(lead) for lead in LEADS}
-    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config).signals
+    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config, refiner).signals
 
 
 class SignalExtractor:
@@ -119,6 +123,11 @@ class SignalExtractor:
     def __init__(self, config: ExtractorConfig | None = None, bundle_dir: Path | None = None):
         self.config = config or ExtractorConfig()
         self.bundle_dir = bundle_dir
+        self.refiner = None
+        if self.config.refiner is not None:
+            if bundle_dir is None:
+                raise ValueError("a stage-2 config with a refiner needs the bundle folder that holds its weights")
+            self.refiner = Refiner.from_section(self.config.refiner, bundle_dir)
 
     @classmethod
     def from_bundle(cls, path: str | Path) -> SignalExtractor:
@@ -135,12 +144,14 @@ class SignalExtractor:
     def save_bundle(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        if self.refiner is not None and self.bundle_dir is not None and path.resolve() != self.bundle_dir.resolve():
+            shutil.copy2(self.bundle_dir / self.config.refiner["weights"], path / self.config.refiner["weights"])
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         return path
 
     def extract(self, maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float,
                 samples_per_lead: dict) -> Extraction:
-        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config)
+        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner)
 
     def __call__(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page) -> Signals:
-        return extract_signals(maps, rectified_px_per_mm, page, self.config)
+        return extract_signals(maps, rectified_px_per_mm, page, self.config, self.refiner)

@@ -1,0 +1,145 @@
+"""Refiner training data: the errors the pipeline really makes, collected by running it on factory pages.
+
+    python -m stage2_signal.data --signals ../shared/data/signals --weights weights --out runs/refiner/train.npz \
+        --pages 400 --split train [--types 0001,0003,0004,...] [--seed 21] [--workers 2]
+
+Each page is rendered from a record window of the chosen split, degraded as one image type, and read by the
+pipeline without a refiner (stage 0 grid rectification, the stage-1 bundle, stage-2 reading). Per lead the
+reading, its confidence and the truth are stored at the refiner's rate (``REFINE_FS_HZ``), flattened, with
+their offsets, lead, page and fs. Pages whose reading fails are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.layouts import LEADS
+from common.types import IMAGE_TYPES, Page
+from stage0_rectify.grid import rectify_from_grid
+from stage1_segment.data import split_records
+from stage1_segment.infer import TraceSegmenter
+from stage2_signal.infer import ExtractorConfig, extract
+from stage2_signal.model import REFINE_FS_HZ
+from stage2_signal.refine import resample_linear
+from synth.factory import make_page
+
+DEFAULT_TYPES = ("0001", "0003", "0004", "0006", "0009", "0010", "0011", "0012")
+_WORKER: dict = {}
+
+
+def reading_config(stage2_bundle: Path) -> ExtractorConfig:
+    """A stage-2 bundle's reading settings without its refiner: the refiner learns the reading's errors."""
+    return replace(ExtractorConfig.from_dict(json.loads((Path(stage2_bundle) / "config.json").read_text())),
+                   refiner=None)
+
+
+def _init_worker(weights_dir: str, signals_dir: str, split: str) -> None:
+    torch.set_num_threads(1)
+    train, val, _ = split_records(Path(signals_dir))
+    _WORKER.update(segmenter=TraceSegmenter.from_bundle(Path(weights_dir) / "stage1_segment"),
+                   config=reading_config(Path(weights_dir) / "stage2_signal"),
+                   records=train if split == "train" else val)
+
+
+def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np.ndarray, labels,
+              image_id: str) -> dict | None:
+    """The pipeline's reading of one factory page next to its truth, per lead at REFINE_FS_HZ (None if the
+    page cannot be read)."""
+    truth = {lead: labels.lead_signal(lead).astype(np.float64) for lead in LEADS}
+    counts = {lead: v.size for lead, v in truth.items()}
+    page = Page(image_id, page_image, float(labels.fs_hz), counts)
+    try:
+        rectified = rectify_from_grid(page)
+        ex = extract(segmenter(rectified), rectified.px_per_mm, page.fs_hz, counts, config)
+    except ValueError:
+        return None
+    fs = float(labels.fs_hz)
+    out = {"x": [], "c": [], "y": [], "lead": []}
+    for i, lead in enumerate(LEADS):
+        y = resample_linear(truth[lead], fs, REFINE_FS_HZ)
+        out["y"].append(y.astype(np.float32))
+        out["x"].append(resample_linear(ex.signals.leads_mv[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
+        out["c"].append(resample_linear(ex.confidence[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
+        out["lead"].append(i)
+    return out
+
+
+def _collect_one(task: tuple) -> tuple[int, str, float, dict | None]:
+    index, seed, image_type = task
+    records = _WORKER["records"]
+    record = records[index % len(records)]
+    synth_page = make_page(record, index, seed, [image_type], layouts=["3x4+II"])
+    got = read_page(_WORKER["segmenter"], _WORKER["config"], synth_page.images[image_type].image_rgb, synth_page.labels,
+                    f"{record.record_id}_{index}")
+    return index, image_type, float(synth_page.labels.fs_hz), got
+
+
+def collect(signals_dir: Path, weights_dir: Path, out: Path, pages: int, split: str, types: list[str],
+            seed: int, workers: int) -> dict:
+    tasks = [(i, seed, types[i % len(types)]) for i in range(pages)]
+    rows = {"x": [], "c": [], "y": [], "lead": [], "page": [], "fs_hz": [], "image_type": []}
+    failed = 0
+    start = time.time()
+    ctx = get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(weights_dir), str(signals_dir), split)) as pool:
+        for done, (index, image_type, fs, got) in enumerate(pool.imap_unordered(_collect_one, tasks), 1):
+            if got is None:
+                failed += 1
+            else:
+                for k in ("x", "c", "y", "lead"):
+                    rows[k].extend(got[k])
+                rows["page"].extend([index] * len(LEADS))
+                rows["fs_hz"].extend([fs] * len(LEADS))
+                rows["image_type"].extend([image_type] * len(LEADS))
+            if done % 20 == 0 or done == pages:
+                print(f"[{time.strftime('%H:%M:%S')}] {done}/{pages} pages, {failed} unreadable, "
+                      f"{time.time() - start:.0f}s", flush=True)
+    lengths = np.array([v.size for v in rows["x"]], np.int64)
+    np.savez_compressed(out, x=np.concatenate(rows["x"]), c=np.concatenate(rows["c"]),
+                        y=np.concatenate(rows["y"]), lengths=lengths, lead=np.array(rows["lead"], np.int64),
+                        page=np.array(rows["page"], np.int64), fs_hz=np.array(rows["fs_hz"]),
+                        image_type=np.array(rows["image_type"]), split=split, seed=seed)
+    return {"pages": pages, "unreadable": failed, "leads": int(lengths.size), "split": split, "seed": seed,
+            "types": types}
+
+
+def load_leads(path: Path) -> dict:
+    """A collected file as lists of per-lead arrays plus the per-lead metadata."""
+    d = np.load(path)
+    cuts = np.cumsum(d["lengths"])[:-1]
+    return {"x": np.split(d["x"], cuts), "c": np.split(d["c"], cuts), "y": np.split(d["y"], cuts),
+            "lead": d["lead"], "page": d["page"], "fs_hz": d["fs_hz"], "image_type": d["image_type"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--signals", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, default=Path("weights"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--pages", type=int, default=400)
+    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument("--types", default=",".join(DEFAULT_TYPES))
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    bad = [t for t in types if t not in IMAGE_TYPES]
+    if bad:
+        parser.error(f"unknown image types {bad}; known: {', '.join(IMAGE_TYPES)}")
+    if args.pages < 1:
+        parser.error("--pages must be at least 1")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(collect(args.signals, args.weights, args.out, args.pages, args.split, types, args.seed, args.workers))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
