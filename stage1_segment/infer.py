@@ -14,7 +14,6 @@ network's choice of trace the mass moves onto the drawn line; where the network 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from common.types import Rectified, TraceMaps
+from common.weights import load_checked_weights, sha256_file
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import create_model, normalise_image, split_logits
@@ -31,14 +31,6 @@ from stage1_segment.model import create_model, normalise_image, split_logits
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 BUNDLE_FORMAT = 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
@@ -52,7 +44,7 @@ def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Pa
     save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
     cfg = dict(config)
     cfg["bundle_format"] = BUNDLE_FORMAT
-    cfg["weights_sha256"] = _sha256(tmp_w)
+    cfg["weights_sha256"] = sha256_file(tmp_w)
     cfg["weights_bytes"] = tmp_w.stat().st_size
     tmp_c = out / (CONFIG_FILE + ".tmp")
     tmp_c.write_text(json.dumps(cfg, indent=1))
@@ -62,8 +54,6 @@ def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Pa
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    from safetensors.torch import load_file
-
     path = Path(path)
     cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     for p in (cfg_path, w_path):
@@ -75,17 +65,8 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
             raise ValueError(f"{cfg_path} lacks {key!r}")
     if cfg.get("bundle_format") != BUNDLE_FORMAT:
         raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
-    sha = _sha256(w_path)
-    if sha != cfg["weights_sha256"]:
-        raise ValueError(f"{w_path} does not match {cfg_path} (sha256 {sha[:12]} != {cfg['weights_sha256'][:12]})")
     model = create_model(cfg["model_name"], **cfg["model_kwargs"])
-    state = load_file(str(w_path))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{w_path} does not fit the network configured in {cfg_path}: {exc}") from exc
-    model.eval()
-    return model, cfg
+    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
 
 
 @dataclass(frozen=True)

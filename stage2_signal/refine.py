@@ -12,20 +12,16 @@ back to the page's sample times and added. Loading is strict: a missing or alter
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from common.layouts import LEADS
+from common.weights import load_checked_weights, sha256_file
 from stage2_signal.model import REFINER_REGISTRY, create_refiner, refiner_inputs
 
 REFINER_FILE = "refiner.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resample_linear(values: np.ndarray, fs_from: float, fs_to: float, n_to: int | None = None) -> np.ndarray:
@@ -59,27 +55,16 @@ class Refiner:
 
     @classmethod
     def from_section(cls, section: dict, bundle_dir: str | Path) -> Refiner:
-        from safetensors.torch import load_file
-
         for key in ("type", "kwargs", "weights", "weights_sha256", "fs_hz"):
             if key not in section:
                 raise ValueError(f"stage-2 refiner section lacks {key!r}")
         if section["type"] not in REFINER_REGISTRY:
             raise ValueError(f"stage-2 refiner type {section['type']!r} is not available "
                              f"(known: {sorted(REFINER_REGISTRY)})")
-        w_path = Path(bundle_dir) / section["weights"]
-        if not w_path.is_file():
-            raise FileNotFoundError(f"stage-2 refiner weights {w_path} are missing")
-        sha = _sha256(w_path)
-        if sha != section["weights_sha256"]:
-            raise ValueError(f"{w_path} is not the file its config names (sha256 {sha[:12]} != "
-                             f"{section['weights_sha256'][:12]})")
         model = create_refiner(section["type"], **section["kwargs"])
-        state = load_file(str(w_path))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{w_path} does not fit refiner {section['type']} {section['kwargs']}: "
-                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        bundle_dir = Path(bundle_dir)
+        load_checked_weights(model, bundle_dir / section["weights"], section["weights_sha256"],
+                             bundle_dir / "config.json")
         return cls(model, section)
 
     @staticmethod
@@ -92,7 +77,7 @@ class Refiner:
         out.mkdir(parents=True, exist_ok=True)
         w_path = out / REFINER_FILE
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(w_path))
-        return {"type": name, "kwargs": kwargs, "weights": REFINER_FILE, "weights_sha256": _sha256(w_path),
+        return {"type": name, "kwargs": kwargs, "weights": REFINER_FILE, "weights_sha256": sha256_file(w_path),
                 "fs_hz": float(fs_hz), "trained": trained}
 
     @torch.inference_mode()

@@ -191,7 +191,7 @@ def test_from_bundle_rejects_other_weights(tmp_path):
     save_bundle(tiny_model(0), tiny_config(), tmp_path / "a")
     save_bundle(tiny_model(1), tiny_config(), tmp_path / "b")
     (tmp_path / "b" / WEIGHTS_FILE).replace(tmp_path / "a" / WEIGHTS_FILE)
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="is not the file"):
         TraceSegmenter.from_bundle(tmp_path / "a")
 
 

@@ -126,10 +126,10 @@ def test_bundle_loading_is_strict(tmp_path):
     assert SignalExtractor.from_bundle(copy).refiner is not None
     with open(tmp_path / section["weights"], "ab") as f:
         f.write(b"0")
-    with pytest.raises(ValueError, match="not the file its config names"):
+    with pytest.raises(ValueError, match="is not the file"):
         SignalExtractor.from_bundle(tmp_path)
     (copy / section["weights"]).unlink()
-    with pytest.raises(FileNotFoundError, match="refiner weights"):
+    with pytest.raises(FileNotFoundError, match="are missing"):
         SignalExtractor.from_bundle(copy)
     bad = json.loads((tmp_path / "config.json").read_text())
     bad["refiner"]["type"] = "transformer"
