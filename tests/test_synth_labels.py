@@ -104,3 +104,22 @@ def test_pages_are_deterministic():
     b = make_page(record, index=4, seed=2, image_types=["0005"])
     assert np.array_equal(a.images["0005"].image_rgb, b.images["0005"].image_rgb)
     assert np.array_equal(a.labels.row_y_px, b.labels.row_y_px, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout_name", sorted(LAYOUTS))
+def test_sampled_rows_stay_inside_the_sheet_and_vary(layout_name):
+    """Row blocks go anywhere that keeps the outer baselines ROW_MARGIN_PX inside the sheet (tall layouts
+    are narrowed to fit), with pitches spread over the sampled range."""
+    from synth.render import ROW_MARGIN_PX, sample_style, style_placement
+
+    tops, pitches = [], []
+    for seed in range(200):
+        placement = style_placement(sample_style(np.random.default_rng(seed), layout_name))
+        b = np.asarray(placement.baselines_y_px)
+        assert b[0] >= ROW_MARGIN_PX - 1e-6 and b[-1] <= CANONICAL.height_px - ROW_MARGIN_PX + 1e-6
+        tops.append(b[0])
+        if b.size > 1:
+            pitches.append(float(np.median(np.diff(b))))
+    assert np.ptp(tops) > 100.0  # the block moves
+    if pitches:
+        assert np.ptp(pitches) > 0.2 * np.median(pitches)  # and its pitch changes
