@@ -4,8 +4,10 @@
         --base weights/stage2_signal --out runs/refiner/bundle [--minutes 10] [--seed 0]
 
 The loss is the metric's: per page, noise over signal power after each lead's constant offset is removed
-(:func:`stage2_signal.model.snr_loss`). Validation reports the mean page SNR (dB, uncapped, no lag search)
-of the readings before and after the refiner; the bundle (the base bundle's reading settings + the refiner)
+(:func:`stage2_signal.model.snr_loss`), against the truth shifted by the lag the metric would choose for the
+reading (the metric forgives a lag, so the refiner must not be taught to blur a shifted QRS into place).
+Validation reports the mean page SNR (dB, uncapped, on the same lag-aligned truth) of the readings before and
+after the refiner; the bundle (the base bundle's reading settings + the refiner)
 is written whenever validation improves and records data, steps and both scores.
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from common.layouts import LEADS
+from common.metric import lead_powers
 from stage2_signal.data import load_leads
 from stage2_signal.infer import ExtractorConfig, SignalExtractor
 from stage2_signal.model import REFINE_FS_HZ, create_refiner, snr_loss
@@ -30,6 +33,16 @@ DEFAULT_REFINER = {"name": "lead_cnn", "kwargs": {"channels": 32, "kernel": 5, "
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def align_truth(data: dict) -> dict:
+    """Each lead's truth moved by the metric's lag for its reading, into the reading's time frame (held at the
+    ends): what the metric compares the reading with."""
+    aligned = []
+    for x, y in zip(data["x"], data["y"], strict=True):
+        _, _, lag, _ = lead_powers(y.astype(np.float64), x.astype(np.float64), REFINE_FS_HZ)
+        aligned.append(np.interp(np.arange(y.size) + lag, np.arange(y.size), y).astype(np.float32))
+    return {**data, "y": aligned}
 
 
 def page_batches(data: dict) -> list[np.ndarray]:
@@ -106,7 +119,7 @@ def main(argv=None) -> int:
         if not p.is_file():
             parser.error(f"{p} does not exist")
     base_cfg = ExtractorConfig.from_dict(json.loads((args.base / "config.json").read_text()))
-    train, val = load_leads(args.train), load_leads(args.val)
+    train, val = align_truth(load_leads(args.train)), align_truth(load_leads(args.val))
     train_pages, val_pages = page_batches(train), page_batches(val)
     log(f"{len(train_pages)} train pages, {len(val_pages)} val pages")
     model = create_refiner(args.model["name"], **args.model["kwargs"])
