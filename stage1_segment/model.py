@@ -17,15 +17,14 @@ training target only).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.registry import Registry
 from common.torch_compat import ensure_torchvision
 
-MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+MODEL_REGISTRY = Registry("stage-1 model")
 
 # Image normalisation: uint8 -> roughly zero mean, unit spread.
 PIXEL_MEAN = 0.5
@@ -35,21 +34,9 @@ ANCHOR_SCALE_PX = 200.0  # sheet px per unit of an anchor channel (about a row p
 ANCHOR_CLIP = 3.0  # anchor channels saturate this many units away from their row
 
 
-def register_model(name: str):
-    def deco(fn):
-        if name in MODEL_REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        MODEL_REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model from its kwargs (as stored in a bundle's config)."""
-    if name not in MODEL_REGISTRY:
-        raise KeyError(f"unknown stage-1 model {name!r}; known: {', '.join(sorted(MODEL_REGISTRY))}")
-    return MODEL_REGISTRY[name](**kwargs)
+    return MODEL_REGISTRY.create(name, **kwargs)
 
 
 def coord_channels(batch: int, height: int, width: int, x_offset: torch.Tensor | int, full_width: int,
@@ -136,7 +123,7 @@ class RowTraceUnet(nn.Module):
         return out[..., :h, :w]
 
 
-@register_model("unet_rows")
+@MODEL_REGISTRY.register("unet_rows")
 def _unet_rows(**kwargs) -> nn.Module:
     return RowTraceUnet(**kwargs)
 

@@ -59,7 +59,7 @@ class ExtractorConfig:
         if refiner is not None:
             kind = refiner.get("type") if isinstance(refiner, dict) else None
             if kind not in REFINER_REGISTRY:
-                raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {sorted(REFINER_REGISTRY)})")
+                raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {list(REFINER_REGISTRY)})")
         return cls(extract=ExtractConfig.from_dict(d.get("extract")),
                    calibrate=CalibrateConfig.from_dict(d.get("calibrate")),
                    postprocess=PostConfig.from_dict(d.get("postprocess")), refiner=refiner)

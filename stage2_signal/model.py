@@ -11,32 +11,19 @@ Built by name from a kwargs dict (``create_refiner("lead_cnn", **kwargs)``), as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from common.layouts import LEADS
+from common.registry import Registry
 
-REFINER_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+REFINER_REGISTRY = Registry("stage-2 refiner")
 REFINE_FS_HZ = 250.0  # the printed trace holds about 200 samples/s (25 mm/s at 7.9 px/mm): 250 Hz loses nothing
 INPUT_CHANNELS = 3 + len(LEADS)  # signal (mV), confidence, printed mask, lead one-hot
 
 
-def register_refiner(name: str):
-    def deco(fn):
-        if name in REFINER_REGISTRY:
-            raise ValueError(f"refiner {name!r} is already registered")
-        REFINER_REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
 def create_refiner(name: str, **kwargs) -> nn.Module:
-    if name not in REFINER_REGISTRY:
-        raise KeyError(f"unknown stage-2 refiner {name!r}; known: {', '.join(sorted(REFINER_REGISTRY))}")
-    return REFINER_REGISTRY[name](**kwargs)
+    return REFINER_REGISTRY.create(name, **kwargs)
 
 
 class _Block(nn.Module):
@@ -75,7 +62,7 @@ class LeadRefiner(nn.Module):
         return self.head(self.blocks(self.stem(x)))[:, 0] * printed
 
 
-@register_refiner("lead_cnn")
+@REFINER_REGISTRY.register("lead_cnn")
 def _lead_cnn(**kwargs) -> nn.Module:
     return LeadRefiner(**kwargs)
 

@@ -60,7 +60,7 @@ class Refiner:
                 raise ValueError(f"stage-2 refiner section lacks {key!r}")
         if section["type"] not in REFINER_REGISTRY:
             raise ValueError(f"stage-2 refiner type {section['type']!r} is not available "
-                             f"(known: {sorted(REFINER_REGISTRY)})")
+                             f"(known: {list(REFINER_REGISTRY)})")
         model = create_refiner(section["type"], **section["kwargs"])
         bundle_dir = Path(bundle_dir)
         load_checked_weights(model, bundle_dir / section["weights"], section["weights_sha256"],
