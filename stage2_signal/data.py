@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from common.layouts import LEADS
-from common.types import IMAGE_TYPES, Page
+from common.types import Page
 from stage0_rectify.grid import rectify_from_grid
 from stage1_segment.data import split_records
 from stage1_segment.infer import TraceSegmenter
@@ -30,6 +30,7 @@ from stage2_signal.infer import ExtractorConfig, extract
 from stage2_signal.model import REFINE_FS_HZ
 from stage2_signal.refine import resample_linear
 from synth.factory import make_page
+from synth.make import parse_types
 
 DEFAULT_TYPES = ("0001", "0003", "0004", "0006", "0009", "0010", "0011", "0012")
 _WORKER: dict = {}
@@ -126,18 +127,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--split", choices=("train", "val"), default="train")
-    parser.add_argument("--types", default=",".join(DEFAULT_TYPES))
+    parser.add_argument("--types", type=parse_types, default=list(DEFAULT_TYPES))
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    types = [t.strip() for t in args.types.split(",") if t.strip()]
-    bad = [t for t in types if t not in IMAGE_TYPES]
-    if bad:
-        parser.error(f"unknown image types {bad}; known: {', '.join(IMAGE_TYPES)}")
     if args.pages < 1:
         parser.error("--pages must be at least 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(collect(args.signals, args.weights, args.out, args.pages, args.split, types, args.seed, args.workers))
+    print(collect(args.signals, args.weights, args.out, args.pages, args.split, args.types, args.seed, args.workers))
     return 0
 
 
