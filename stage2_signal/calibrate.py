@@ -36,6 +36,10 @@ class CalibrateConfig(Settings):
     edge_level: float = 0.5  # confidence at which a row's trace starts / ends
     min_run_px: float = 8.0  # a start (end) must be followed (preceded) by this much confident trace
     search_margin: float = 0.15  # fraction of the row length searched beyond the best-fitting window
+    shared_x0_tol_px: float = 8.0  # rows whose origins agree within this share their mean (layouts start every
+    # row at one origin; one shared value keeps the rows, and so the copies fused across them, in step)
+    stray_gap_px: float = 24.0  # a short piece of confident ink alone at a row's end, beyond a gap longer than
+    stray_piece_px: float = 60.0  # this, and shorter than this, is not the trace (a scan's dark border, a label)
     x0_tol_px: float = 3.0  # start and end estimates of x0 agree within this
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
@@ -84,6 +88,23 @@ def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeomet
     return first, last
 
 
+def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: int) -> tuple[int, int]:
+    """Columns [lo, hi] narrowed past short pieces of ``on`` columns (under ``min_piece``) that sit alone at
+    either end, beyond a gap of more than ``max_gap`` columns."""
+    idx = np.flatnonzero(on[lo : hi + 1]) + lo
+    if idx.size == 0:
+        return lo, hi
+    breaks = np.flatnonzero(np.diff(idx) > max_gap + 1)
+    first = np.concatenate([[0], breaks + 1])
+    last = np.concatenate([breaks, [idx.size - 1]])
+    a, b = 0, first.size - 1
+    while a < b and idx[last[a]] - idx[first[a]] + 1 < min_piece:
+        a += 1
+    while b > a and idx[last[b]] - idx[first[b]] + 1 < min_piece:
+        b -= 1
+    return int(idx[first[a]]), int(idx[last[b]])
+
+
 def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple[float, float] | None:
     """Sheet x where the row's confident trace starts and ends (None when the row holds no trace).
 
@@ -110,6 +131,8 @@ def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple
         a = 0
     margin = int(round(cfg.search_margin * n_win))
     lo, hi = max(0, a - margin), min(c.size - 1, a + n_win + margin)
+    lo, hi = _drop_stray_ends(on, lo, hi, max(1, int(round(cfg.stray_gap_px / cw))),
+                              max(1, int(round(cfg.stray_piece_px / cw))))
     run = max(1, int(round(cfg.min_run_px / cw)))
     # fraction of confident columns in the run of ``run`` columns starting (ending) at each column
     frac_fwd = (csum[np.minimum(np.arange(c.size) + run, c.size)] - csum[np.arange(c.size)]) / run
@@ -168,6 +191,8 @@ def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: Shee
             else:
                 x0[row], decided = consensus, "consensus"
         how.append(decided)
+    close = np.abs(x0 - np.median(x0)) <= cfg.shared_x0_tol_px
+    x0[close] = float(np.mean(x0[close]))
     return x0, how
 
 

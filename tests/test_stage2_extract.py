@@ -180,6 +180,36 @@ def test_calibration_pulses_in_the_maps_do_not_move_the_origin():
     assert uncapped_db(truth, ex.signals.leads_mv, 500) >= db0 - 0.2
 
 
+def test_a_dark_border_beyond_the_trace_end_does_not_move_the_origin(clean_500):
+    """A scan's dark border at the sheet's edge is confident "trace" in every row, alone beyond a gap."""
+    labels, maps, _, db0 = clean_500
+    m = maps.maps.copy()
+    xs = maps.sheet_x()
+    end = labels.x0_px + 10.0 * CANONICAL.px_per_s
+    border = (xs > end + 40) & (xs < end + 55)
+    assert border.any() and xs[-1] > end + 55, "the page leaves no room for a border after the trace"
+    for row in range(m.shape[0]):
+        m[row][:, border] = 0.0
+        m[row][int(0.5 * m.shape[1]), border] = 1.0
+    ex, truth = run(labels, dataclasses.replace(maps, maps=m))
+    assert np.abs(np.array(ex.info["x0_px"]) - labels.x0_px).max() < 0.05, ex.info["x0_how"]
+    assert uncapped_db(truth, ex.signals.leads_mv, 500) >= db0 - 0.2
+
+
+def test_rows_share_one_origin_when_their_estimates_agree(clean_500):
+    labels, maps, _, _ = clean_500
+    m = maps.maps.copy()
+    m[1] = np.roll(m[1], 2, axis=1)  # row 1's trace read 2 columns (2 px) late: an error, not a layout
+    ex, _ = run(labels, dataclasses.replace(maps, maps=m))
+    x0 = np.array(ex.info["x0_px"])
+    assert np.ptp(x0) == 0.0
+    assert abs(x0[0] - labels.x0_px - 0.5) < 0.1  # the mean of three exact rows and one 2 px late
+    m[1] = np.roll(maps.maps[1], 40, axis=1)  # 40 px apart is a different origin, kept per row
+    ex, _ = run(labels, dataclasses.replace(maps, maps=m))
+    x0 = np.array(ex.info["x0_px"])
+    assert abs(x0[1] - labels.x0_px - 40) < 0.1 and np.abs(np.delete(x0, 1) - labels.x0_px).max() < 0.05
+
+
 def test_distant_clutter_does_not_bias(clean_500):
     labels, maps, _, db0 = clean_500
     m = maps.maps.astype(np.float64)
