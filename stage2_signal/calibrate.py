@@ -88,9 +88,11 @@ def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeomet
     return first, last
 
 
-def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: int) -> tuple[int, int]:
+def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: int,
+                     min_kept: int) -> tuple[int, int]:
     """Columns [lo, hi] narrowed past short pieces of ``on`` columns (under ``min_piece``) that sit alone at
-    either end, beyond a gap of more than ``max_gap`` columns."""
+    either end, beyond a gap of more than ``max_gap`` columns, as long as the rest spans ``min_kept``
+    columns (a row broken into short pieces everywhere is left whole)."""
     idx = np.flatnonzero(on[lo : hi + 1]) + lo
     if idx.size == 0:
         return lo, hi
@@ -102,6 +104,8 @@ def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: 
         a += 1
     while b > a and idx[last[b]] - idx[first[b]] + 1 < min_piece:
         b -= 1
+    if idx[last[b]] - idx[first[a]] + 1 < min_kept:
+        return lo, hi
     return int(idx[first[a]]), int(idx[last[b]])
 
 
@@ -132,7 +136,7 @@ def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple
     margin = int(round(cfg.search_margin * n_win))
     lo, hi = max(0, a - margin), min(c.size - 1, a + n_win + margin)
     lo, hi = _drop_stray_ends(on, lo, hi, max(1, int(round(cfg.stray_gap_px / cw))),
-                              max(1, int(round(cfg.stray_piece_px / cw))))
+                              max(1, int(round(cfg.stray_piece_px / cw))), n_win // 2)
     run = max(1, int(round(cfg.min_run_px / cw)))
     # fraction of confident columns in the run of ``run`` columns starting (ending) at each column
     frac_fwd = (csum[np.minimum(np.arange(c.size) + run, c.size)] - csum[np.arange(c.size)]) / run

@@ -196,6 +196,18 @@ def test_a_dark_border_beyond_the_trace_end_does_not_move_the_origin(clean_500):
     assert uncapped_db(truth, ex.signals.leads_mv, 500) >= db0 - 0.2
 
 
+def test_rows_broken_into_short_pieces_everywhere_still_give_an_origin(clean_500):
+    """A faint, binarised scan leaves only short pieces of trace: none of them is dropped as stray ink."""
+    labels, maps, _, _ = clean_500
+    bad = dataclasses.replace(maps, maps=maps.maps.copy())
+    xs = maps.sheet_x()
+    for row in range(bad.maps.shape[0]):
+        _blank(bad, row, (xs % 80) < 30)
+    ex, _ = run(labels, bad)  # before: every piece but one was "stray", and no row held a trace
+    # either end may fall in a 30 px blank, so the origin can be off by up to two blanks
+    assert np.abs(np.array(ex.info["x0_px"]) - labels.x0_px).max() < 60
+
+
 def test_rows_share_one_origin_when_their_estimates_agree(clean_500):
     labels, maps, _, _ = clean_500
     m = maps.maps.copy()
