@@ -87,7 +87,7 @@ class Pipeline:
         maps = self.segmenter(rectified)
         timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
-        signals = self.extractor(maps, rectified.px_per_mm, page)
+        signals = self.extractor(maps, rectified.px_per_mm, page, rectified.sheet_rgb)
         timings["stage2_signal"] = time.perf_counter() - start
         return PipelineResult(signals, rectified, maps, timings)
 

@@ -38,6 +38,8 @@ class CalibrateConfig(Settings):
     search_margin: float = 0.15  # fraction of the row length searched beyond the best-fitting window
     shared_x0_tol_px: float = 8.0  # rows whose origins agree within this share their mean (layouts start every
     # row at one origin; one shared value keeps the rows, and so the copies fused across them, in step)
+    stroke_inset: float = 0.3  # a trace's ends, as the maps see them, lie this fraction of the measured stroke
+    # width (stage2_signal.stroke) beyond its first / last sample (line caps; fitted on factory pages)
     stray_gap_px: float = 24.0  # a short piece of confident ink alone at a row's end, beyond a gap longer than
     stray_piece_px: float = 60.0  # this, and shorter than this, is not the trace (a scan's dark border, a label)
     x0_tol_px: float = 3.0  # start and end estimates of x0 agree within this
@@ -109,8 +111,10 @@ def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: 
     return int(idx[first[a]]), int(idx[last[b]])
 
 
-def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple[float, float] | None:
-    """Sheet x where the row's confident trace starts and ends (None when the row holds no trace).
+def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig,
+               inset_px: float = 0.0) -> tuple[float, float] | None:
+    """Sheet x where the row's confident trace starts and ends (None when the row holds no trace), each moved
+    in by ``inset_px`` (the ink's run past the first and last sample).
 
     The row's extent is looked for near the window of ``length_px`` holding the most confidence, so
     confident clutter far from the trace does not move it.
@@ -155,17 +159,19 @@ def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig) -> tuple
     x_start = x[b] + 0.5 * cw - cw * float(cover[a : b + 1].sum())
     a, b = i_e - 1, min(i_e + 1, c.size - 1)
     x_end = x[a] - 0.5 * cw + cw * float(cover[a : b + 1].sum())
-    return x_start, x_end
+    return x_start + inset_px, x_end - inset_px
 
 
 def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry,
-                cfg: CalibrateConfig) -> tuple[np.ndarray, list[str]]:
-    """Chart origin x0 (sheet px) of every row, and how each was decided ("both", "start", "end", "consensus")."""
+                cfg: CalibrateConfig, stroke_px: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """Chart origin x0 (sheet px) of every row, and how each was decided ("both", "start", "end", "consensus");
+    ``stroke_px``, the measured stroke width, corrects the trace ends for the ink's caps."""
+    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
     n_rows = layout.n_rows
     cand = []
     for row in range(n_rows):
         first, last = row_extent_offsets(layout, row, fs_hz, geom)
-        span = trace_span(traces[row], last - first, cfg)
+        span = trace_span(traces[row], last - first, cfg, inset)
         cand.append(None if span is None else (span[0] - first, span[1] - last))
     own = np.full(n_rows, np.nan)
     for row, cd in enumerate(cand):
@@ -218,13 +224,14 @@ def isoelectric_y(y: np.ndarray, cfg: CalibrateConfig) -> float:
 
 
 def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
-                cfg: CalibrateConfig | None = None) -> tuple[list[PanelReading], dict]:
-    """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...)."""
+                cfg: CalibrateConfig | None = None, stroke_px: float | None = None) -> tuple[list[PanelReading], dict]:
+    """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...).
+    ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them)."""
     cfg = cfg or CalibrateConfig()
     if len(traces) != layout.n_rows:
         raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
     geom = sheet_geometry(px_per_mm)
-    x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg)
+    x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
     n = n_record_samples(fs_hz)
     readings = []
     unread: list[str] = []
@@ -265,6 +272,6 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             readings.append(PanelReading(panel, i0, i1, mv, np.clip(c, 0.0, 1.0), base))
     if len(unread) == len(readings):
         raise ValueError("no panel holds a confident trace: " + "; ".join(unread[:3]))
-    info = {"x0_px": x0.tolist(), "x0_how": how, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
-            "px_per_mv": geom.px_per_mv, "unread_panels": unread}
+    info = {"x0_px": x0.tolist(), "x0_how": how, "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm,
+            "px_per_s": geom.px_per_s, "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

@@ -59,7 +59,8 @@ def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np
     page = Page(image_id, page_image, float(labels.fs_hz), counts)
     try:
         rectified = rectify_from_grid(page)
-        ex = extract(segmenter(rectified), rectified.px_per_mm, page.fs_hz, counts, config)
+        ex = extract(segmenter(rectified), rectified.px_per_mm, page.fs_hz, counts, config,
+                     sheet_rgb=rectified.sheet_rgb)
     except ValueError:
         return None
     fs = float(labels.fs_hz)

@@ -31,6 +31,7 @@ from stage2_signal.extract import ExtractConfig, read_rows
 from stage2_signal.model import REFINER_REGISTRY
 from stage2_signal.postprocess import PostConfig, assemble_leads
 from stage2_signal.refine import Refiner
+from stage2_signal.stroke import stroke_width_px
 
 CONFIG_FORMAT = 1
 
@@ -86,9 +87,12 @@ def _check_maps(maps: TraceMaps) -> None:
 
 
 def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
-            config: ExtractorConfig | None = None, refiner: Refiner | None = None) -> Extraction:
+            config: ExtractorConfig | None = None, refiner: Refiner | None = None,
+            sheet_rgb: np.ndarray | None = None) -> Extraction:
     """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each; ``refiner`` (a loaded
-    one, see :class:`SignalExtractor`) corrects them. ``confidence`` is the reading's, before refinement."""
+    one, see :class:`SignalExtractor`) corrects them. ``confidence`` is the reading's, before refinement.
+    ``sheet_rgb``, the rectified sheet the maps were made from, lets the trace's stroke width be measured, which
+    places the chart's time origin to a fraction of a px (without it the origin may be late by ~1 px)."""
     cfg = config or ExtractorConfig()
     if not (np.isfinite(rectified_px_per_mm) and rectified_px_per_mm > 0):
         raise ValueError(f"rectified px_per_mm must be positive, got {rectified_px_per_mm}")
@@ -99,7 +103,8 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
     layout = get_layout(maps.layout_name)
     try:
         traces = read_rows(maps, cfg.extract)
-        readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate)
+        stroke_px = None if sheet_rgb is None else stroke_width_px(sheet_rgb, traces)
+        readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px)
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
         if refiner is not None:
             leads = refiner(leads, conf, fs_hz)
@@ -111,10 +116,11 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
 
 
 def extract_signals(maps: TraceMaps, rectified_px_per_mm: float, page: Page,
-                    config: ExtractorConfig | None = None, refiner: Refiner | None = None) -> Signals:
+                    config: ExtractorConfig | None = None, refiner: Refiner | None = None,
+                    sheet_rgb: np.ndarray | None = None) -> Signals:
     """Plain-function API: TraceMaps -> Signals for ``page`` (its fs and per-lead sample counts)."""
     counts = {lead: page.n_samples(lead) for lead in LEADS}
-    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config, refiner).signals
+    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config, refiner, sheet_rgb).signals
 
 
 class SignalExtractor:
@@ -150,8 +156,9 @@ class SignalExtractor:
         return path
 
     def extract(self, maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float,
-                samples_per_lead: dict) -> Extraction:
-        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner)
+                samples_per_lead: dict, sheet_rgb: np.ndarray | None = None) -> Extraction:
+        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner, sheet_rgb)
 
-    def __call__(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page) -> Signals:
-        return extract_signals(maps, rectified_px_per_mm, page, self.config, self.refiner)
+    def __call__(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page,
+                 sheet_rgb: np.ndarray | None = None) -> Signals:
+        return extract_signals(maps, rectified_px_per_mm, page, self.config, self.refiner, sheet_rgb)

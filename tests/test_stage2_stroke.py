@@ -1,0 +1,55 @@
+"""Stroke width measured on the sheet, and its use for the chart's time origin."""
+
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from common.layouts import get_layout
+from stage2_signal.calibrate import CalibrateConfig, estimate_x0, sheet_geometry
+from stage2_signal.extract import ExtractConfig, read_row, read_rows
+from stage2_signal.oracle import oracle_maps
+from stage2_signal.stroke import stroke_width_px
+from tests.test_stage2_extract import labels_for
+
+H, W = CANONICAL.shape_hw
+
+
+def _wavy_trace(width_px: int):
+    """A sheet with one dark slowly wavy trace exactly ``width_px`` px tall in every column, and that row's
+    reading from a map peaked on it."""
+    sheet = np.full((H, W, 3), 250, np.uint8)
+    xs = np.arange(100, 2000)
+    top = np.round(400 + 20 * np.sin(xs / 200)).astype(np.int64)
+    rows = top[:, None] + np.arange(width_px)[None, :]
+    sheet[rows, xs[:, None]] = 20
+    centre = top + 0.5 * (width_px - 1)
+    sheet_y = np.arange(0, H, 2, dtype=np.float64) + 0.5
+    sheet_x = np.arange(W, dtype=np.float64)
+    y_at = np.interp(sheet_x, xs, centre, left=-1e6, right=-1e6)
+    m = np.exp(-0.5 * ((sheet_y[:, None] - y_at[None, :]) / 1.5) ** 2) + 1e-6
+    m /= m.sum(axis=0, keepdims=True)
+    return sheet, read_row(m.astype(np.float32), sheet_x, sheet_y, ExtractConfig())
+
+
+@pytest.mark.parametrize("width_px", [1, 2, 3, 5])
+def test_stroke_width_is_the_drawn_width(width_px):
+    sheet, trace = _wavy_trace(width_px)
+    assert stroke_width_px(sheet, [trace]) == pytest.approx(width_px, abs=0.25)
+
+
+def test_stroke_width_needs_ink():
+    sheet, trace = _wavy_trace(3)
+    assert stroke_width_px(np.full_like(sheet, 250), [trace]) is None
+
+
+@pytest.mark.parametrize("stroke_px", [2.0, 6.0])
+def test_measured_stroke_moves_an_end_decided_origin_back_by_the_cap(stroke_px):
+    labels = labels_for(500, index=2)  # printed with calibration pulses: every row's origin comes from its end
+    traces = read_rows(oracle_maps(labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    cfg = CalibrateConfig()
+    geom = sheet_geometry(CANONICAL.px_per_mm)
+    layout = get_layout(labels.layout_name)
+    plain, how = estimate_x0(traces, layout, labels.fs_hz, geom, cfg)
+    inset, how_inset = estimate_x0(traces, layout, labels.fs_hz, geom, cfg, stroke_px)
+    assert set(how) == set(how_inset) == {"end"}
+    np.testing.assert_allclose(inset, plain - cfg.stroke_inset * stroke_px, atol=1e-9)
