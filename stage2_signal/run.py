@@ -1,11 +1,15 @@
 """Run stage 2 on saved TraceMaps.
 
     python -m stage2_signal.run --maps DIR_OR_STEM --out DIR [--bundle DIR] [--fs HZ] [--px-per-mm V]
-                                [--truth LABELS_STEM_OR_DIR] [--viz]
+                                [--rectified DIR] [--truth LABELS_STEM_OR_DIR] [--viz]
 
 Writes ``<out>/<image id>.signals.{npz,json}`` (a :class:`~common.types.Signals`) and
 ``<out>/<image id>.stage2.json`` (time origin per row, scales, and the SNR when truth is given); with
 ``--viz`` also ``<image id>.rows.png`` (the read traces over the maps) and ``<image id>.signals.png``.
+
+``--rectified`` is a folder of stage 0's saved Rectified contracts (``python -m stage0_rectify.run
+--contracts``), looked up by image id: with one, the trace's stroke width is measured on its sheet and its
+px_per_mm is used, as the pipeline does; without, the trace ends are taken as the maps show them.
 
 ``--truth`` is a synth labels stem (``.../<id>.labels``) or a folder holding ``<id>.labels.{npz,json}``
 (looked up by image id, then by the id without a ``-<type>`` suffix). With truth, fs and the per-lead
@@ -27,7 +31,7 @@ import numpy as np
 from common.geometry import CANONICAL
 from common.layouts import LEADS
 from common.metric import image_snr, lead_powers
-from common.types import Page, TraceMaps
+from common.types import Page, Rectified, TraceMaps
 from stage2_signal.infer import SignalExtractor
 
 log = logging.getLogger("stage2_signal.run")
@@ -66,6 +70,16 @@ def find_labels(truth: Path | None, image_id: str):
     return None
 
 
+def find_rectified(folder: Path | None, image_id: str) -> Rectified | None:
+    if folder is None:
+        return None
+    stem = folder / image_id
+    if Path(str(stem) + ".json").is_file():
+        return Rectified.load(stem)
+    log.warning("no Rectified contract for %s under %s: trace ends not corrected for the stroke", image_id, folder)
+    return None
+
+
 def uncapped_snr_db(truth: dict, pred: dict, fs_hz: float) -> float:
     s = n = 0.0
     for lead in truth:
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bundle", type=Path, default=None, help="stage-2 bundle folder (config.json)")
     ap.add_argument("--fs", type=float, default=None, help="sampling rate (default: labels' or 500)")
     ap.add_argument("--px-per-mm", type=float, default=CANONICAL.px_per_mm, help="measured sheet resolution")
+    ap.add_argument("--rectified", type=Path, default=None, help="folder of stage 0's saved Rectified contracts")
     ap.add_argument("--truth", type=Path, default=None, help="synth labels stem or folder")
     ap.add_argument("--viz", action="store_true", help="write PNG plots")
     args = ap.parse_args(argv)
@@ -101,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             truth = None
             page = Page(maps.image_id, np.zeros((16, 16, 3), np.uint8), fs)
             counts = {lead: page.n_samples(lead) for lead in LEADS}
+        rectified = find_rectified(args.rectified, maps.image_id)
+        px_per_mm = args.px_per_mm if rectified is None else rectified.px_per_mm
         try:
-            ex = extractor.extract(maps, args.px_per_mm, fs, counts)
+            ex = extractor.extract(maps, px_per_mm, fs, counts, None if rectified is None else rectified.sheet_rgb)
         except ValueError as exc:
             log.error("%s: %s", maps.image_id, exc)
             failures += 1

@@ -1,5 +1,7 @@
 """Stroke width measured on the sheet, and its use for the chart's time origin."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,26 @@ def test_measured_stroke_moves_an_end_decided_origin_back_by_the_cap(stroke_px):
     inset, how_inset = estimate_x0(traces, layout, labels.fs_hz, geom, cfg, stroke_px)
     assert set(how) == set(how_inset) == {"end"}
     np.testing.assert_allclose(inset, plain - cfg.stroke_inset * stroke_px, atol=1e-9)
+
+
+def test_stage2_cli_measures_the_stroke_on_saved_rectified_sheets(tmp_path):
+    from common.sheet_map import SheetMap
+    from common.types import Rectified
+    from stage2_signal.run import main
+    from synth.factory import make_page
+    from synth.signals import simulate_record
+
+    page = make_page(simulate_record(np.random.default_rng(4), fs_hz=500.0, record_id="sim4"), 4, 11, [],
+                     layouts=["3x4+II"], fs_choices=[500])
+    labels = page.labels
+    Rectified("sim4-0001", page.sheet_rgb, SheetMap.identity(), CANONICAL.px_per_mm, "exact", 1.0).save(
+        tmp_path / "rect" / "sim4-0001")
+    oracle_maps(labels, scale_x=1.0, scale_y=0.5, image_id="sim4-0001").save(tmp_path / "maps" / "sim4-0001")
+    args = ["--maps", str(tmp_path / "maps"), "--fs", "500"]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--out", str(tmp_path / "with"), "--rectified", str(tmp_path / "rect")]) == 0
+    plain = json.loads((tmp_path / "plain" / "sim4-0001.stage2.json").read_text())
+    measured = json.loads((tmp_path / "with" / "sim4-0001.stage2.json").read_text())
+    assert plain["stroke_px"] is None
+    # the drawn line (anti-aliased, thickness trace_width_px in OpenCV terms) measures wider than its nominal width
+    assert labels.trace_width_px <= measured["stroke_px"] <= 3 * labels.trace_width_px + 1
