@@ -224,14 +224,22 @@ def isoelectric_y(y: np.ndarray, cfg: CalibrateConfig) -> float:
 
 
 def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
-                cfg: CalibrateConfig | None = None, stroke_px: float | None = None) -> tuple[list[PanelReading], dict]:
+                cfg: CalibrateConfig | None = None, stroke_px: float | None = None,
+                x0_px: np.ndarray | None = None) -> tuple[list[PanelReading], dict]:
     """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...).
-    ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them)."""
+    ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them).
+    ``x0_px``: a known chart origin per row (e.g. from labels, to study the rest of the reading) instead of
+    the estimate."""
     cfg = cfg or CalibrateConfig()
     if len(traces) != layout.n_rows:
         raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
     geom = sheet_geometry(px_per_mm)
-    x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
+    if x0_px is None:
+        x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
+    else:
+        x0, how = np.asarray(x0_px, dtype=np.float64), ["given"] * layout.n_rows
+        if x0.shape != (layout.n_rows,):
+            raise ValueError(f"x0_px needs one origin per row ({layout.n_rows}), got shape {x0.shape}")
     n = n_record_samples(fs_hz)
     readings = []
     unread: list[str] = []

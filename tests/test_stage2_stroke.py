@@ -11,7 +11,7 @@ from stage2_signal.calibrate import CalibrateConfig, estimate_x0, sheet_geometry
 from stage2_signal.extract import ExtractConfig, read_row, read_rows
 from stage2_signal.oracle import oracle_maps
 from stage2_signal.stroke import stroke_width_px
-from tests.test_stage2_extract import labels_for
+from tests.test_stage2_extract import clean_500, labels_for  # noqa: F401 - clean_500 is a fixture
 
 H, W = CANONICAL.shape_hw
 
@@ -78,3 +78,16 @@ def test_stage2_cli_measures_the_stroke_on_saved_rectified_sheets(tmp_path):
     assert plain["stroke_px"] is None
     # the drawn line (anti-aliased, thickness trace_width_px in OpenCV terms) measures wider than its nominal width
     assert labels.trace_width_px <= measured["stroke_px"] <= 3 * labels.trace_width_px + 1
+
+
+def test_read_panels_takes_a_given_origin(clean_500):  # noqa: F811
+    from stage2_signal.calibrate import read_panels
+
+    labels, maps, _, _ = clean_500
+    traces = read_rows(maps)
+    layout = get_layout(labels.layout_name)
+    given = np.full(layout.n_rows, labels.x0_px + 7.0)
+    _, info = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, x0_px=given)
+    assert info["x0_px"] == given.tolist() and set(info["x0_how"]) == {"given"}
+    with pytest.raises(ValueError, match="one origin per row"):
+        read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, x0_px=given[:2])
