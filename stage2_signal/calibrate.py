@@ -5,7 +5,10 @@
 * Time origin: a row's trace starts at the chart origin ``x0`` and ends at the layout-known distance
   after it, so each row gives two estimates (its confident trace's start, and its end minus the row's
   length). A row whose two agree uses their mean; otherwise (a trace that starts late or ends early, clutter
-  at one end) the one that agrees with the other rows' consensus, else the consensus itself.
+  at one end) the one that agrees with the other rows' consensus, else the consensus itself. Short pieces of
+  ink alone beyond a gap at a row's end (a scan's dark border) do not count as its end. The ends are moved
+  in by a fraction of the stroke width measured on the sheet (ink runs past the first and last sample), and
+  rows that agree share one origin: a timing error of 1 px costs ~1.3 dB (``benchmarks.time_origin``).
 * Baseline (0 mV line): the mode of the trace's y histogram over each panel (or row): the isoelectric
   level. The metric removes one constant per lead, so this matters little for the score, but it makes the
   output absolute and keeps the two copies of a lead comparable.
