@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--types", default="0001,0003,0005")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the stage-1 network runs")
     args = parser.parse_args()
     import cv2
     import torch
@@ -39,7 +40,7 @@ def main() -> None:
         image_type = types[i % len(types)]
         synth = make_page(simulate_record(np.random.default_rng([7, i])), i, 7, [image_type], layouts=["3x4+II"])
         pages.append(Page(f"{i}-{image_type}", synth.images[image_type].image_rgb, synth.labels.fs_hz))
-    pipeline = Pipeline.from_bundles(args.weights)
+    pipeline = Pipeline.from_bundles(args.weights, args.device)
     pipeline(pages[0])  # warm-up: first-call allocations and kernel selection are not per-page costs
     stage_totals: dict[str, float] = {}
     start = time.perf_counter()
@@ -49,7 +50,8 @@ def main() -> None:
             stage_totals[stage] = stage_totals.get(stage, 0.0) + seconds
     per_page = (time.perf_counter() - start) / len(pages)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"{per_page:.2f} s/page over {len(pages)} pages ({','.join(types)}), {args.threads} threads; "
+    print(f"{per_page:.2f} s/page over {len(pages)} pages ({','.join(types)}), {args.threads} threads, "
+          f"stage 1 on {args.device}; "
           f"peak RSS {peak_gb:.2f} GB")
     print("  " + "  ".join(f"{k} {v / len(pages):.2f} s" for k, v in stage_totals.items()))
 

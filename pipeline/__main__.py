@@ -47,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sub in (predict, cv, digitize):
         sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
         sub.add_argument("--workers", type=int, default=1)
+        sub.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                         help="where the stage-1 network runs (cuda: a GPU; every worker shares it)")
 
     demo = commands.add_parser("demo", help="digitize the shipped sample pages")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -60,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.out, args.weights)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: this torch sees no CUDA GPU")
     if args.command == "predict":
         from pipeline.batch import predict as run_predict
 
@@ -67,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--out must end in .csv or .parquet")
         if not (args.data_dir / "test.csv").is_file():
             parser.error(f"{args.data_dir} has no test.csv")
-        path = run_predict(args.data_dir, args.out, args.weights, args.workers)
+        path = run_predict(args.data_dir, args.out, args.weights, args.workers, device=args.device)
         print(f"wrote {path}")
         return 0
     if args.command == "cv":
@@ -75,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not (args.data_dir / "train.csv").is_file():
             parser.error(f"{args.data_dir} has no train.csv")
-        images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types)
+        images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, device=args.device)
         images.to_csv(args.out, index=False)
         print(summarise(images, leads))
         print(f"per-image scores: {args.out}")
@@ -83,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "digitize":
         from pipeline.batch import digitize_files
 
-        failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers)
+        failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers, args.device)
         return 1 if failed else 0
     parser.error(f"unknown command {args.command}")
     return 2

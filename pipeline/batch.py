@@ -45,12 +45,12 @@ class Outcome:
 _WORKER_PIPELINE: Pipeline | None = None
 
 
-def _init_worker(weights_dir: str, threads: int) -> None:
+def _init_worker(weights_dir: str, threads: int, device: str = "cpu") -> None:
     global _WORKER_PIPELINE
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir)
+    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir, device)
 
 
 def _run_job(job: Job) -> Outcome:
@@ -65,14 +65,15 @@ def _run_job(job: Job) -> Outcome:
     return Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s)
 
 
-def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True) -> Iterator[Outcome]:
-    """Outcomes in job order; ``workers`` processes share the machine's cores."""
+def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True,
+             device: str = "cpu") -> Iterator[Outcome]:
+    """Outcomes in job order; ``workers`` processes share the machine's cores (and ``device``)."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
-        _init_worker(str(weights_dir), threads)
+        _init_worker(str(weights_dir), threads, device)
         yield from tqdm(map(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
         return
-    with get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads)) as pool:
+    with get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads, device)) as pool:
         yield from tqdm(pool.imap(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
 
 
@@ -86,11 +87,12 @@ def test_jobs(data_dir: Path) -> tuple[list[Job], pd.DataFrame]:
     return jobs, test_df
 
 
-def predict(data_dir: Path, out: Path, weights_dir: Path, workers: int = 1, progress: bool = True) -> Path:
+def predict(data_dir: Path, out: Path, weights_dir: Path, workers: int = 1, progress: bool = True,
+            device: str = "cpu") -> Path:
     """Write a submission for every image of a test-layout folder; failures listed beside it."""
     jobs, test_df = test_jobs(data_dir)
     predictions, failures = {}, []
-    for outcome in run_jobs(jobs, weights_dir, workers, progress):
+    for outcome in run_jobs(jobs, weights_dir, workers, progress, device):
         predictions[outcome.image_id] = outcome.leads_mv
         if outcome.error:
             failures.append((outcome.image_id, outcome.error))
@@ -120,13 +122,13 @@ def train_jobs(data_dir: Path, types: Sequence[str] | None = None) -> tuple[list
 
 
 def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: Sequence[str] | None = None,
-                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   progress: bool = True, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-image and per-lead scores of the pipeline on a train-layout folder."""
     jobs, truth = train_jobs(data_dir, types)
     if not jobs:
         raise SystemExit(f"no images found under {data_dir / 'train'}")
     images, leads = [], []
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device), strict=True):
         signal = noise = 0.0
         for lead in LEADS:
             s, n, lag, offset = lead_powers(truth[job.image_id][lead], outcome.leads_mv[lead], job.fs_hz)
@@ -159,7 +161,8 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
     return "\n".join(lines)
 
 
-def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1) -> int:
+def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1,
+                   device: str = "cpu") -> int:
     """Digitize image files (the competition's layout and lengths): ``<out_dir>/<stem>.csv`` per image with
     the 12 leads as columns, NaN where a lead was not printed. Returns the number of failed images."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +170,7 @@ def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_
     jobs = [Job(Path(p).stem, Path(p), fs_hz, counts) for p in images]
     n_total = max(counts.values())
     failed = 0
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, device=device), strict=True):
         table = np.full((n_total, len(LEADS)), np.nan)
         for k, lead in enumerate(LEADS):
             i0 = int(round(min(p.t0_s for p in COMPETITION_LAYOUT.lead_panels(lead)) * fs_hz))

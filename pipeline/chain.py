@@ -70,12 +70,13 @@ class Pipeline:
     extractor: SignalExtractor
 
     @classmethod
-    def from_bundles(cls, weights_dir: str | Path = "weights") -> Pipeline:
-        """Load every stage from its bundle folder under ``weights_dir``; a missing bundle is an error."""
+    def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu") -> Pipeline:
+        """Load every stage from its bundle folder under ``weights_dir``; a missing bundle is an error.
+        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest is numpy/OpenCV on the CPU."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
-        return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"]),
+        return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]))
 
     def __call__(self, page: Page) -> PipelineResult:

@@ -83,8 +83,10 @@ class InkGuidance:
 class TraceSegmenter:
     """``TraceSegmenter.from_bundle(path)(rectified) -> TraceMaps``; each column of each row's map sums to 1."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, num_threads: int | None = None):
-        self.model = model.eval().to(memory_format=torch.channels_last)
+    def __init__(self, model: torch.nn.Module, config: dict, num_threads: int | None = None,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
         self.config = config
         self.spec = MapSpec(float(config["scale_x"]), float(config["scale_y"]))
         self.layout_name = str(config["layout"])
@@ -96,9 +98,10 @@ class TraceSegmenter:
         self.ink_guidance = None if guidance is None else InkGuidance(**guidance)
 
     @classmethod
-    def from_bundle(cls, path: str | Path, num_threads: int | None = None) -> TraceSegmenter:
+    def from_bundle(cls, path: str | Path, num_threads: int | None = None,
+                    device: str | torch.device = "cpu") -> TraceSegmenter:
         model, cfg = load_bundle(path)
-        return cls(model, cfg, num_threads=num_threads)
+        return cls(model, cfg, num_threads=num_threads, device=device)
 
     @torch.inference_mode()
     def probabilities(self, sheet_rgb: np.ndarray) -> np.ndarray:
@@ -109,20 +112,22 @@ class TraceSegmenter:
         t0 = time.perf_counter()
         img = sheet_to_map_image(sheet_rgb, self.spec)
         hm, wm = self.spec.shape_hw
-        x = normalise_image(torch.from_numpy(img).permute(2, 0, 1)[None])
+        x = normalise_image(torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None])
         anchors = None
         if self.model.position == "anchors":
             self.last_anchors = find_anchors(sheet_rgb, self.layout_name)
             anchors = self.spec.sheet_to_map_y(self.last_anchors.baselines_y_px)[None]
-        coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y)
+        coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y, device=self.device)
         t1 = time.perf_counter()
         out = self.model(x, coords)
+        if self.device.type == "cuda":  # kernels run asynchronously: wait, so net_s is the network's time
+            torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         y_logits, mask_logits = split_logits(out, self.n_rows)
         probs = torch.softmax(y_logits[0].float(), dim=1)
         if self.ink_guidance is not None:
             g = self.ink_guidance
-            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), g.lo_pct, g.hi_pct))
+            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), g.lo_pct, g.hi_pct)).to(self.device)
             probs = probs * (g.eps + ink)[None]
             probs = probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-30)
         if mask_logits is not None:
@@ -131,7 +136,7 @@ class TraceSegmenter:
             # none, the column's distribution is flattened to uniform, which stage 2 reads as "no trace".
             presence = torch.sigmoid(mask_logits[0].float()).amax(dim=1, keepdim=True)
             probs = presence * probs + (1.0 - presence) / probs.shape[1]
-        probs = probs.numpy()
+        probs = probs.cpu().numpy()
         t3 = time.perf_counter()
         self.last_timing = {"prep_s": t1 - t0, "net_s": t2 - t1, "softmax_s": t3 - t2}
         return probs

@@ -57,13 +57,14 @@ def coord_channels(batch: int, height: int, width: int, x_offset: torch.Tensor |
     return torch.stack([ych, xch], dim=1)
 
 
-def anchor_channels(anchors_map_y: torch.Tensor, height: int, width: int, scale_y: float) -> torch.Tensor:
+def anchor_channels(anchors_map_y: torch.Tensor, height: int, width: int, scale_y: float,
+                    device=None) -> torch.Tensor:
     """(B, R, H, W): per row, (y - anchor) / ANCHOR_SCALE_PX in sheet px, clipped to +-ANCHOR_CLIP.
 
     ``anchors_map_y`` (B, R) are the rows' baselines in map px of a map whose rows are 1/``scale_y`` sheet px.
     """
-    a = torch.as_tensor(anchors_map_y, dtype=torch.float32)
-    y = torch.arange(height, dtype=torch.float32)
+    a = torch.as_tensor(anchors_map_y, dtype=torch.float32, device=device)
+    y = torch.arange(height, dtype=torch.float32, device=device)
     d = (y[None, None, :] - a[:, :, None]) / (scale_y * ANCHOR_SCALE_PX)
     return d.clamp(-ANCHOR_CLIP, ANCHOR_CLIP)[..., None].expand(*a.shape, height, width)
 
@@ -98,14 +99,14 @@ class RowTraceUnet(nn.Module):
                             decoder_channels=tuple(decoder_channels), in_channels=in_ch, classes=out_ch)
 
     def position_channels(self, batch: int, height: int, width: int, x_offset, full_width: int,
-                          anchors_map_y=None, scale_y: float = 1.0) -> torch.Tensor:
+                          anchors_map_y=None, scale_y: float = 1.0, device=None) -> torch.Tensor:
         """The position input for a crop starting at map column ``x_offset`` of a ``full_width`` map: sheet
         coordinates, or (position "anchors") the rows' ``anchors_map_y`` (B, R) as distance channels."""
         if self.position == "anchors":
             if anchors_map_y is None:
                 raise ValueError("this stage-1 model needs the rows' anchors (baselines)")
-            return anchor_channels(anchors_map_y, height, width, scale_y)
-        return coord_channels(batch, height, width, x_offset, full_width)
+            return anchor_channels(anchors_map_y, height, width, scale_y, device)
+        return coord_channels(batch, height, width, x_offset, full_width, device=device)
 
     def forward(self, image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """``image`` (B, 3, H, W) normalised float; ``coords`` from :meth:`position_channels`.

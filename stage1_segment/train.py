@@ -1,9 +1,9 @@
-"""Train the stage-1 row-trace U-Net on pages rendered on the fly, on CPU.
+"""Train the stage-1 row-trace U-Net on pages rendered on the fly, on CPU or a GPU.
 
     python -m stage1_segment.train --signals /work/shared/data/signals --out weights/stage1_segment \
-        [--steps N] [--minutes M] [--resume]
+        [--steps N] [--minutes M] [--resume] [--device cuda --producers 14 --batch 24 --bf16]
 
-One producer process renders pages (SynthPageDataset, layout 3x4+II, all nine image types, all six fs),
+``--producers`` processes render pages (SynthPageDataset, layout 3x4+II, all nine image types, all six fs),
 rectifies each through its labelled sheet map and downscales it to the map scale; the trainer keeps the
 latest pages in a replay buffer and trains on full-height, random-width crops from it, so rendering (about
 1 s a page) does not bound the step rate. Records are split by path: every 10th record path of each source
@@ -49,7 +49,8 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------------------------- producer
 
 
-def _producer(records, seed: int, start: int, q, spec: MapSpec, jitter: float) -> None:
+def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float) -> None:
+    """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever."""
     import cv2
 
     from synth.dataset import SynthPageDataset
@@ -64,11 +65,11 @@ def _producer(records, seed: int, start: int, q, spec: MapSpec, jitter: float) -
             sample = ds[i]
         except Exception as exc:  # noqa: BLE001 - one bad page must not stop training
             print(f"producer: page {i} failed: {type(exc).__name__}: {exc}", flush=True)
-            i += 1
+            i += stride
             continue
         sample["index"] = i
         q.put(sample)
-        i += 1
+        i += stride
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -101,7 +102,8 @@ def read_back(y_sheet: np.ndarray, sample: dict, spec: MapSpec) -> tuple[dict, d
 
 
 @torch.inference_mode()
-def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool) -> dict:
+def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool,
+             device: str | torch.device = "cpu") -> dict:
     from stage1_segment.model import column_mean_y
 
     try:
@@ -113,11 +115,12 @@ def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool)
     errs, errs_local, snrs, snrs_oracle, per_type = [], [], [], [], {}
     t0 = time.time()
     for s in val:
-        x = normalise_image(torch.from_numpy(s["image"]).permute(2, 0, 1)[None])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model(x, model.position_channels(1, hm, wm, 0, wm, s["anchors_map_y"][None], spec.scale_y))
+        x = normalise_image(torch.from_numpy(s["image"]).to(device).permute(2, 0, 1)[None])
+        pos = model.position_channels(1, hm, wm, 0, wm, s["anchors_map_y"][None], spec.scale_y, device=device)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(x, pos)
         y_logits, _ = split_logits(out.float(), n_rows)
-        p = torch.softmax(y_logits[0], dim=1)  # (R, H, W)
+        p = torch.softmax(y_logits[0], dim=1).cpu()  # (R, H, W)
         ys = torch.arange(hm, dtype=torch.float32)
         y_full = (p * ys[None, :, None]).sum(1).numpy()
         # local soft-argmax: +-12 map px around the argmax
@@ -156,7 +159,9 @@ def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool)
 # --------------------------------------------------------------------------------------------------- main
 
 
-def make_batch(model, buffer: list[dict], rng: np.random.Generator, batch: int, crop: int, spec: MapSpec):
+def make_batch(model, buffer: list[dict], rng: np.random.Generator, batch: int, crop: int, spec: MapSpec,
+               device: str | torch.device = "cpu"):
+    """Random full-height crops as device tensors; pixels and masks travel as uint8 (4x fewer bytes)."""
     hm, wm = spec.shape_hw
     picks = rng.integers(0, len(buffer), size=batch)
     imgs, cols, masks, offs, anchors = [], [], [], [], []
@@ -168,10 +173,11 @@ def make_batch(model, buffer: list[dict], rng: np.random.Generator, batch: int, 
         masks.append(s["masks"][:, :, x0 : x0 + crop])
         offs.append(x0)
         anchors.append(s["anchors_map_y"])
-    img = normalise_image(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2))
-    coords = model.position_channels(batch, hm, crop, torch.tensor(offs), wm, np.stack(anchors), spec.scale_y)
-    col_y = torch.from_numpy(np.stack(cols))
-    mk = torch.from_numpy(np.stack(masks)).float() / 255.0
+    img = normalise_image(torch.from_numpy(np.stack(imgs)).to(device).permute(0, 3, 1, 2))
+    coords = model.position_channels(batch, hm, crop, torch.tensor(offs), wm, np.stack(anchors), spec.scale_y,
+                                     device=device)
+    col_y = torch.from_numpy(np.stack(cols)).to(device)
+    mk = torch.from_numpy(np.stack(masks)).to(device).float() / 255.0
     return img.contiguous(memory_format=torch.channels_last), coords, col_y, mk
 
 
@@ -223,6 +229,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-min", type=float, default=6.0)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="torch device: auto (cuda when there is one), cpu, cuda")
+    ap.add_argument("--producers", type=int, default=1,
+                    help="page-rendering processes (about 1 page/s each; one per spare CPU core on a GPU machine)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (slow on CPUs without AVX512-BF16/AMX)")
     ap.add_argument("--jitter", type=float, default=0.5, help="probability of vertical affine jitter")
     ap.add_argument("--seed", type=int, default=1)
@@ -238,6 +247,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.producers < 1:
+        ap.error("--producers must be at least 1")
     spec = MapSpec(args.scale_x, args.scale_y)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     if not (args.run_dir / ".gitignore").exists():  # checkpoints and logs never go into git
@@ -262,7 +274,8 @@ def main(argv=None) -> int:
         f"({time.time() - t_load:.1f}s)")
 
     model = init_model if init_model is not None else create_model(model_cfg["name"], **model_cfg["kwargs"])
-    model = model.train().to(memory_format=torch.channels_last)
+    model = model.train().to(device=device, memory_format=torch.channels_last)
+    log(f"training on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     n_rows = int(model_cfg["kwargs"]["n_rows"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall_prev, best, history = 0, 0.0, float("inf"), []
@@ -293,9 +306,12 @@ def main(argv=None) -> int:
     log(f"{len(val)} validation pages rendered in {time.time() - t_val:.1f}s")
 
     ctx = mp.get_context("spawn")
-    q = ctx.Queue(maxsize=4)
-    prod = ctx.Process(target=_producer, args=(train_recs, args.seed, produced, q, spec, args.jitter), daemon=True)
-    prod.start()
+    q = ctx.Queue(maxsize=4 * args.producers)
+    producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
+                                                     args.jitter), daemon=True)
+                 for k in range(args.producers)]
+    for prod in producers:
+        prod.start()
 
     rng = np.random.default_rng(args.seed * 1000 + step)
     buffer: list[dict] = []
@@ -336,7 +352,7 @@ def main(argv=None) -> int:
 
     def do_eval_and_save() -> None:
         nonlocal best
-        res = evaluate(model, val, spec, n_rows, args.bf16)
+        res = evaluate(model, val, spec, n_rows, args.bf16, device)
         res.update({"step": step, "wall_min": round(elapsed() / 60, 2), "pages_seen": produced})
         history.append(res)
         score = -res["val_snr_db"] if args.select == "snr" and "val_snr_db" in res else res["val_mae_px"]
@@ -365,7 +381,7 @@ def main(argv=None) -> int:
                 try:
                     item = q.get(timeout=60) if len(buffer) < args.min_buffer else q.get_nowait()
                 except queue.Empty:
-                    if len(buffer) < args.min_buffer and not prod.is_alive():
+                    if len(buffer) < args.min_buffer and not any(p.is_alive() for p in producers):
                         raise RuntimeError("page producer died") from None
                     break
                 produced += 1
@@ -383,8 +399,8 @@ def main(argv=None) -> int:
             lr = lr_at(progress(), step, args.lr, args.warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            img, coords, col_y, mk = make_batch(model, buffer, rng, args.batch, args.crop, spec)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            img, coords, col_y, mk = make_batch(model, buffer, rng, args.batch, args.crop, spec, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 out = model(img, coords)
             loss, parts = trace_loss(out.float(), col_y, mk, n_rows)
             opt.zero_grad(set_to_none=True)
@@ -406,7 +422,8 @@ def main(argv=None) -> int:
                 last_eval = time.time()
         do_eval_and_save()
     finally:
-        prod.terminate()
+        for prod in producers:
+            prod.terminate()
     log(f"done: {step} steps, {elapsed() / 60:.1f} min, best {args.select} {abs(best):.3f}")
     return 0
 
