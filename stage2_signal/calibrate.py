@@ -50,12 +50,16 @@ class CalibrateConfig(Settings):
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
     # this many column widths (beyond half the gap between panels); the next panel's trace may share the others
+    smooth_px: float = 0.3  # Gaussian smoothing of each panel's reading along time, sigma in sheet px: the
+    # column readings jitter by a fraction of a pixel, while an ECG drawn at 25 mm/s holds nothing that narrow
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINE_MODES:
             raise ValueError(f"CalibrateConfig.baseline must be one of {BASELINE_MODES}, got {self.baseline!r}")
         if not 0 < self.edge_level < 1:
             raise ValueError(f"CalibrateConfig.edge_level must be in (0, 1), got {self.edge_level}")
+        if self.smooth_px < 0:
+            raise ValueError(f"CalibrateConfig.smooth_px must be >= 0, got {self.smooth_px}")
 
 
 
@@ -267,6 +271,8 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             x_lo, x_hi = float(xs[0]) - margin, float(xs[-1]) + margin
             try:
                 y, c = trace.sample(xs, x_lo, x_hi)
+                if cfg.smooth_px > 0:
+                    y = gaussian_filter1d(y, cfg.smooth_px * fs_hz / geom.px_per_s, mode="nearest")
             except ValueError as exc:
                 # One unreadable panel (a tear, a stain, a weak map) must not cost the page: the lead reads
                 # as a flat line with zero confidence, which fusion and the Einthoven projection fill in
