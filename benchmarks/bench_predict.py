@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from common.types import Page
-from pipeline.__main__ import DEFAULT_WEIGHTS
+from pipeline.__main__ import DEFAULT_WEIGHTS, DEVICES
 from pipeline.chain import Pipeline
 from synth.factory import make_page
 from synth.signals import simulate_record
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--types", default="0001,0003,0005")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the stage-1 network runs")
+    parser.add_argument("--device", choices=DEVICES, default="cpu", help="where the stage-1 network runs")
     args = parser.parse_args()
     import cv2
     import torch

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+DEVICES = ("cpu", "cuda")  # where the stage-1 network can run
 
 
 def _types(text: str) -> list[str]:
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sub in (predict, cv, digitize):
         sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
         sub.add_argument("--workers", type=int, default=1)
-        sub.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+        sub.add_argument("--device", choices=DEVICES, default="cpu",
                          help="where the stage-1 network runs (cuda: a GPU; every worker shares it)")
 
     demo = commands.add_parser("demo", help="digitize the shipped sample pages")

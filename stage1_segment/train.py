@@ -1,7 +1,7 @@
 """Train the stage-1 row-trace U-Net on pages rendered on the fly, on CPU or a GPU.
 
     python -m stage1_segment.train --signals /work/shared/data/signals --out weights/stage1_segment \
-        [--steps N] [--minutes M] [--resume] [--device cuda --producers 14 --batch 24 --bf16]
+        [--steps N] [--minutes M] [--resume] [--device cuda --producers 13 --batch 24 --bf16]
 
 ``--producers`` processes render pages (SynthPageDataset, layout 3x4+II, all nine image types, all six fs),
 rectifies each through its labelled sheet map and downscales it to the map scale; the trainer keeps the
