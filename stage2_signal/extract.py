@@ -42,7 +42,9 @@ class ExtractConfig(Settings):
 
     input: str = "auto"  # "prob" (non-negative masses), "logits" (softmax over y per column) or "auto"
     window_px: float = 4.0  # half-width of the soft-argmax window around each column's peak
-    level: float = 0.25  # support = contiguous rows with mass >= level x the column's peak
+    level: float = 0.07  # support = contiguous rows with mass >= level x the column's peak; low, because along
+    # a steep narrow spike the network's maps hold only 0.1-0.3 x the peak mass and a higher level cuts the tip off
+    # (0.25 -> 0.07: held-out 19.40 -> 19.82 dB, other renderer 21.99 -> 22.26 dB)
     gap_px: float = 2.0  # gaps in the support up to this long are closed
     max_support_px: float = 600.0  # a column whose support is taller is not a trace (diffuse)
     min_confidence: float = 0.3  # columns below this are bridged by interpolation
