@@ -7,12 +7,14 @@ A bundle is a folder with ``config.json``::
       "extract":     {...ExtractConfig fields...},
       "calibrate":   {...CalibrateConfig fields...},
       "postprocess": {...PostConfig fields...},
-      "refiner":     null
+      "refiner":     null,
+      "tuned":       {...how the settings were chosen: data, command, scores...}
     }
 
 Every section and field is optional (defaults apply). ``refiner`` names the 1-D network that corrects the
 read leads (see :mod:`stage2_signal.refine`): ``{"type": "lead_cnn", "weights": "refiner.safetensors", ...}``;
 null reads the leads without it. An unknown type or a missing weights file is refused, never ignored.
+``tuned`` is a record for people (it changes no reading and is not compared), kept when a bundle is saved.
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ class ExtractorConfig:
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     postprocess: PostConfig = field(default_factory=PostConfig)
     refiner: dict | None = None
+    tuned: dict | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
-        return {"format": CONFIG_FORMAT, "extract": self.extract.to_dict(), "calibrate": self.calibrate.to_dict(),
-                "postprocess": self.postprocess.to_dict(), "refiner": self.refiner}
+        d = {"format": CONFIG_FORMAT, "extract": self.extract.to_dict(), "calibrate": self.calibrate.to_dict(),
+             "postprocess": self.postprocess.to_dict(), "refiner": self.refiner}
+        if self.tuned is not None:
+            d["tuned"] = self.tuned
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ExtractorConfig:
@@ -53,7 +59,7 @@ class ExtractorConfig:
         fmt = d.pop("format", CONFIG_FORMAT)
         if fmt != CONFIG_FORMAT:
             raise ValueError(f"stage-2 config format {fmt} is not supported (expected {CONFIG_FORMAT})")
-        unknown = set(d) - {"extract", "calibrate", "postprocess", "refiner"}
+        unknown = set(d) - {"extract", "calibrate", "postprocess", "refiner", "tuned"}
         if unknown:
             raise ValueError(f"unknown stage-2 config sections {sorted(unknown)}")
         refiner = d.get("refiner")
@@ -63,7 +69,7 @@ class ExtractorConfig:
                 raise ValueError(f"stage-2 refiner type {kind!r} is not available (known: {list(REFINER_REGISTRY)})")
         return cls(extract=ExtractConfig.from_dict(d.get("extract")),
                    calibrate=CalibrateConfig.from_dict(d.get("calibrate")),
-                   postprocess=PostConfig.from_dict(d.get("postprocess")), refiner=refiner)
+                   postprocess=PostConfig.from_dict(d.get("postprocess")), refiner=refiner, tuned=d.get("tuned"))
 
 
 @dataclass

@@ -390,3 +390,11 @@ def test_cli_writes_signals_and_plots(tmp_path):
     assert summary["snr_db_uncapped"] > 23.0
     for name in ("sim1-0001.rows.png", "sim1-0001.signals.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
+
+
+def test_bundle_keeps_its_tuning_record(tmp_path):
+    record = {"data": "76 held-out pages", "extract.level": {"chosen": 0.07}}
+    SignalExtractor(ExtractorConfig(tuned=record)).save_bundle(tmp_path / "b")
+    loaded = SignalExtractor.from_bundle(tmp_path / "b")
+    assert loaded.config.tuned == record
+    assert loaded.config == ExtractorConfig()  # the record changes no reading
