@@ -5,6 +5,13 @@ scale, layout, a SHA-256 of the weights file, and how it was trained). Loading i
 missing file, a weights file that is not the one the config names, or weights that do not fit the configured
 network are errors that name the file - never a silently random network.
 
+Views and precision (``config["inference"]``, default :data:`DEFAULT_INFERENCE`): ``"views": ["identity",
+"flip_x"]`` also reads the sheet mirrored left-right and averages the two views' column distributions
+(test-time augmentation: the mirrored reading alone is worse, but its errors are partly independent of the
+direct one's, so the mean is closer to the trace: held-out 20.78 -> 21.49 dB on the 76 non-photo pages).
+``"precision": "auto"`` runs the network under bf16 autocast where the device supports bf16 natively (about
+half the time per view on an AVX-512 CPU), else in fp32; "fp32" / "bf16" force it.
+
 Ink guidance (``config["inference"]["ink_guidance"]``, off when absent): the network's column distributions
 are a few px wide; the page's own ink is sharper. Each row's distribution is multiplied by ``eps + ink`` (ink
 from :func:`stage1_segment.anchors.ink_weights` at map scale) and renormalised per column, so within the
@@ -69,6 +76,18 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
 
 
+VIEWS = ("identity", "flip_x")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_INFERENCE = {"views": ["identity", "flip_x"], "precision": "auto"}  # what training writes into a bundle
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 convolutions natively (else autocast would emulate them, slowly)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 @dataclass(frozen=True)
 class InkGuidance:
     eps: float = 0.1  # weight of a column pixel without ink, relative to a fully inked one
@@ -84,7 +103,9 @@ class TraceSegmenter:
     """``TraceSegmenter.from_bundle(path)(rectified) -> TraceMaps``; each column of each row's map sums to 1."""
 
     def __init__(self, model: torch.nn.Module, config: dict, num_threads: int | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", views: tuple[str, ...] | None = None,
+                 precision: str | None = None):
+        """``views`` and ``precision`` override the bundle's ``config["inference"]`` (see the module doc)."""
         self.device = torch.device(device)
         self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
         self.config = config
@@ -94,14 +115,24 @@ class TraceSegmenter:
         self.num_threads = num_threads
         self.last_timing: dict = {}
         self.last_anchors: Anchors | None = None  # the row baselines the last page was read with (debugging)
-        guidance = (config.get("inference") or {}).get("ink_guidance")
+        inference = config.get("inference") or {}
+        guidance = inference.get("ink_guidance")
         self.ink_guidance = None if guidance is None else InkGuidance(**guidance)
+        self.views = tuple(inference.get("views", DEFAULT_INFERENCE["views"]) if views is None else views)
+        unknown = [v for v in self.views if v not in VIEWS]
+        if not self.views or unknown:
+            raise ValueError(f"stage-1 views must be a non-empty list from {VIEWS}, got {list(self.views)}")
+        self.precision = str(inference.get("precision", DEFAULT_INFERENCE["precision"]) if precision is None
+                             else precision)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"stage-1 precision must be one of {PRECISIONS}, got {self.precision!r}")
+        self.bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_native(self.device))
 
     @classmethod
-    def from_bundle(cls, path: str | Path, num_threads: int | None = None,
-                    device: str | torch.device = "cpu") -> TraceSegmenter:
+    def from_bundle(cls, path: str | Path, num_threads: int | None = None, device: str | torch.device = "cpu",
+                    views: tuple[str, ...] | None = None, precision: str | None = None) -> TraceSegmenter:
         model, cfg = load_bundle(path)
-        return cls(model, cfg, num_threads=num_threads, device=device)
+        return cls(model, cfg, num_threads=num_threads, device=device, views=views, precision=precision)
 
     @torch.inference_mode()
     def probabilities(self, sheet_rgb: np.ndarray) -> np.ndarray:
@@ -119,16 +150,36 @@ class TraceSegmenter:
             anchors = self.spec.sheet_to_map_y(self.last_anchors.baselines_y_px)[None]
         coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y, device=self.device)
         t1 = time.perf_counter()
-        out = self.model(x, coords)
-        if self.device.type == "cuda":  # kernels run asynchronously: wait, so net_s is the network's time
-            torch.cuda.synchronize(self.device)
+        ink = None
+        if self.ink_guidance is not None:
+            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), self.ink_guidance.lo_pct,
+                                               self.ink_guidance.hi_pct)).to(self.device)
+        probs = None
+        net_s = 0.0
+        for view in self.views:
+            # one view at a time: on a CPU a batch of two is no faster, and it would double the activations
+            flip = view == "flip_x"
+            v0 = time.perf_counter()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                # the mirrored sheet is read as a page of its own: the position channels stay in its frame
+                out = self.model(x.flip(-1) if flip else x, coords)
+            if self.device.type == "cuda":  # kernels run asynchronously: wait, so net_s is the network's time
+                torch.cuda.synchronize(self.device)
+            net_s += time.perf_counter() - v0
+            view_probs = self._column_probs(out.flip(-1) if flip else out, ink)
+            probs = view_probs if probs is None else probs + view_probs
+        probs = (probs / len(self.views)).cpu().numpy()
         t2 = time.perf_counter()
+        self.last_timing = {"prep_s": t1 - t0, "net_s": net_s, "softmax_s": t2 - t1 - net_s}
+        return probs
+
+    def _column_probs(self, out: torch.Tensor, ink: torch.Tensor | None) -> torch.Tensor:
+        """(n_rows, Hm, Wm) column softmax of one view's output (in sheet orientation), ink-guided and
+        flattened where the mask head sees no trace."""
         y_logits, mask_logits = split_logits(out, self.n_rows)
         probs = torch.softmax(y_logits[0].float(), dim=1)
-        if self.ink_guidance is not None:
-            g = self.ink_guidance
-            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), g.lo_pct, g.hi_pct)).to(self.device)
-            probs = probs * (g.eps + ink)[None]
+        if ink is not None:
+            probs = probs * (self.ink_guidance.eps + ink)[None]
             probs = probs / probs.sum(dim=1, keepdim=True).clamp(min=1e-30)
         if mask_logits is not None:
             # The y-softmax is trained only where a row has a trace, so elsewhere (margins, calibration
@@ -136,9 +187,6 @@ class TraceSegmenter:
             # none, the column's distribution is flattened to uniform, which stage 2 reads as "no trace".
             presence = torch.sigmoid(mask_logits[0].float()).amax(dim=1, keepdim=True)
             probs = presence * probs + (1.0 - presence) / probs.shape[1]
-        probs = probs.cpu().numpy()
-        t3 = time.perf_counter()
-        self.last_timing = {"prep_s": t1 - t0, "net_s": t2 - t1, "softmax_s": t3 - t2}
         return probs
 
     def __call__(self, rectified: Rectified) -> TraceMaps:

@@ -31,7 +31,7 @@ from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
-from stage1_segment.infer import load_bundle, save_bundle
+from stage1_segment.infer import DEFAULT_INFERENCE, load_bundle, save_bundle
 from stage1_segment.model import create_model, normalise_image, split_logits, trace_loss
 
 LAYOUT = "3x4+II"
@@ -330,6 +330,7 @@ def main(argv=None) -> int:
                  "(x/255-0.5)/0.25, + position channels (model kwargs 'position': sheet coordinates, or per-row "
                  "distances to the rows' baselines found by stage1_segment.anchors)",
         "output": "per layout row, softmax over y per map column (TraceMaps)",
+        "inference": dict(DEFAULT_INFERENCE),
         "training_data": {
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
             "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": [LAYOUT],

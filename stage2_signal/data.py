@@ -7,6 +7,10 @@ Each page is rendered from a record window of the chosen split, degraded as one 
 pipeline without a refiner (stage 0 grid rectification, the stage-1 bundle, stage-2 reading). Per lead the
 reading, its confidence and the truth are stored at the refiner's rate (``REFINE_FS_HZ``), flattened, with
 their offsets, lead, page and fs. Pages whose reading fails are counted and skipped.
+
+Both splits come from stage 1's training records (:func:`refiner_records`): every ``REFINER_VAL_EVERY``-th record
+(by id) validates the refiner, the rest train it; stage 1's validation records stay unseen by both stages, so
+``benchmarks.make_eval_set`` remains a held-out test of the whole chain.
 """
 
 from __future__ import annotations
@@ -33,7 +37,19 @@ from synth.factory import make_page
 from synth.make import parse_types
 
 DEFAULT_TYPES = ("0001", "0003", "0004", "0006", "0009", "0010", "0011", "0012")
+REFINER_VAL_EVERY = 8
 _WORKER: dict = {}
+
+
+def refiner_records(signals_dir: Path, split: str) -> list:
+    """The record windows of a refiner split: stage 1's training windows, split by record id (every
+    ``REFINER_VAL_EVERY``-th id in sorted order validates)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    stage1_train, _, _ = split_records(Path(signals_dir))
+    ids = sorted({w.record_id for w in stage1_train})
+    val_ids = set(ids[::REFINER_VAL_EVERY])
+    return [w for w in stage1_train if (w.record_id in val_ids) == (split == "val")]
 
 
 def reading_config(stage2_bundle: Path) -> ExtractorConfig:
@@ -44,10 +60,9 @@ def reading_config(stage2_bundle: Path) -> ExtractorConfig:
 
 def _init_worker(weights_dir: str, signals_dir: str, split: str) -> None:
     torch.set_num_threads(1)
-    train, val, _ = split_records(Path(signals_dir))
     _WORKER.update(segmenter=TraceSegmenter.from_bundle(Path(weights_dir) / "stage1_segment"),
                    config=reading_config(Path(weights_dir) / "stage2_signal"),
-                   records=train if split == "train" else val)
+                   records=refiner_records(Path(signals_dir), split))
 
 
 def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np.ndarray, labels,

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from common.layouts import LEADS
+from common.metric import MAX_SNR
 from common.registry import Registry
 
 REFINER_REGISTRY = Registry("stage-2 refiner")
@@ -78,11 +79,13 @@ def refiner_inputs(signal_mv: torch.Tensor, confidence: torch.Tensor, printed: t
     return torch.cat([(signal_mv * m)[:, None], (confidence * m)[:, None], m[:, None], onehot], dim=1)
 
 
-def snr_loss(pred_mv: torch.Tensor, truth_mv: torch.Tensor, printed: torch.Tensor,
-             page_index: torch.Tensor) -> torch.Tensor:
-    """The metric's view of a batch of leads: per lead the error's least-squares constant offset is removed
-    (the metric forgives it), noise and signal power are summed over each page's leads, and the loss is the
-    mean over pages of log10(noise / signal) (= -SNR / 10 in dB), so every page counts alike."""
+LOSS_WEIGHTINGS = ("pages", "metric")
+
+
+def page_powers(pred_mv: torch.Tensor, truth_mv: torch.Tensor, printed: torch.Tensor,
+                page_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per page (noise, signal) power as the metric sums them over a page's leads, after each lead's
+    least-squares constant offset is removed (the metric forgives it)."""
     m = printed.to(pred_mv.dtype)
     err = (pred_mv - truth_mv) * m
     n = m.sum(1).clamp(min=1.0)
@@ -92,4 +95,24 @@ def snr_loss(pred_mv: torch.Tensor, truth_mv: torch.Tensor, printed: torch.Tenso
     pages, inverse = torch.unique(page_index, return_inverse=True)
     noise_p = torch.zeros(pages.numel(), dtype=noise.dtype).index_add_(0, inverse, noise)
     signal_p = torch.zeros(pages.numel(), dtype=noise.dtype).index_add_(0, inverse, signal)
-    return torch.log10((noise_p + 1e-4) / (signal_p + 1e-4)).mean()
+    return noise_p, signal_p
+
+
+def snr_loss(pred_mv: torch.Tensor, truth_mv: torch.Tensor, printed: torch.Tensor,
+             page_index: torch.Tensor, weighting: str = "pages") -> torch.Tensor:
+    """The metric's view of a batch of leads: log10(noise / signal) per page (= -SNR / 10 in dB), averaged.
+
+    ``weighting="pages"``: every page counts alike. ``"metric"``: each page is weighted by its linear SNR
+    (capped at the metric's ``MAX_SNR``, zero weight above it; detached, normalised to mean 1), which makes the
+    gradient that of the mean linear SNR the metric averages, so the clean pages that carry the score are the
+    ones improved, not the hopeless ones.
+    """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    noise_p, signal_p = page_powers(pred_mv, truth_mv, printed, page_index)
+    log_ratio = torch.log10((noise_p + 1e-4) / (signal_p + 1e-4))
+    if weighting == "pages":
+        return log_ratio.mean()
+    snr = (10.0 ** (-log_ratio.detach()))
+    w = torch.where(snr < MAX_SNR, snr, torch.zeros_like(snr))
+    return (w * log_ratio).sum() / w.sum().clamp(min=1e-12)

@@ -13,7 +13,7 @@ from common.geometry import CANONICAL
 from common.sheet_map import SheetMap
 from common.types import Rectified, TraceMaps
 from stage1_segment.data import MapSpec, PageToSample, column_targets
-from stage1_segment.infer import CONFIG_FILE, WEIGHTS_FILE, TraceSegmenter, save_bundle
+from stage1_segment.infer import CONFIG_FILE, WEIGHTS_FILE, TraceSegmenter, bf16_native, save_bundle
 from stage1_segment.model import (
     ANCHOR_CLIP,
     ANCHOR_SCALE_PX,
@@ -214,7 +214,7 @@ class _FixedOutput(torch.nn.Module):
 
 
 def test_columns_without_ink_are_flattened():
-    seg = TraceSegmenter(_FixedOutput(), tiny_config())
+    seg = TraceSegmenter(_FixedOutput(), tiny_config(), views=("identity",))  # the stand-in is not mirror-symmetric
     p = seg.probabilities(_rectified().sheet_rgb)
     h, w = p.shape[1:]
     assert np.allclose(p[:, h // 2, : w // 2], 1.0, atol=1e-4)  # ink: the peak is kept
@@ -291,7 +291,7 @@ def test_ink_guidance_moves_the_mass_onto_the_drawn_line():
     sheet[y0 - 8 : y0 + 8] = 20  # a dark band exactly covering map row 50
     cfg = tiny_config()
     plain = TraceSegmenter(_BroadOutput(47), cfg).probabilities(sheet)
-    guided_cfg = {**cfg, "inference": {"ink_guidance": {"eps": 0.01}}}
+    guided_cfg = {**cfg, "inference": {"ink_guidance": {"eps": 0.01}, "views": ["identity"]}}
     guided = TraceSegmenter(_BroadOutput(47), guided_cfg).probabilities(sheet)
     ys = np.arange(hm)
     mean_plain = (plain[0] * ys[:, None]).sum(0)
@@ -299,3 +299,56 @@ def test_ink_guidance_moves_the_mass_onto_the_drawn_line():
     assert np.allclose(mean_plain, 47, atol=0.5)
     assert np.all(np.abs(mean_guided - line_map_y) < 1.0)
     np.testing.assert_allclose(guided.sum(1), 1.0, rtol=1e-4)
+
+
+class _DarkestRow(torch.nn.Module):
+    """Stands in for the network: each column's y-logits are the image's darkness there (so the peak is on the
+    drawn line wherever the line is), ink everywhere."""
+
+    position = "sheet"
+
+    def position_channels(self, *args, **kwargs):
+        return None
+
+    def forward(self, image, coords):
+        b, _, h, w = image.shape
+        y = (-40.0 * image.mean(1, keepdim=True)).expand(b, 4, h, w)
+        return torch.cat([y, torch.full((b, 4, h, w), 20.0)], dim=1)
+
+
+def _slanted_line_sheet() -> np.ndarray:
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    x = np.arange(CANONICAL.width_px)
+    y = (200 + 0.5 * x).astype(int)
+    for dy in range(-10, 11):
+        sheet[y + dy, x] = 0
+    return sheet
+
+
+def test_mirrored_view_is_put_back_in_place():
+    sheet = _slanted_line_sheet()
+    plain = TraceSegmenter(_DarkestRow(), tiny_config(), views=("identity",)).probabilities(sheet)
+    mirrored = TraceSegmenter(_DarkestRow(), tiny_config(), views=("flip_x",)).probabilities(sheet)
+    both = TraceSegmenter(_DarkestRow(), tiny_config()).probabilities(sheet)  # the default reads both
+    peak = plain[0].argmax(0)
+    assert np.ptp(peak) > 20  # the line crosses many map rows: a misplaced view would not match
+    np.testing.assert_array_equal(mirrored[0].argmax(0), peak)
+    np.testing.assert_allclose(both, 0.5 * (plain + mirrored), atol=1e-6)
+    np.testing.assert_allclose(both.sum(1), 1.0, atol=1e-5)
+
+
+def test_views_and_precision_are_checked_and_bf16_stays_close():
+    with pytest.raises(ValueError, match="views"):
+        TraceSegmenter(tiny_model(), tiny_config(), views=("flip_y",))
+    with pytest.raises(ValueError, match="views"):
+        TraceSegmenter(tiny_model(), tiny_config(), views=())
+    with pytest.raises(ValueError, match="precision"):
+        TraceSegmenter(tiny_model(), {**tiny_config(), "inference": {"precision": "fp8"}})
+    auto = TraceSegmenter(tiny_model(), tiny_config())  # a bundle that says nothing: "auto"
+    assert auto.bf16 == bf16_native(torch.device("cpu"))
+    assert not TraceSegmenter(tiny_model(), {**tiny_config(), "inference": {"precision": "fp32"}}).bf16
+    sheet = _rectified().sheet_rgb
+    fp32 = TraceSegmenter(tiny_model(4).eval(), tiny_config(), precision="fp32").probabilities(sheet)
+    bf16 = TraceSegmenter(tiny_model(4).eval(), tiny_config(), precision="bf16").probabilities(sheet)
+    assert not np.array_equal(fp32, bf16)  # autocast really ran
+    np.testing.assert_allclose(bf16, fp32, atol=0.05)

@@ -74,6 +74,27 @@ def test_snr_loss_is_the_metrics_snr_without_lag():
     assert -10 * float(loss) == pytest.approx(ref_db, abs=0.3)  # the metric may also find a small lag
 
 
+def test_metric_weighting_follows_the_mean_linear_snr():
+    """Weighted by linear SNR, the loss's gradient is the metric's: a page above the cap gets none, and a clean
+    page pulls harder than a noisy one, where the per-page weighting treats them alike."""
+    rng = np.random.default_rng(2)
+    y = torch.tensor(rng.standard_normal((3, 400)))
+    noise_sd = torch.tensor([0.01, 0.07, 0.5])[:, None]  # page SNRs ~ 10^4 (capped), 200, 4
+    pages = torch.arange(3)
+
+    def grads(weighting: str) -> np.ndarray:
+        p = (y + noise_sd * torch.tensor(rng.standard_normal((3, 400)))).requires_grad_(True)
+        snr_loss(p, y, torch.ones_like(y), pages, weighting).backward()
+        return p.grad.norm(dim=1).numpy()
+
+    g_metric, g_pages = grads("metric"), grads("pages")
+    assert g_metric[0] == 0.0 and g_pages[0] > 0.0
+    assert g_metric[1] > 5 * g_metric[2]  # the 200-SNR page dominates the 4-SNR one
+    assert g_pages[2] > g_pages[1] / 20  # per page, noise is relative: no page dominates that much
+    with pytest.raises(ValueError, match="weighting"):
+        snr_loss(y, y, torch.ones_like(y), pages, "linear")
+
+
 def _fake_readings(path: Path, pages: int, gain: float, seed: int) -> None:
     """Readings that are the truth times ``gain`` (a systematic error a refiner can undo)."""
     rng = np.random.default_rng(seed)
@@ -104,8 +125,9 @@ def test_training_undoes_a_systematic_gain_and_writes_a_loadable_bundle(tmp_path
                      "--model", json.dumps({"name": "lead_cnn", "kwargs": TINY})])
     assert rc == 0
     trained = json.loads((out / "config.json").read_text())["refiner"]["trained"]
-    assert trained["val_readings_db"] == pytest.approx(10 * np.log10(1 / 0.09), abs=0.1)  # gain 0.7: 10.5 dB
-    assert trained["val_refined_db"] >= trained["val_readings_db"] + 3.0
+    for score in ("pages", "metric"):  # every page read at gain 0.7: 10.5 dB either way
+        assert trained["val_readings_db"][score] == pytest.approx(10 * np.log10(1 / 0.09), abs=0.1)
+        assert trained["val_refined_db"][score] >= trained["val_readings_db"][score] + 3.0
     extractor = SignalExtractor.from_bundle(out)
     assert extractor.refiner is not None
     # the loaded refiner raises a 0.7-gain lead towards the truth
