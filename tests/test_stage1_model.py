@@ -352,3 +352,13 @@ def test_views_and_precision_are_checked_and_bf16_stays_close():
     bf16 = TraceSegmenter(tiny_model(4).eval(), tiny_config(), precision="bf16").probabilities(sheet)
     assert not np.array_equal(fp32, bf16)  # autocast really ran
     np.testing.assert_allclose(bf16, fp32, atol=0.05)
+
+
+def test_auto_precision_wants_native_bf16(monkeypatch):
+    import stage1_segment.infer as infer
+
+    monkeypatch.setattr(infer, "cpu_flags", lambda: {"avx2", "fma"})  # an AVX2-only CPU emulates bf16: slow
+    assert not infer.bf16_native(torch.device("cpu"))
+    assert not TraceSegmenter(tiny_model(), tiny_config(), precision="auto").bf16
+    monkeypatch.setattr(infer, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert infer.bf16_native(torch.device("cpu")) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
