@@ -101,8 +101,8 @@ def cpu_flags() -> set[str]:
 def bf16_native(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 convolutions natively. Elsewhere autocast would emulate them: on an
     AVX2-only CPU bf16 ran 10-40x slower than fp32."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cuda":  # bf16 tensor cores from compute capability 8.0 (Ampere); a T4 would emulate
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
     return bool(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS))
