@@ -78,7 +78,8 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 VIEWS = ("identity", "flip_x")
 PRECISIONS = ("auto", "fp32", "bf16")
-DEFAULT_INFERENCE = {"views": ["identity", "flip_x"], "precision": "auto"}  # what training writes into a bundle
+DEFAULT_INFERENCE = {"views": ["identity", "flip_x"], "precision": "auto"}  # training writes it into bundles;
+# a bundle that names no views or precision is read with it too
 
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16 / AMX, Arm BF16
