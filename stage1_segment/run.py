@@ -5,7 +5,8 @@ Inputs in DIR: saved :class:`~common.types.Rectified` contracts (``<stem>.json``
 output), and image files (png/jpg) taken to be already on the canonical sheet (resized to 2200x1700 with a
 warning when they are not that size). For each page it saves ``<id>.tracemaps.{npz,json}`` and, with
 ``--viz``, ``<id>.overlay.png``: the rows' trace maps coloured over the sheet (at map resolution), with the
-row anchors the network was given as dashed lines.
+row anchors the network was given as dashed lines. ``--views identity`` (or ``flip_x``) reads one view instead
+of the bundle's, to see what each contributes; ``--precision fp32|bf16|auto`` overrides the bundle's.
 """
 
 from __future__ import annotations
@@ -85,13 +86,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--viz", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--views", type=lambda v: tuple(v.split(",")), default=None,
+                    help="comma-separated views (identity, flip_x); default: the bundle's")
+    ap.add_argument("--precision", default=None, help="auto, fp32 or bf16; default: the bundle's")
     args = ap.parse_args(argv)
 
     from stage1_segment.infer import TraceSegmenter
 
     if not args.images.is_dir():
         raise FileNotFoundError(f"--images {args.images} is not a folder")
-    seg = TraceSegmenter.from_bundle(args.bundle, num_threads=args.threads)
+    try:
+        seg = TraceSegmenter.from_bundle(args.bundle, num_threads=args.threads, views=args.views,
+                                         precision=args.precision)
+    except ValueError as exc:  # an unknown view or precision
+        ap.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     times = []
     for rect in iter_inputs(args.images):

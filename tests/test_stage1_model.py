@@ -362,3 +362,19 @@ def test_auto_precision_wants_native_bf16(monkeypatch):
     assert not TraceSegmenter(tiny_model(), tiny_config(), precision="auto").bf16
     monkeypatch.setattr(infer, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert infer.bf16_native(torch.device("cpu")) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_run_writes_maps_and_overlays_and_takes_a_view(tmp_path):
+    from stage1_segment.run import main as run_main
+
+    save_bundle(tiny_model(5), tiny_config(), tmp_path / "bundle")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    cv2.imwrite(str(pages / "p1.png"), _slanted_line_sheet())
+    out = tmp_path / "out"
+    assert run_main(["--images", str(pages), "--bundle", str(tmp_path / "bundle"), "--out", str(out), "--viz",
+                     "--views", "flip_x", "--precision", "fp32", "--threads", "1"]) == 0
+    assert (out / "p1.tracemaps.npz").is_file() and (out / "p1.overlay.png").is_file()
+    with pytest.raises(SystemExit):
+        run_main(["--images", str(pages), "--bundle", str(tmp_path / "bundle"), "--out", str(out),
+                  "--views", "flip_y"])
