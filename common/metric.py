@@ -23,7 +23,7 @@ Per image, signal and noise are summed over its leads; linear SNR = signal / noi
 
 Two APIs share one vectorised core (FFT correlation of whole batches of equal-length leads):
 
-* arrays: :func:`lead_powers`, :func:`image_snr`, :func:`snr_db_from_linear`;
+* arrays: :func:`lead_powers`, :func:`lead_residuals`, :func:`image_snr`, :func:`snr_db_from_linear`;
 * Kaggle frames: :func:`score`, :func:`per_image_snr`, :func:`per_lead_breakdown`, where ``solution`` has
   columns ``id, value, fs`` and ``submission`` has ``id, value``; ``id`` is ``<image id>_<sample>_<lead>``,
   parsed from the right (image ids may contain ``_``; image ids are kept as strings). Submission rows are
@@ -66,6 +66,34 @@ def _lag_priority(max_lag: int) -> np.ndarray:
     return out
 
 
+def _align_chunk(ys: np.ndarray, ps: np.ndarray, signal: np.ndarray, max_lag: int,
+                 nfft: int) -> tuple[np.ndarray, ...]:
+    """Steps 1-4 for a chunk of leads (k, n): lag, offset, the residual ``y - aligned`` (``y`` where the
+    shifted prediction does not reach) and the mask of positions it covers."""
+    n = ys.shape[1]
+    order = _lag_priority(max_lag)
+    yc = ys - ys.mean(axis=1, keepdims=True)
+    pcen = ps - ps.mean(axis=1, keepdims=True)
+    spec = sfft.rfft(yc, nfft, axis=1)
+    spec *= np.conj(sfft.rfft(pcen, nfft, axis=1))
+    corr = sfft.irfft(spec, nfft, axis=1)[:, order % nfft]  # corr[:, j] = c(order[j])
+    tol = TIE_RTOL * np.sqrt(signal * np.einsum("ij,ij->i", ps, ps))
+    best = corr.max(axis=1)
+    lag = order[np.argmax(corr >= (best - tol)[:, None], axis=1)]
+    src = np.arange(n)[None, :] - lag[:, None]
+    valid = (src >= 0) & (src < n)
+    shifted = np.take_along_axis(ps, np.clip(src, 0, n - 1), axis=1)
+    diff = np.where(valid, shifted - ys, 0.0)
+    count = valid.sum(axis=1)
+    off = np.where(count > 0, diff.sum(axis=1) / np.maximum(count, 1), 0.0)
+    resid = np.where(valid, diff - off[:, None], ys)
+    return lag, off, resid, valid
+
+
+def _fft_len(n: int, max_lag: int) -> int:
+    return sfft.next_fast_len(max(n + max_lag, 2 * max_lag + 1), real=True)
+
+
 def _align_batch(y: np.ndarray, p: np.ndarray, max_lag: int) -> tuple[np.ndarray, ...]:
     """Metric of ``m`` leads at once: ``y``, ``p`` are (m, n) float64. Returns signal, noise, lag, offset (m,)."""
     m, n = y.shape
@@ -75,28 +103,10 @@ def _align_batch(y: np.ndarray, p: np.ndarray, max_lag: int) -> tuple[np.ndarray
     offsets = np.empty(m)
     if m == 0:
         return signal, noise, lags, offsets
-    nfft = sfft.next_fast_len(max(n + max_lag, 2 * max_lag + 1), real=True)
-    order = _lag_priority(max_lag)
-    cols = order % nfft
-    pos = np.arange(n)
+    nfft = _fft_len(n, max_lag)
     step = max(1, _CHUNK_ELEMENTS // nfft)
     for a in range(0, m, step):
-        ys, ps = y[a : a + step], p[a : a + step]
-        yc = ys - ys.mean(axis=1, keepdims=True)
-        pcen = ps - ps.mean(axis=1, keepdims=True)
-        spec = sfft.rfft(yc, nfft, axis=1)
-        spec *= np.conj(sfft.rfft(pcen, nfft, axis=1))
-        corr = sfft.irfft(spec, nfft, axis=1)[:, cols]  # corr[:, j] = c(order[j])
-        tol = TIE_RTOL * np.sqrt(signal[a : a + step] * np.einsum("ij,ij->i", ps, ps))
-        best = corr.max(axis=1)
-        lag = order[np.argmax(corr >= (best - tol)[:, None], axis=1)]
-        src = pos[None, :] - lag[:, None]
-        valid = (src >= 0) & (src < n)
-        shifted = np.take_along_axis(ps, np.clip(src, 0, n - 1), axis=1)
-        diff = np.where(valid, shifted - ys, 0.0)
-        count = valid.sum(axis=1)
-        off = np.where(count > 0, diff.sum(axis=1) / np.maximum(count, 1), 0.0)
-        resid = np.where(valid, diff - off[:, None], ys)
+        lag, off, resid, _ = _align_chunk(y[a : a + step], p[a : a + step], signal[a : a + step], max_lag, nfft)
         noise[a : a + step] = np.einsum("ij,ij->i", resid, resid)
         lags[a : a + step] = lag
         offsets[a : a + step] = off
@@ -140,6 +150,19 @@ def lead_powers(y: np.ndarray, p: np.ndarray, fs: float) -> tuple[float, float, 
         raise ValueError(f"label and prediction lengths differ: {y.size} vs {p.size}")
     s, nz, lag, off = _align_batch(y[None], p[None], max_lag_samples(fs))
     return float(s[0]), float(nz[0]), int(lag[0]), float(off[0])
+
+
+def lead_residuals(y: np.ndarray, p: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where one lead's noise power lies: ``(residual, covered, lag)`` with ``residual = y - aligned``
+    per sample (``sum(residual**2)`` is :func:`lead_powers`' noise) and ``covered`` False at the samples the
+    lag leaves without a prediction (they cost ``y**2``: a timing error of a few samples pays there)."""
+    y = _as_series("label", y)
+    p = _as_series("prediction", p)
+    if y.shape != p.shape:
+        raise ValueError(f"label and prediction lengths differ: {y.size} vs {p.size}")
+    max_lag = max_lag_samples(fs)
+    lag, _, resid, valid = _align_chunk(y[None], p[None], np.array([y @ y]), max_lag, _fft_len(y.size, max_lag))
+    return resid[0], valid[0], int(lag[0])
 
 
 def image_snr(truth: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray], fs: float) -> float:
@@ -534,6 +557,6 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame) -> float:
 
 
 __all__ = [
-    "MAX_SNR", "MAX_LAG_S", "TIE_RTOL", "ParsedIds", "image_snr", "lead_powers", "max_lag_samples", "parse_ids",
-    "per_image_snr", "per_lead_breakdown", "score", "snr_db_from_linear", "split_ids",
+    "MAX_SNR", "MAX_LAG_S", "TIE_RTOL", "ParsedIds", "image_snr", "lead_powers", "lead_residuals", "max_lag_samples",
+    "parse_ids", "per_image_snr", "per_lead_breakdown", "score", "snr_db_from_linear", "split_ids",
 ]

@@ -19,11 +19,14 @@ from tqdm import tqdm
 
 from common.kaggle_io import read_record_signals, read_test_csv, read_train_csv, write_submission
 from common.layouts import COMPETITION_LAYOUT, LEADS
-from common.metric import MAX_SNR, lead_powers, snr_db_from_linear
+from common.metric import MAX_SNR, lead_residuals, snr_db_from_linear
 from common.types import Page
 from pipeline.chain import Pipeline, fallback_signals, read_image_rgb
 
 log = logging.getLogger("pipeline.batch")
+
+EDGE_S = 0.02  # the noise budget's "edges": each printed lead's first and last 20 ms (~4 px at 25 mm/s), where
+# panels meet, rows start at the calibration pulse and end at the page's last column
 
 
 @dataclass(frozen=True)
@@ -129,17 +132,24 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
         raise SystemExit(f"no images found under {data_dir / 'train'}")
     images, leads = [], []
     for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device), strict=True):
-        signal = noise = 0.0
+        signal = noise = uncovered = edges = 0.0
+        edge = max(1, int(round(EDGE_S * job.fs_hz)))
         for lead in LEADS:
-            s, n, lag, offset = lead_powers(truth[job.image_id][lead], outcome.leads_mv[lead], job.fs_hz)
+            y = truth[job.image_id][lead]
+            resid, covered, lag = lead_residuals(y, outcome.leads_mv[lead], job.fs_hz)
+            s, n = float(y @ y), float(resid @ resid)
+            r2 = np.where(covered, resid**2, 0.0)
             signal, noise = signal + s, noise + n
+            uncovered += float(resid[~covered] @ resid[~covered])
+            edges += float(r2[:edge].sum() + r2[edge:][-edge:].sum())
             lead_snr = MAX_SNR if n == 0 else min(MAX_SNR, s / n)
-            leads.append({"image_id": job.image_id, "lead": lead, "lag": lag, "offset": offset,
+            leads.append({"image_id": job.image_id, "lead": lead, "lag": lag,
                           "snr_db": 10 * np.log10(max(lead_snr, 1e-12))})
         snr = MAX_SNR if noise == 0 else min(MAX_SNR, signal / noise)
         record_id, image_type = job.image_id.rsplit("-", 1)
         images.append({"image_id": job.image_id, "record_id": record_id, "type": image_type, "fs": job.fs_hz,
-                       "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "error": outcome.error or "",
+                       "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "signal": signal, "noise": noise,
+                       "noise_uncovered": uncovered, "noise_edges": edges, "error": outcome.error or "",
                        **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
     return pd.DataFrame(images), pd.DataFrame(leads)
 
@@ -155,6 +165,18 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
     lines.append("per lead (median of per-image lead SNR):")
     lines.append("  " + "  ".join(f"{lead} {leads.loc[leads['lead'] == lead, 'snr_db'].median():.1f}"
                                   for lead in LEADS))
+    lines.append("noise budget (share of each type's noise; headroom: the score if that part cost nothing):")
+    for value, group in [*images.groupby("type"), ("all", images)]:
+        noise = group["noise"].sum()
+        if noise <= 0:
+            continue
+        parts = []
+        for part, what in (("noise_uncovered", "uncovered by the metric's lag (timing)"),
+                           ("noise_edges", f"first/last {EDGE_S * 1000:.0f} ms of each lead")):
+            rest = group["noise"] - group[part]
+            without = np.where(rest > 0, np.minimum(group["signal"] / rest.where(rest > 0, 1.0), MAX_SNR), MAX_SNR)
+            parts.append(f"{what} {group[part].sum() / noise:.1%} (-> {snr_db_from_linear(without):.2f} dB)")
+        lines.append(f"  {value}: " + "; ".join(parts))
     lines.append("worst images:")
     for row in images.nsmallest(worst, "snr").itertuples():
         lines.append(f"  {row.image_id} {row.snr_db:.2f} dB {row.error}")

@@ -11,6 +11,7 @@ from common.metric import (
     MAX_SNR,
     image_snr,
     lead_powers,
+    lead_residuals,
     per_image_snr,
     per_lead_breakdown,
     score,
@@ -181,6 +182,21 @@ def test_lag_sign_convention_and_uncovered_end(k):
     sol, sub = frames({"9": (fs, {"II": y}, {"II": p})})
     assert score(sol, sub) == pytest.approx(10 * np.log10(min(signal / noise, 384.0)), abs=1e-9)
     assert per_lead_breakdown(sol, sub)["lag"].tolist() == [k]
+
+
+@pytest.mark.parametrize("k", [3, -7])
+def test_residuals_say_where_the_noise_is(k):
+    fs, n = 250, 500
+    x = np.random.default_rng(8).normal(size=n + 200)
+    y = x[100 : 100 + n] + 2.0  # an offset in the label: uncovered samples cost its full y**2
+    p = x[100 + k : 100 + k + n] + 0.5 * np.sin(np.arange(n) / 9.0)
+    resid, covered, lag = lead_residuals(y, p, fs)
+    _, noise, lag_powers, _ = lead_powers(y, p, fs)
+    assert lag == lag_powers == k
+    assert resid @ resid == pytest.approx(noise, rel=1e-12)
+    assert int((~covered).sum()) == abs(k)
+    assert (~covered[:k] if k > 0 else ~covered[k:]).all()
+    assert resid[~covered] == pytest.approx(y[~covered], abs=1e-12)
 
 
 @pytest.mark.parametrize("k", [51, -51, 60, -75])

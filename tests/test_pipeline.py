@@ -6,6 +6,7 @@ import pytest
 
 from common.kaggle_io import read_test_csv, validate_submission
 from common.layouts import LEADS
+from common.metric import MAX_SNR
 from pipeline.__main__ import DEFAULT_WEIGHTS, main
 from pipeline.chain import ImageReadError, Pipeline, read_image_rgb
 from synth.make import make_dataset
@@ -49,7 +50,12 @@ def test_cv_scores_every_image(tmp_path, records, capsys):
     assert main(["cv", "--data-dir", str(data), "--out", str(per_image)]) == 0
     scores = pd.read_csv(per_image)
     assert len(scores) == 2 and scores["snr_db"].notna().all()
-    assert "overall:" in capsys.readouterr().out
+    # the noise budget's parts are parts of the noise, which gives the score
+    assert (scores["noise_uncovered"] >= 0).all() and (scores["noise_edges"] >= 0).all()
+    assert (scores["noise_uncovered"] + scores["noise_edges"] <= scores["noise"] * (1 + 1e-9)).all()
+    assert np.allclose(scores["snr"], np.minimum(scores["signal"] / scores["noise"], MAX_SNR))
+    out = capsys.readouterr().out
+    assert "overall:" in out and "noise budget" in out
 
 
 def test_digitize_own_images(tmp_path, test_layout):
