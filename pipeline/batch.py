@@ -141,7 +141,7 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
             r2 = np.where(covered, resid**2, 0.0)
             signal, noise = signal + s, noise + n
             uncovered += float(resid[~covered] @ resid[~covered])
-            edges += float(r2[:edge].sum() + r2[edge:][-edge:].sum())
+            edges += float(r2[:edge].sum() + r2[edge:][-edge:].sum())  # a lead shorter than 2 edges counts once
             lead_snr = MAX_SNR if n == 0 else min(MAX_SNR, s / n)
             leads.append({"image_id": job.image_id, "lead": lead, "lag": lag,
                           "snr_db": 10 * np.log10(max(lead_snr, 1e-12))})
