@@ -9,6 +9,9 @@
   ink alone beyond a gap at a row's end (a scan's dark border) do not count as its end. The ends are moved
   in by a fraction of the stroke width measured on the sheet (ink runs past the first and last sample), and
   rows that agree share one origin: a timing error of 1 px costs ~1.3 dB (``benchmarks.time_origin``).
+  Where the sheet shows panel separators (:mod:`stage2_signal.separators`), they re-time the rows: each
+  bar stands at a known time and is found to ~0.05 px, against ~1 px for a trace's end. At 250 Hz a sample
+  is 0.8 px wide and the metric forgives only whole-sample lags, so tenths of a pixel matter there.
 * Baseline (0 mV line): the mode of the trace's y histogram over each panel (or row): the isoelectric
   level. The metric removes one constant per lead, so this matters little for the score, but it makes the
   output absolute and keeps the two copies of a lead comparable.
@@ -26,6 +29,7 @@ from scipy.ndimage import gaussian_filter1d
 from common.geometry import CANONICAL, SheetGeometry
 from common.layouts import RECORD_DURATION_S, Layout, Panel
 from stage2_signal.extract import RowTrace
+from stage2_signal.separators import find_bars
 from stage2_signal.settings import Settings
 
 BASELINE_MODES = ("panel", "row")
@@ -46,6 +50,12 @@ class CalibrateConfig(Settings):
     stray_gap_px: float = 24.0  # a short piece of confident ink alone at a row's end, beyond a gap longer than
     stray_piece_px: float = 60.0  # this, and shorter than this, is not the trace (a scan's dark border, a label)
     x0_tol_px: float = 3.0  # start and end estimates of x0 agree within this
+    separators: bool = True  # re-time the rows from the panel separators where the sheet shows them
+    bar_band_mv: float = 0.18  # a separator covers at least +-this much around its row's 0 mV line
+    bar_search_px: float = 10.0  # and stands within this of where the trace ends put the panel boundary
+    bar_tol_px: float = 0.3  # bars that agree within this with the line most of them lie on are used
+    bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
+    bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
@@ -230,23 +240,10 @@ def isoelectric_y(y: np.ndarray, cfg: CalibrateConfig) -> float:
     return float(np.mean(y[near])) if near.any() else mode
 
 
-def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
-                cfg: CalibrateConfig | None = None, stroke_px: float | None = None,
-                x0_px: np.ndarray | None = None) -> tuple[list[PanelReading], dict]:
-    """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...).
-    ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them).
-    ``x0_px``: a known chart origin per row (e.g. from labels, to study the rest of the reading) instead of
-    the estimate."""
-    cfg = cfg or CalibrateConfig()
-    if len(traces) != layout.n_rows:
-        raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
-    geom = sheet_geometry(px_per_mm)
-    if x0_px is None:
-        x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
-    else:
-        x0, how = np.asarray(x0_px, dtype=np.float64), ["given"] * layout.n_rows
-        if x0.shape != (layout.n_rows,):
-            raise ValueError(f"x0_px needs one origin per row ({layout.n_rows}), got shape {x0.shape}")
+def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
+             x0: np.ndarray, time_scale: float = 1.0) -> tuple[list[PanelReading], list[str]]:
+    """Every panel read at its samples, the chart origin of row r at ``x0[r]``; ``time_scale`` stretches the
+    time axis (sheet px per s over the geometry's). Also the panels that could not be read, and why."""
     n = n_record_samples(fs_hz)
     readings = []
     unread: list[str] = []
@@ -254,7 +251,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     for row in range(layout.n_rows):
         trace = traces[row]
         # column centres at most this far beyond a panel's first / last sample belong to it
-        margin = 0.5 * geom.px_per_s / fs_hz + (cfg.panel_margin_cols - 0.5) * trace.col_width
+        margin = 0.5 * time_scale * geom.px_per_s / fs_hz + (cfg.panel_margin_cols - 0.5) * trace.col_width
         conf_ok = (trace.conf >= trace.cfg.min_confidence) & (trace.conf > 0) & ~trace.wide
         if cfg.baseline == "row":
             first, last = row_extent_offsets(layout, row, fs_hz, geom)
@@ -267,7 +264,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             if i1 <= i0:
                 continue
             t = np.arange(i0, i1) / fs_hz
-            xs = x0[row] + geom.s_to_px(panel.x_offset_s + t - panel.t0_s)
+            xs = x0[row] + time_scale * geom.s_to_px(panel.x_offset_s + t - panel.t0_s)
             x_lo, x_hi = float(xs[0]) - margin, float(xs[-1]) + margin
             try:
                 y, c = trace.sample(xs, x_lo, x_hi)
@@ -289,6 +286,83 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             readings.append(PanelReading(panel, i0, i1, mv, np.clip(c, 0.0, 1.0), base))
     if len(unread) == len(readings):
         raise ValueError("no panel holds a confident trace: " + "; ".join(unread[:3]))
-    info = {"x0_px": x0.tolist(), "x0_how": how, "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm,
-            "px_per_s": geom.px_per_s, "px_per_mv": geom.px_per_mv, "unread_panels": unread}
+    return readings, unread
+
+
+def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
+                     cfg: CalibrateConfig) -> tuple[float, float, int] | None:
+    """Correction of the chart origin from the panel separators (see :mod:`stage2_signal.separators`):
+    ``(shift_px, time_scale, bars_used)``, or None when too few bars agree to trust them.
+
+    Each bar found gives the origin's error at its time. The bars that agree (within ``bar_tol_px``) with the
+    line most of them lie on give the shift: their mean error, or the line's value at the origin when they run
+    apart along the row by more than ``bar_drift_px`` over 10 s (a page scaled by its calibration pulses alone
+    may be off by 0.1-0.3 % in time), and then the line's slope re-scales time as well.
+    """
+    bounds = [rd for rd in readings if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px)]
+    if len(bounds) < cfg.bar_min_count:
+        return None
+    rel = np.array([float(geom.s_to_px(rd.panel.x_offset_s)) for rd in bounds])
+    expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
+    found = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds], geom.mv_to_px(cfg.bar_band_mv),
+                      cfg.bar_search_px)
+    seen = np.isfinite(found)
+    err, rel = (found - expected)[seen], rel[seen]
+    if err.size < cfg.bar_min_count:
+        return None
+    # the line (origin error + drift per px along the row) that the most bars agree with, trying a level line
+    # through each bar and the line through each pair at different times (9 bars: 45 candidates)
+    lines = [(0.0, float(e)) for e in err]
+    for i in range(err.size):
+        for j in range(i + 1, err.size):
+            if rel[j] != rel[i]:
+                slope = (err[j] - err[i]) / (rel[j] - rel[i])
+                lines.append((float(slope), float(err[i] - slope * rel[i])))
+    agree = [int((np.abs(err - (b + m * rel)) <= cfg.bar_tol_px).sum()) for m, b in lines]
+    best = max(range(len(lines)), key=lambda k: (agree[k], -abs(lines[k][0])))
+    m, b = lines[best]
+    inlier = np.abs(err - (b + m * rel)) <= cfg.bar_tol_px
+    if inlier.sum() < max(cfg.bar_min_count, 0.5 * err.size):
+        return None
+    err, rel = err[inlier], rel[inlier]
+    shift, slope = float(np.mean(err)), 0.0
+    if np.ptp(rel) > 0:
+        slope, intercept = np.polyfit(rel, err, 1)
+        if abs(slope) * geom.s_to_px(RECORD_DURATION_S) > cfg.bar_drift_px:
+            shift = float(intercept)
+        else:
+            slope = 0.0
+    return shift, 1.0 + float(slope), int(err.size)
+
+
+def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
+                cfg: CalibrateConfig | None = None, stroke_px: float | None = None,
+                x0_px: np.ndarray | None = None, sheet_rgb: np.ndarray | None = None,
+                ) -> tuple[list[PanelReading], dict]:
+    """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...).
+    ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them).
+    ``x0_px``: a known chart origin per row (e.g. from labels, to study the rest of the reading) instead of
+    the estimate. ``sheet_rgb``: the rectified sheet, whose panel separators (where drawn) re-time the rows."""
+    cfg = cfg or CalibrateConfig()
+    if len(traces) != layout.n_rows:
+        raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
+    geom = sheet_geometry(px_per_mm)
+    if x0_px is None:
+        x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
+    else:
+        x0, how = np.asarray(x0_px, dtype=np.float64), ["given"] * layout.n_rows
+        if x0.shape != (layout.n_rows,):
+            raise ValueError(f"x0_px needs one origin per row ({layout.n_rows}), got shape {x0.shape}")
+    readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0)
+    time_scale, bars = 1.0, 0
+    if x0_px is None and sheet_rgb is not None and cfg.separators:
+        timing = separator_timing(sheet_rgb, readings, x0, geom, cfg)
+        if timing is not None:
+            shift, time_scale, bars = timing
+            x0 = x0 + shift
+            how = ["separators"] * layout.n_rows
+            readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale)
+    info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": bars,
+            "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
+            "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

@@ -110,7 +110,8 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
     try:
         traces = read_rows(maps, cfg.extract)
         stroke_px = None if sheet_rgb is None else stroke_width_px(sheet_rgb, traces)
-        readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px)
+        readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
+                                     sheet_rgb=sheet_rgb)
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
         if refiner is not None:
             leads = refiner(leads, conf, fs_hz)

@@ -1,0 +1,80 @@
+"""Panel separators: the short vertical bars many renderers draw across a row's baseline where one lead's panel
+gives way to the next (both of our page factories do, and so do common ECG printers).
+
+A separator stands at the next panel's first sample, a known time after the chart origin, and it is a straight
+vertical stroke: its centre column is found to a few hundredths of a pixel, where a trace's end is only found to
+about a pixel (its ink runs on past the last sample by a cap that depends on the stroke and the signal's slope).
+So where the bars are there, they time the rows (see :func:`stage2_signal.calibrate.read_panels`).
+
+A bar is told from what else is vertical near a panel boundary by three things: it is as dark as the trace ink,
+it covers the whole band around the baseline (a trace crossing the band covers its stroke width of it, unless it
+runs vertically there: a QRS, rejected later as an outlier among the page's bars), and it is not in every row of
+the sheet (a grid line is: its darkness is the column's background, removed before looking).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+INK_PERCENTILE = 99.5  # the trace ink's darkness: this percentile of the band around a boundary
+BACKGROUND_PERCENTILE = 25.0  # a column's own background (paper or grid line), over the sheet's height
+MIN_COVER = 0.7  # a bar column is ink-dark over at least this fraction of the band
+INK_LEVEL = 0.5  # "ink-dark": at least this fraction of the ink's darkness above the column's background
+MIN_CLEAR = 0.25  # the bar's centre is read in the band's rows with clear paper beside it: at least this many
+INK_WINDOW_PX = 40  # the ink level is read over +-40 px around the boundary (the trace passes there)
+
+
+def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndarray, half_band_px: float,
+              search_px: float) -> np.ndarray:
+    """Sheet x (sub-pixel centre) of the separator bar nearest each expected boundary, NaN where none is seen.
+
+    ``expected_x`` / ``baseline_y`` (sheet px): where each boundary is thought to be and its row's 0 mV line;
+    a bar is looked for within ``search_px`` of it and must cover the band ``baseline_y +- half_band_px``.
+    """
+    expected_x = np.asarray(expected_x, dtype=np.float64)
+    baseline_y = np.asarray(baseline_y, dtype=np.float64)
+    out = np.full(expected_x.shape, np.nan)
+    if expected_x.size == 0:
+        return out
+    gray = cv2.cvtColor(np.ascontiguousarray(sheet_rgb), cv2.COLOR_RGB2GRAY)
+    h, w = gray.shape
+    half_band, search = int(round(half_band_px)), int(round(search_px))
+    reach = search + INK_WINDOW_PX
+    for k, (xe, yb) in enumerate(zip(expected_x, baseline_y, strict=True)):
+        if not (np.isfinite(xe) and np.isfinite(yb)):
+            continue
+        xi, yi = int(round(xe)), int(round(yb))
+        if xi - reach < 0 or xi + reach >= w or yi - half_band < 0 or yi + half_band >= h:
+            continue
+        dark = 255.0 - gray[:, xi - reach : xi + reach + 1].astype(np.float32)
+        # darkness above each column's own background: a grid line's columns are dark all the way down
+        excess = dark[yi - half_band : yi + half_band + 1] - np.percentile(dark, BACKGROUND_PERCENTILE, axis=0)
+        ink = float(np.percentile(excess, INK_PERCENTILE))
+        if ink <= 0:
+            continue
+        win = excess[:, INK_WINDOW_PX : INK_WINDOW_PX + 2 * search + 1]
+        cover = (win >= INK_LEVEL * ink).mean(axis=0)
+        peak = int(np.argmax(cover))
+        if cover[peak] < MIN_COVER:
+            continue
+        lo, hi = peak, peak
+        while lo > 0 and cover[lo - 1] >= 0.5 * MIN_COVER:
+            lo -= 1
+        while hi < cover.size - 1 and cover[hi + 1] >= 0.5 * MIN_COVER:
+            hi += 1
+        # the bar's centre in each row of the band (its darkness' centre of mass across the bar's columns), the
+        # median over the rows where the paper beside the bar is clear: where a trace runs into the bar (the
+        # panels' own ends meet there) its ink would pull the centre aside
+        a, b = max(lo - 1, 0), min(hi + 2, cover.size)
+        if a < 2 or b + 2 > cover.size:
+            continue
+        beside = np.concatenate([win[:, a - 2 : a], win[:, b : b + 2]], axis=1).max(axis=1)
+        mass = np.clip(win[:, a:b], 0.0, None)
+        total = mass.sum(axis=1)
+        clear = (beside < INK_LEVEL * ink) & (total > 0)
+        if clear.mean() < MIN_CLEAR:
+            continue
+        centres = (mass[clear] * np.arange(a, b)).sum(axis=1) / total[clear]
+        out[k] = xi - search + float(np.median(centres))
+    return out

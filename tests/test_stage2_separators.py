@@ -1,0 +1,115 @@
+"""Panel separators found on the sheet, and the rows timed by them."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from common.layouts import LEADS, get_layout
+from stage2_signal.calibrate import CalibrateConfig, read_panels
+from stage2_signal.extract import read_rows
+from stage2_signal.oracle import oracle_maps
+from stage2_signal.separators import find_bars
+from synth.render import render_page, sample_style
+from synth.signals import prepare, simulate_record
+
+H, W = CANONICAL.shape_hw
+BASE_Y = 500.0
+SHIFT = 8  # fixed-point bits for sub-pixel drawing
+
+
+def _sheet_with_grid() -> np.ndarray:
+    """Paper with dark grey vertical grid lines every 1 mm (darker every 5 mm) and a wavy trace along BASE_Y."""
+    sheet = np.full((H, W, 3), 245, np.uint8)
+    for k, x in enumerate(np.arange(3.0, W - 1, CANONICAL.px_per_mm)):
+        grey = 120 if k % 5 == 0 else 190
+        sheet[:, int(round(x))] = grey
+    xs = np.arange(0, W, 2.0)
+    ys = BASE_Y + 6.0 * np.sin(xs / 37.0)
+    pts = np.round(np.stack([xs, ys], axis=1) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(sheet, [pts], False, (20, 20, 20), 3, cv2.LINE_AA, SHIFT)
+    return sheet
+
+
+def _bar(sheet: np.ndarray, x: float, half_px: float, width: int = 2) -> None:
+    pts = np.round(np.array([[x, BASE_Y - half_px], [x, BASE_Y + half_px]]) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(sheet, [pts], False, (20, 20, 20), width, cv2.LINE_AA, SHIFT)
+
+
+@pytest.mark.parametrize("x_bar", [600.0, 600.3, 600.5, 600.77])
+def test_a_bar_is_found_to_a_tenth_of_a_pixel_among_grid_lines(x_bar):
+    sheet = _sheet_with_grid()
+    _bar(sheet, x_bar, half_px=25.0)
+    found = find_bars(sheet, np.array([x_bar + 4.0]), np.array([BASE_Y]), half_band_px=14.0, search_px=10.0)
+    assert found[0] == pytest.approx(x_bar, abs=0.1)
+
+
+def test_grid_lines_and_the_trace_alone_are_no_bar():
+    sheet = _sheet_with_grid()
+    expected = np.arange(300.0, 2000.0, 97.3)  # boundaries at every phase against the grid
+    found = find_bars(sheet, expected, np.full(expected.size, BASE_Y), half_band_px=14.0, search_px=10.0)
+    assert np.isnan(found).all(), found[np.isfinite(found)]
+
+
+def test_a_bar_beyond_the_search_window_or_too_short_is_not_taken():
+    sheet = _sheet_with_grid()
+    _bar(sheet, 640.0, half_px=25.0)
+    _bar(sheet, 1200.0, half_px=6.0)  # a tick shorter than the band (a label's stroke, a spike's foot)
+    found = find_bars(sheet, np.array([600.0, 1200.0]), np.full(2, BASE_Y), half_band_px=14.0, search_px=10.0)
+    assert np.isnan(found).all()
+
+
+def _page(separators: bool, fs_hz: float = 500.0, seed: int = 5):
+    """A clean 3x4+II page with calibration pulses (so the rows are timed by their ends alone)."""
+    rng = np.random.default_rng(seed)
+    record = simulate_record(rng, fs_hz=500.0, record_id="sep")
+    style = dataclasses.replace(sample_style(rng, "3x4+II"), separators=separators, calibration_pulse=True,
+                                trace_width_px=3)
+    signals = prepare(record, fs_hz).leads_mv
+    page = render_page(signals, fs_hz, "sep", style, np.random.default_rng(0))
+    maps = oracle_maps(page.labels, scale_x=1.0, scale_y=0.5, include_pulse=True)
+    return page, read_rows(maps), get_layout(page.labels.layout_name)
+
+
+def test_separators_time_the_rows():
+    page, traces, layout = _page(separators=True)
+    labels = page.labels
+    _, ends = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, CalibrateConfig())
+    _, bars = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, CalibrateConfig(),
+                          sheet_rgb=page.sheet_rgb)
+    assert set(ends["x0_how"]) != {"separators"}
+    assert set(bars["x0_how"]) == {"separators"} and 6 <= bars["separator_bars"] <= 9
+    assert np.abs(np.asarray(bars["x0_px"]) - labels.x0_px).max() < 0.15
+    assert bars["time_scale"] == 1.0
+    # switched off in the settings, the sheet is not looked at
+    _, off = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, CalibrateConfig(separators=False),
+                         sheet_rgb=page.sheet_rgb)
+    assert off["x0_px"] == ends["x0_px"]
+
+
+def test_without_separators_the_ends_keep_timing_the_rows():
+    page, traces, layout = _page(separators=False)
+    labels = page.labels
+    _, ends = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm)
+    _, info = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, sheet_rgb=page.sheet_rgb)
+    assert info["x0_px"] == ends["x0_px"] and info["separator_bars"] == 0
+
+
+def test_separators_correct_a_time_scale_that_is_off():
+    """px/mm measured 0.25 % too high (a page without a grid, scaled by its pulses): the ends alone put the
+    origin ~5 px off; the bars, which drift along the row by the same fraction, give both back."""
+    page, traces, layout = _page(separators=True, fs_hz=250.0)
+    labels = page.labels
+    ppmm = CANONICAL.px_per_mm * 1.0025
+    _, ends = read_panels(traces, layout, labels.fs_hz, ppmm)
+    readings, bars = read_panels(traces, layout, labels.fs_hz, ppmm, sheet_rgb=page.sheet_rgb)
+    assert np.abs(np.asarray(ends["x0_px"]) - labels.x0_px).max() > 2.0
+    assert np.abs(np.asarray(bars["x0_px"]) - labels.x0_px).max() < 0.3
+    assert bars["time_scale"] == pytest.approx(1 / 1.0025, abs=2e-4)
+    # the samples are read where the renderer drew them: lead V6 (row 2, last panel) sits ~1,900 px along
+    v6 = next(r for r in readings if r.panel.lead == "V6")
+    drawn = labels.signals_mv[LEADS.index("V6"), v6.i0 : v6.i1].astype(np.float64)
+    err = (v6.mv - np.mean(v6.mv)) - (drawn - np.mean(drawn))
+    assert np.sqrt(np.mean(err**2)) < 0.15 * np.std(drawn)
