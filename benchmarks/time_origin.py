@@ -4,8 +4,9 @@
 
 ``--data-dir`` is a train-layout folder written by ``synth.make`` or ``benchmarks.make_eval_set`` (it keeps
 each record's labels and each image's exact map onto the sheet). For every page the pipeline's stages 0 and 1
-run once; stage 2 then places x0 three ways: from the trace ends as the maps show them, with the ends
-corrected by the stroke width measured on the sheet (what the pipeline does), and at the true origin (the
+run once; stage 2 then places x0 four ways: from the trace ends as the maps show them, with the ends
+corrected by the stroke width measured on the sheet, then re-timed by the panel separators where the sheet
+shows them (what the pipeline does; ``separators`` counts the pages they timed), and at the true origin (the
 labels' x0 carried through the exact map and the rectifier's map). Printed per image type: the x0 error
 (sheet px; + is late) and the metric over the pages for each way.
 """
@@ -32,7 +33,7 @@ from stage2_signal.postprocess import assemble_leads
 from stage2_signal.stroke import stroke_width_px
 from synth.make import parse_types
 
-WAYS = ("maps", "stroke", "true")
+WAYS = ("maps", "stroke", "separators", "true")
 
 
 def true_x0(job_path: Path, rectified) -> np.ndarray:
@@ -55,9 +56,12 @@ def page_rows(pipeline: Pipeline, job, truth: dict) -> dict:
     row = {"image_id": job.image_id, "type": job.image_id.rsplit("-", 1)[1], "stroke_px": stroke}
     for way in WAYS:
         given = x0_true if way == "true" else None
-        stroke_used = stroke if way == "stroke" else None
+        stroke_used = stroke if way in ("stroke", "separators") else None
+        sheet = result.rectified.sheet_rgb if way == "separators" else None
         readings, info = calibrate.read_panels(traces, layout, job.fs_hz, result.rectified.px_per_mm,
-                                               cfg.calibrate, stroke_used, given)
+                                               cfg.calibrate, stroke_used, given, sheet)
+        if way == "separators":
+            row["bars"] = info["separator_bars"]
         leads, _ = assemble_leads(readings, calibrate.n_record_samples(job.fs_hz), job.samples_per_lead,
                                   cfg.postprocess)
         row[f"err_{way}"] = float(np.mean(np.asarray(info["x0_px"]) - x0_true))
@@ -85,9 +89,10 @@ def main() -> None:
     df = pd.DataFrame(rows)
     for name, part in [*df.groupby("type"), ("all", df)]:
         errs = "  ".join(f"{way} {part[f'err_{way}'].median():+.2f} (|e| {part[f'err_{way}'].abs().median():.2f})"
-                         for way in WAYS[:2])
+                         for way in WAYS[:3])
         snrs = "  ".join(f"{way} {snr_db_from_linear(part[f'snr_{way}']):.2f}" for way in WAYS)
-        print(f"{name} ({len(part)} pages): x0 error median {errs} px | SNR dB: {snrs}")
+        timed = int((part["bars"] > 0).sum())
+        print(f"{name} ({len(part)} pages, {timed} timed by separators): x0 error median {errs} px | SNR dB: {snrs}")
 
 
 if __name__ == "__main__":

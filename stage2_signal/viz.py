@@ -54,7 +54,7 @@ def row_overlays(maps: TraceMaps, extraction, labels=None, margin_px: float = 40
         h = img.shape[0]
         for rd in extraction.readings:
             if rd.panel.row == row:
-                xs = x0 + float(geom.s_to_px(rd.panel.x_offset_s))
+                xs = x0 + extraction.info.get("time_scale", 1.0) * float(geom.s_to_px(rd.panel.x_offset_s))
                 cv2.line(img, (int(round((xs + 0.5) * maps.scale_x - 0.5)), 0),
                          (int(round((xs + 0.5) * maps.scale_x - 0.5)), h - 1),
                          _BLUE if rd.panel.col == 0 else _YELLOW, 1)
