@@ -60,6 +60,7 @@ class CalibrateConfig(Settings):
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
     # this many column widths (beyond half the gap between panels); the next panel's trace may share the others
+    row_end_margin_cols: float = 1.0  # the row's first and last panel also read this many more columns outwards
     smooth_px: float = 0.3  # Gaussian smoothing of each panel's reading along time, sigma in sheet px: the
     # column readings jitter by a fraction of a pixel, while an ECG drawn at 25 mm/s holds nothing that narrow
 
@@ -259,13 +260,17 @@ def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGe
             if not sel.any():
                 raise ValueError(f"row {row} of the trace maps holds no confident trace")
             row_baselines[row] = isoelectric_y(trace.y_peak[sel], cfg)
-        for panel in layout.row_panels(row):
+        panels = layout.row_panels(row)
+        for k, panel in enumerate(panels):
             i0, i1 = panel.sample_range(fs_hz, n)
             if i1 <= i0:
                 continue
             t = np.arange(i0, i1) / fs_hz
             xs = x0[row] + time_scale * geom.s_to_px(panel.x_offset_s + t - panel.t0_s)
-            x_lo, x_hi = float(xs[0]) - margin, float(xs[-1]) + margin
+            # a row's outer ends have no neighbouring panel whose ink could be read instead
+            outer = cfg.row_end_margin_cols * trace.col_width
+            x_lo = float(xs[0]) - (margin + outer if k == 0 else margin)
+            x_hi = float(xs[-1]) + (margin + outer if k == len(panels) - 1 else margin)
             try:
                 y, c = trace.sample(xs, x_lo, x_hi)
                 if cfg.smooth_px > 0:
