@@ -1,5 +1,6 @@
 """Panel separators: the short vertical bars many renderers draw across a row's baseline where one lead's panel
-gives way to the next (both of our page factories do, and so do common ECG printers).
+gives way to the next (both of our page factories draw them on most pages; pages without them keep the
+timing from the trace ends).
 
 A separator stands at the next panel's first sample, a known time after the chart origin, and it is a straight
 vertical stroke: its centre column is found to a few hundredths of a pixel, where a trace's end is only found to
