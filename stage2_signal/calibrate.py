@@ -56,6 +56,7 @@ class CalibrateConfig(Settings):
     bar_tol_px: float = 0.3  # bars that agree within this with the line most of them lie on are used
     bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
     bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
+    bar_min_count_drift: int = 6  # if at least this many agree (a slope from three bars is too easily chance)
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
@@ -310,7 +311,7 @@ def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np
     rel = np.array([float(geom.s_to_px(rd.panel.x_offset_s)) for rd in bounds])
     expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
     found = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds], geom.mv_to_px(cfg.bar_band_mv),
-                      cfg.bar_search_px)
+                      cfg.bar_search_px, (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm))
     seen = np.isfinite(found)
     err, rel = (found - expected)[seen], rel[seen]
     if err.size < cfg.bar_min_count:
@@ -333,7 +334,7 @@ def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np
     shift, slope = float(np.mean(err)), 0.0
     if np.ptp(rel) > 0:
         slope, intercept = np.polyfit(rel, err, 1)
-        if abs(slope) * geom.s_to_px(RECORD_DURATION_S) > cfg.bar_drift_px:
+        if abs(slope) * geom.s_to_px(RECORD_DURATION_S) > cfg.bar_drift_px and err.size >= cfg.bar_min_count_drift:
             shift = float(intercept)
         else:
             slope = 0.0

@@ -7,10 +7,12 @@ vertical stroke: its centre column is found to a few hundredths of a pixel, wher
 about a pixel (its ink runs on past the last sample by a cap that depends on the stroke and the signal's slope).
 So where the bars are there, they time the rows (see :func:`stage2_signal.calibrate.read_panels`).
 
-A bar is told from what else is vertical near a panel boundary by three things: it is as dark as the trace ink,
+A bar is told from what else is vertical near a panel boundary by five things: it is as dark as the trace ink,
 it covers the whole band around the baseline (a trace crossing the band covers its stroke width of it, unless it
-runs vertically there: a QRS, rejected later as an outlier among the page's bars), and it is not in every row of
-the sheet (a grid line is: its darkness is the column's background, removed before looking).
+runs steeply there: a QRS), it is upright (a QRS stroke leans: its centre moves across the band), it is not in
+every row of the sheet (a grid line is: its darkness is the column's background, removed before looking), and it stands
+alone: a grid line that survives that (a photo's grid, not quite upright after rectification, moves across
+columns down the sheet) has its like one grid pitch away on both sides.
 """
 
 from __future__ import annotations
@@ -24,14 +26,25 @@ MIN_COVER = 0.7  # a bar column is ink-dark over at least this fraction of the b
 INK_LEVEL = 0.5  # "ink-dark": at least this fraction of the ink's darkness above the column's background
 MIN_CLEAR = 0.25  # the bar's centre is read in the band's rows with clear paper beside it: at least this many
 INK_WINDOW_PX = 40  # the ink level is read over +-40 px around the boundary (the trace passes there)
+STRAIGHT_STD_PX = 0.25  # a bar's centres in the band's rows scatter by less than this (a QRS stroke's lean:
+# ~0.3 px per px it drifts across the band; drawn bars measured 0.03-0.15 px on real and factory pages)
+GRID_LIKE = 0.5  # a bar with columns this covered (relative to it) one grid pitch away on both sides is grid
+
+
+def _grid_like(cover: np.ndarray, at: int, pitches: list[int]) -> bool:
+    """Whether the columns one grid pitch either side of column ``at`` are covered like it (within a px)."""
+    return any(min(cover[at - p - 1 : at - p + 2].max(), cover[at + p - 1 : at + p + 2].max()) >= GRID_LIKE * cover[at]
+               for p in pitches)
 
 
 def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndarray, half_band_px: float,
-              search_px: float) -> np.ndarray:
+              search_px: float, grid_pitches_px: tuple[float, ...] = ()) -> np.ndarray:
     """Sheet x (sub-pixel centre) of the separator bar nearest each expected boundary, NaN where none is seen.
 
     ``expected_x`` / ``baseline_y`` (sheet px): where each boundary is thought to be and its row's 0 mV line;
     a bar is looked for within ``search_px`` of it and must cover the band ``baseline_y +- half_band_px``.
+    ``grid_pitches_px``: the sheet's grid spacings (1 and 5 mm); a bar with its like at one of them on both
+    sides is a grid line.
     """
     expected_x = np.asarray(expected_x, dtype=np.float64)
     baseline_y = np.asarray(baseline_y, dtype=np.float64)
@@ -41,7 +54,9 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
     gray = cv2.cvtColor(np.ascontiguousarray(sheet_rgb), cv2.COLOR_RGB2GRAY)
     h, w = gray.shape
     half_band, search = int(round(half_band_px)), int(round(search_px))
-    reach = search + INK_WINDOW_PX
+    pitches = [int(round(p)) for p in grid_pitches_px]
+    side = max(INK_WINDOW_PX, max(pitches, default=0) + 2)
+    reach = search + side
     for k, (xe, yb) in enumerate(zip(expected_x, baseline_y, strict=True)):
         if not (np.isfinite(xe) and np.isfinite(yb)):
             continue
@@ -54,10 +69,12 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
         ink = float(np.percentile(excess, INK_PERCENTILE))
         if ink <= 0:
             continue
-        win = excess[:, INK_WINDOW_PX : INK_WINDOW_PX + 2 * search + 1]
-        cover = (win >= INK_LEVEL * ink).mean(axis=0)
-        peak = int(np.argmax(cover))
-        if cover[peak] < MIN_COVER:
+        cover_all = (excess >= INK_LEVEL * ink).mean(axis=0)
+        win = excess[:, side : side + 2 * search + 1]
+        cover = cover_all[side : side + 2 * search + 1]
+        peak = next((int(j) for j in np.argsort(-cover, kind="stable")
+                     if cover[j] >= MIN_COVER and not _grid_like(cover_all, side + int(j), pitches)), None)
+        if peak is None:
             continue
         lo, hi = peak, peak
         while lo > 0 and cover[lo - 1] >= 0.5 * MIN_COVER:
@@ -77,5 +94,7 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
         if clear.mean() < MIN_CLEAR:
             continue
         centres = (mass[clear] * np.arange(a, b)).sum(axis=1) / total[clear]
+        if np.std(centres) > STRAIGHT_STD_PX:
+            continue
         out[k] = xi - search + float(np.median(centres))
     return out

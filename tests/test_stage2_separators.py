@@ -53,6 +53,17 @@ def test_grid_lines_and_the_trace_alone_are_no_bar():
     assert np.isnan(found).all(), found[np.isfinite(found)]
 
 
+def test_a_leaning_stroke_is_no_bar():
+    """A steep QRS stroke crossing the band (3 px across its height of 60 px) is ink-dark all across the band,
+    but its centre moves along the band's rows: not a separator."""
+    sheet = _sheet_with_grid()
+    pts = np.round(np.array([[600.0, BASE_Y - 30.0], [603.0, BASE_Y + 30.0]]) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(sheet, [pts], False, (20, 20, 20), 3, cv2.LINE_AA, SHIFT)
+    _bar(sheet, 1200.0, half_px=30.0, width=3)
+    found = find_bars(sheet, np.array([601.5, 1200.0]), np.full(2, BASE_Y), half_band_px=14.0, search_px=10.0)
+    assert np.isnan(found[0]) and found[1] == pytest.approx(1200.0, abs=0.1)
+
+
 def test_a_bar_beyond_the_search_window_or_too_short_is_not_taken():
     sheet = _sheet_with_grid()
     _bar(sheet, 640.0, half_px=25.0)
@@ -113,3 +124,27 @@ def test_separators_correct_a_time_scale_that_is_off():
     drawn = labels.signals_mv[LEADS.index("V6"), v6.i0 : v6.i1].astype(np.float64)
     err = (v6.mv - np.mean(v6.mv)) - (drawn - np.mean(drawn))
     assert np.sqrt(np.mean(err**2)) < 0.15 * np.std(drawn)
+
+
+def test_dark_grid_lines_that_lean_are_no_bars():
+    """A photo's grid, not quite upright after rectification: dark major lines every 5 mm that lean by 3 px over
+    the sheet's height, so no column is dark all the way down; the lines are not taken for bars."""
+    sheet = np.full((H, W, 3), 200, np.uint8)
+    big = 5 * CANONICAL.px_per_mm
+    for x in np.arange(5.0, W - 10, big):
+        pts = np.round(np.array([[x, 0.0], [x + 3.0, H - 1.0]]) * (1 << SHIFT)).astype(np.int32)
+        cv2.polylines(sheet, [pts], False, (30, 30, 30), 2, cv2.LINE_AA, SHIFT)
+    xs = np.arange(0, W, 2.0)
+    pts = np.round(np.stack([xs, BASE_Y + 6.0 * np.sin(xs / 37.0)], axis=1) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(sheet, [pts], False, (20, 20, 20), 3, cv2.LINE_AA, SHIFT)
+    expected = np.arange(300.0, 2000.0, 97.3)
+    pitches = (CANONICAL.px_per_mm, big)
+    found = find_bars(sheet, expected, np.full(expected.size, BASE_Y), 14.0, 10.0, pitches)
+    assert np.isnan(found).all(), found[np.isfinite(found)]
+    # a real bar between those lines is still found
+    _bar(sheet, 1001.3, half_px=25.0)
+    found = find_bars(sheet, np.array([1000.0]), np.array([BASE_Y]), 14.0, 10.0, pitches)
+    assert found[0] == pytest.approx(1001.3, abs=0.15)
+    # and without the grid pitches the leaning lines would pass for bars
+    unguarded = find_bars(sheet, expected, np.full(expected.size, BASE_Y), 14.0, 10.0)
+    assert np.isfinite(unguarded).sum() >= 5
