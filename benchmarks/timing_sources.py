@@ -17,10 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.layouts import LEADS
 from common.types import Page
 from pipeline.chain import Pipeline, read_image_rgb
-from stage2_signal.calibrate import sheet_geometry
+from stage2_signal.calibrate import panel_x_px, sheet_geometry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 CROP_HALF_PX = (30, 40)  # x, y: sheet px around a boundary
@@ -36,7 +35,7 @@ def boundary_crops(sheet_rgb: np.ndarray, extraction) -> np.ndarray | None:
     for rd in extraction.readings:
         if rd.panel.col == 0 or not np.isfinite(rd.baseline_y_px):
             continue
-        xb = info["x0_px"][rd.panel.row] + info["time_scale"] * float(geom.s_to_px(rd.panel.x_offset_s))
+        xb = float(panel_x_px(rd.panel, rd.panel.t0_s, info["x0_px"][rd.panel.row], geom, info["time_scale"]))
         xi, yi = int(round(xb)), int(round(rd.baseline_y_px))
         if xi - hx < 0 or yi - hy < 0 or xi + hx > sheet_rgb.shape[1] or yi + hy > sheet_rgb.shape[0]:
             continue
@@ -61,24 +60,22 @@ def main() -> None:
     if args.viz:
         args.viz.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline.from_bundles(args.weights)
-    counts = {lead: int(round(args.fs * (10.0 if lead == "II" else 2.5))) for lead in LEADS}
     ways: Counter = Counter()
     for path in paths:
         try:
-            result = pipeline(Page(path.stem, read_image_rgb(path), args.fs, counts))
-            sheet = result.rectified.sheet_rgb
-            extraction = pipeline.extractor.extract(result.maps, result.rectified.px_per_mm, args.fs, counts, sheet)
+            result = pipeline(Page(path.stem, read_image_rgb(path), args.fs))
         except ValueError as exc:
             print(f"{path.name}: failed ({exc})")
             ways["failed"] += 1
             continue
+        extraction = result.extraction
         info = extraction.info
         how = "separators" if info["separator_bars"] else "trace ends"
         ways[how] += 1
         print(f"{path.name}: {how}, bars {info['separator_bars']}, time scale {info['time_scale']:.5f}, "
               f"x0 {np.round(info['x0_px'], 1).tolist()} px", flush=True)
         if args.viz and info["separator_bars"]:
-            crops = boundary_crops(sheet, extraction)
+            crops = boundary_crops(result.rectified.sheet_rgb, extraction)
             if crops is not None:
                 cv2.imwrite(str(args.viz / f"{path.stem}.png"), cv2.cvtColor(crops, cv2.COLOR_RGB2BGR))
     print(", ".join(f"{n} {way}" for way, n in ways.most_common()))

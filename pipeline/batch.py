@@ -20,7 +20,7 @@ from tqdm import tqdm
 from common.kaggle_io import read_record_signals, read_test_csv, read_train_csv, write_submission
 from common.layouts import COMPETITION_LAYOUT, LEADS
 from common.metric import MAX_SNR, lead_residuals, snr_db_from_linear
-from common.types import Page
+from common.types import Page, requested_samples
 from pipeline.chain import Pipeline, fallback_signals, read_image_rgb
 
 log = logging.getLogger("pipeline.batch")
@@ -188,7 +188,7 @@ def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_
     """Digitize image files (the competition's layout and lengths): ``<out_dir>/<stem>.csv`` per image with
     the 12 leads as columns, NaN where a lead was not printed. Returns the number of failed images."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {lead: int(round(fs_hz * (10.0 if lead == "II" else 2.5))) for lead in LEADS}
+    counts = {lead: requested_samples(fs_hz, {}, lead) for lead in LEADS}
     jobs = [Job(Path(p).stem, Path(p), fs_hz, counts) for p in images]
     n_total = max(counts.values())
     failed = 0

@@ -21,7 +21,7 @@ from common.layouts import LEADS
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from stage0_rectify.grid import rectify_from_grid
 from stage1_segment.infer import TraceSegmenter
-from stage2_signal.infer import SignalExtractor
+from stage2_signal.infer import Extraction, SignalExtractor
 
 log = logging.getLogger("pipeline")
 
@@ -58,6 +58,7 @@ class PipelineResult:
     maps: TraceMaps | None = None
     timings_s: dict = field(default_factory=dict)
     error: str | None = None
+    extraction: Extraction | None = None  # stage 2's traces, panel readings and timing info, for debugging
 
     @property
     def failed(self) -> bool:
@@ -88,9 +89,9 @@ class Pipeline:
         maps = self.segmenter(rectified)
         timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
-        signals = self.extractor(maps, rectified.px_per_mm, page, rectified.sheet_rgb)
+        extraction = self.extractor.extract_page(maps, rectified.px_per_mm, page, rectified.sheet_rgb)
         timings["stage2_signal"] = time.perf_counter() - start
-        return PipelineResult(signals, rectified, maps, timings)
+        return PipelineResult(extraction.signals, rectified, maps, timings, extraction=extraction)
 
     def digitize(self, page: Page) -> PipelineResult:
         """Like calling the pipeline, but a failure gives the fallback signals and the reason."""

@@ -96,6 +96,12 @@ def n_record_samples(fs_hz: float) -> int:
     return int(round(RECORD_DURATION_S * fs_hz))
 
 
+def panel_x_px(panel: Panel, t_s, x0_px, geom: SheetGeometry, time_scale: float = 1.0):
+    """Sheet x of record time ``t_s`` (s) drawn in ``panel``, its row's chart origin at ``x0_px``; ``time_scale``
+    stretches the time axis (sheet px per s over the geometry's)."""
+    return x0_px + time_scale * geom.s_to_px(panel.x_offset_s + np.asarray(t_s, dtype=np.float64) - panel.t0_s)
+
+
 def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeometry) -> tuple[float, float]:
     """Sheet x of the row's first and last drawn sample, relative to the chart origin x0."""
     n = n_record_samples(fs_hz)
@@ -104,8 +110,8 @@ def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeomet
         i0, i1 = panel.sample_range(fs_hz, n)
         if i1 <= i0:
             continue
-        first = min(first, float(geom.s_to_px(panel.x_offset_s + i0 / fs_hz - panel.t0_s)))
-        last = max(last, float(geom.s_to_px(panel.x_offset_s + (i1 - 1) / fs_hz - panel.t0_s)))
+        first = min(first, float(panel_x_px(panel, i0 / fs_hz, 0.0, geom)))
+        last = max(last, float(panel_x_px(panel, (i1 - 1) / fs_hz, 0.0, geom)))
     return first, last
 
 
@@ -267,7 +273,7 @@ def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGe
             if i1 <= i0:
                 continue
             t = np.arange(i0, i1) / fs_hz
-            xs = x0[row] + time_scale * geom.s_to_px(panel.x_offset_s + t - panel.t0_s)
+            xs = panel_x_px(panel, t, x0[row], geom, time_scale)
             # a row's outer ends have no neighbouring panel whose ink could be read instead
             outer = cfg.row_end_margin_cols * trace.col_width
             x_lo = float(xs[0]) - (margin + outer if k == 0 else margin)
@@ -308,7 +314,7 @@ def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np
     bounds = [rd for rd in readings if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px)]
     if len(bounds) < cfg.bar_min_count:
         return None
-    rel = np.array([float(geom.s_to_px(rd.panel.x_offset_s)) for rd in bounds])
+    rel = np.array([float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
     expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
     found = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds], geom.mv_to_px(cfg.bar_band_mv),
                       cfg.bar_search_px, (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm))

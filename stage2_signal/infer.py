@@ -126,8 +126,14 @@ def extract_signals(maps: TraceMaps, rectified_px_per_mm: float, page: Page,
                     config: ExtractorConfig | None = None, refiner: Refiner | None = None,
                     sheet_rgb: np.ndarray | None = None) -> Signals:
     """Plain-function API: TraceMaps -> Signals for ``page`` (its fs and per-lead sample counts)."""
+    return extract_page(maps, rectified_px_per_mm, page, config, refiner, sheet_rgb).signals
+
+
+def extract_page(maps: TraceMaps, rectified_px_per_mm: float, page: Page, config: ExtractorConfig | None = None,
+                 refiner: Refiner | None = None, sheet_rgb: np.ndarray | None = None) -> Extraction:
+    """:func:`extract` for ``page`` (its fs and per-lead sample counts)."""
     counts = {lead: page.n_samples(lead) for lead in LEADS}
-    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config, refiner, sheet_rgb).signals
+    return extract(maps, rectified_px_per_mm, page.fs_hz, counts, config, refiner, sheet_rgb)
 
 
 class SignalExtractor:
@@ -166,6 +172,10 @@ class SignalExtractor:
                 samples_per_lead: dict, sheet_rgb: np.ndarray | None = None) -> Extraction:
         return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner, sheet_rgb)
 
+    def extract_page(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page,
+                     sheet_rgb: np.ndarray | None = None) -> Extraction:
+        return extract_page(maps, rectified_px_per_mm, page, self.config, self.refiner, sheet_rgb)
+
     def __call__(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page,
                  sheet_rgb: np.ndarray | None = None) -> Signals:
-        return extract_signals(maps, rectified_px_per_mm, page, self.config, self.refiner, sheet_rgb)
+        return self.extract_page(maps, rectified_px_per_mm, page, sheet_rgb).signals

@@ -51,8 +51,7 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
     out = np.full(expected_x.shape, np.nan)
     if expected_x.size == 0:
         return out
-    gray = cv2.cvtColor(np.ascontiguousarray(sheet_rgb), cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
+    h, w = sheet_rgb.shape[:2]
     half_band, search = int(round(half_band_px)), int(round(search_px))
     pitches = [int(round(p)) for p in grid_pitches_px]
     side = max(INK_WINDOW_PX, max(pitches, default=0) + 2)
@@ -63,7 +62,9 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
         xi, yi = int(round(xe)), int(round(yb))
         if xi - reach < 0 or xi + reach >= w or yi - half_band < 0 or yi + half_band >= h:
             continue
-        dark = 255.0 - gray[:, xi - reach : xi + reach + 1].astype(np.float32)
+        # only the window's columns are turned grey (a few per cent of the sheet)
+        gray = cv2.cvtColor(np.ascontiguousarray(sheet_rgb[:, xi - reach : xi + reach + 1]), cv2.COLOR_RGB2GRAY)
+        dark = 255.0 - gray.astype(np.float32)
         # darkness above each column's own background: a grid line's columns are dark all the way down
         excess = dark[yi - half_band : yi + half_band + 1] - np.percentile(dark, BACKGROUND_PERCENTILE, axis=0)
         ink = float(np.percentile(excess, INK_PERCENTILE))

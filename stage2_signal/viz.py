@@ -27,7 +27,7 @@ def _polyline(img, pts: np.ndarray, colour, thickness: int = 1) -> None:
 def row_overlays(maps: TraceMaps, extraction, labels=None, margin_px: float = 40.0) -> np.ndarray:
     """One band per layout row: the map (darker = more mass), the read polyline
     (red), the true centre line (green, if ``labels``), the chart origin (blue) and panel starts (yellow)."""
-    from stage2_signal.calibrate import sheet_geometry
+    from stage2_signal.calibrate import panel_x_px, sheet_geometry
 
     bands = []
     geom = sheet_geometry(extraction.info["px_per_mm"])
@@ -54,7 +54,7 @@ def row_overlays(maps: TraceMaps, extraction, labels=None, margin_px: float = 40
         h = img.shape[0]
         for rd in extraction.readings:
             if rd.panel.row == row:
-                xs = x0 + extraction.info.get("time_scale", 1.0) * float(geom.s_to_px(rd.panel.x_offset_s))
+                xs = float(panel_x_px(rd.panel, rd.panel.t0_s, x0, geom, extraction.info["time_scale"]))
                 cv2.line(img, (int(round((xs + 0.5) * maps.scale_x - 0.5)), 0),
                          (int(round((xs + 0.5) * maps.scale_x - 0.5)), h - 1),
                          _BLUE if rd.panel.col == 0 else _YELLOW, 1)
