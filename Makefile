@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench
+.PHONY: setup demo test test-all lint bench eik-env
 
 setup: $(STAMP)
 
@@ -29,3 +29,15 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# ECG-Image-Kit's generator (a page source for training and evaluation; never needed by the pipeline) in its
+# own environment: make eik-env EIK=/path/to/ecg-image-kit-checkout
+EIK_VENV := .venv-eik
+eik-env:
+	@test -n "$(EIK)" || { echo "usage: make eik-env EIK=/path/to/ecg-image-kit"; exit 2; }
+	@test -f "$(EIK)/codes/ecg-image-generator/gen_ecg_images_from_data_batch.py" || \
+		{ echo "$(EIK) is not an ECG-Image-Kit checkout (no codes/ecg-image-generator)"; exit 2; }
+	test -x $(EIK_VENV)/bin/python || $(PYTHON) -m venv $(EIK_VENV)
+	$(EIK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EIK_VENV)/bin/python -m pip install -q -r synth/eik-requirements.txt
+	@echo "ECG-Image-Kit environment ready: python -m synth.eik --generator $(EIK) ..."

@@ -46,7 +46,11 @@ from common.types import Page, Rectified
 from stage0_rectify.pulse import find_pulses
 
 LETTER_WIDTH_MM = 279.4
+LETTER_HEIGHT_MM = 215.9
 WORK_SIDE = 1100  # long side (px) of the downscaled working copy
+FINE_WORK_SIDE = 2200  # the second look, one pyramid level finer, when the first finds one line family only: at
+# 1100 px a 200 dpi page's 1 mm lines (3.9 work px apart) lie beyond the comb's reach, and where the 5 mm lines
+# hardly stand out from them (ECG-Image-Kit's random and brown grids) it read 9.0 px/mm for 7.87
 STRIP_PX = 16  # strip width for the rotation-robust spectra (tilt over a strip at 5 deg: 1.4 px)
 MAX_ANGLE_DEG = 6.0
 LOG_STEP = 1e-3  # log-frequency grid of the spectra (0.1 %)
@@ -124,11 +128,11 @@ def as_rgb(image) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _downscale(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+def _downscale(rgb: np.ndarray, work_side: int = WORK_SIDE) -> tuple[np.ndarray, int]:
     """Gaussian-pyramid copy (anti-aliased, so fine grid harmonics do not fold onto false periods) whose long
-    side is between 0.9 and 1.8 :data:`WORK_SIDE` (never below: 1 mm must stay >= ~3 px); pixel (i, j) of it is
+    side is between 0.9 and 1.8 ``work_side`` (never below: 1 mm must stay >= ~3 px); pixel (i, j) of it is
     centred on full-res pixel (f i, f j)."""
-    levels = max(0, int(math.floor(math.log2(max(rgb.shape[:2]) / (0.9 * WORK_SIDE)))))
+    levels = _downscale_levels(rgb, work_side)
     small = rgb
     for _ in range(levels):
         small = cv2.pyrDown(small)
@@ -442,10 +446,38 @@ def _ink_centre(rgb_small: np.ndarray, f: int) -> np.ndarray:
 
 
 def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
-    """Measure grid pitch and rotation of ``image`` (any array :func:`as_rgb` takes) and build the map."""
+    """Measure grid pitch and rotation of ``image`` (any array :func:`as_rgb` takes) and build the map.
+
+    Where the working copy shows one line family only (methods "grid_major" / "grid_minor", or no grid), a copy
+    one pyramid level finer is measured too. Where the two readings of px/mm disagree by over 1 %, the one whose
+    lines one affine grid explains better (higher mean coherence) is taken, and ``info["pitch_candidates"]``
+    keeps both: a page where the pitch is in doubt says so."""
     rgb = as_rgb(image)
+    coarse = _estimate_grid(rgb, geometry, WORK_SIDE)
+    if coarse.method == "grid" or _downscale_levels(rgb, FINE_WORK_SIDE) == _downscale_levels(rgb, WORK_SIDE):
+        return coarse
+    fine = _estimate_grid(rgb, geometry, FINE_WORK_SIDE)
+    if not fine.method.startswith("grid") or abs(fine.px_per_mm / coarse.px_per_mm - 1) <= 0.01:
+        return coarse
+    candidates = {f"{coarse.method}@{WORK_SIDE}": round(coarse.px_per_mm, 3),
+                  f"{fine.method}@{FINE_WORK_SIDE}": round(fine.px_per_mm, 3)}
+    chosen = fine if _coherence_of(fine) > _coherence_of(coarse) else coarse
+    chosen.info["pitch_candidates"] = candidates
+    return chosen
+
+
+def _coherence_of(est: GridEstimate) -> float:
+    values = [est.info[k] for k in ("coherence_h", "coherence_v") if k in est.info]
+    return float(np.mean(values)) if values else 0.0
+
+
+def _downscale_levels(rgb: np.ndarray, work_side: int) -> int:
+    return max(0, int(math.floor(math.log2(max(rgb.shape[:2]) / (0.9 * work_side)))))
+
+
+def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> GridEstimate:
     full_h, full_w = rgb.shape[:2]
-    small, f = _downscale(rgb)
+    small, f = _downscale(rgb, work_side)
     g = grid_map(small)
     h, w = g.shape
     n_fft = 1 << int(math.ceil(math.log2(2 * max(h, w))))
@@ -480,15 +512,30 @@ def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
         return ink_centre
 
     pulse = find_pulses(rgb)
+    page_ppm = full_w / LETTER_WIDTH_MM
+    whole_page = _is_letter_render(full_w, full_h)
     if pulse is not None:
-        ppm = pulse.px_per_mm
         info.update(pulse.info)
+        info["pulse_px_per_mm"] = round(pulse.px_per_mm, 4)
+        if whole_page and abs(pulse.px_per_mm / page_ppm - 1) > 0.01:
+            # a rendered whole Letter page knows its scale; a pulse drawn without a lead-in (its foot runs into
+            # the trace, as ECG-Image-Kit draws it) is read several per cent off
+            info["pitch_disagree"] = {"pulse": round(pulse.px_per_mm, 3), "page_width": round(page_ppm, 3)}
+    if pulse is not None and not (whole_page and "pitch_disagree" in info):
+        ppm = pulse.px_per_mm
         ang = pulse.angle_deg
         hmat = _similarity_h(geometry.px_per_mm / ppm, math.radians(ang), anchor(ppm), geometry)
         return GridEstimate(ppm, (ppm, ppm), ang, hmat, "pulse", pulse.confidence, info)
-    ppm = full_w / LETTER_WIDTH_MM
+    ppm = page_ppm
     hmat = _similarity_h(geometry.px_per_mm / ppm, 0.0, anchor(ppm), geometry)
     return GridEstimate(ppm, (ppm, ppm), 0.0, hmat, "page_width", 0.05, info)
+
+
+def _is_letter_render(width_px: int, height_px: int) -> bool:
+    """Whether an image is exactly a US-letter landscape page at a whole number of dpi (a render such as
+    ECG-Image-Kit's 2200 x 1700 at 200 dpi, or a page scanned edge to edge): its width then gives px/mm."""
+    dpi = width_px / (LETTER_WIDTH_MM / 25.4)
+    return abs(dpi - round(dpi)) < 0.01 and abs(height_px - round(dpi) * LETTER_HEIGHT_MM / 25.4) < 0.51
 
 
 def _stroke_px(rgb: np.ndarray) -> float | None:

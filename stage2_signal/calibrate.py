@@ -57,6 +57,11 @@ class CalibrateConfig(Settings):
     bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
     bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
     bar_min_count_drift: int = 6  # if at least this many agree (a slope from three bars is too easily chance)
+    bar_guard: bool = False  # samples closer than half a found separator's width plus bar_guard_px (sheet px) to it
+    # hold the value of the nearest sample beyond: the bar's ink hides the trace there and the maps follow the
+    # bar (ECG-Image-Kit draws bars 3x the trace's width across the baseline at every lead change)
+    bar_guard_px: float = 0.0
+    bar_guard_conf: float = 0.1  # and their confidence is scaled by this (a second copy of the lead is preferred)
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
@@ -248,10 +253,28 @@ def isoelectric_y(y: np.ndarray, cfg: CalibrateConfig) -> float:
     return float(np.mean(y[near])) if near.any() else mode
 
 
+def _guard_bars(mv: np.ndarray, conf: np.ndarray, xs: np.ndarray, bars: list, cfg: CalibrateConfig) -> None:
+    """In place: samples under a separator bar ((centre, width) in sheet px) hold the nearest value beyond it."""
+    for centre, width in bars:
+        hidden = np.abs(xs - centre) <= 0.5 * width + cfg.bar_guard_px
+        if not hidden.any() or hidden.all():
+            continue
+        seen = np.flatnonzero(~hidden)
+        idx = np.flatnonzero(hidden)
+        right = np.clip(np.searchsorted(seen, idx), 0, seen.size - 1)
+        left = np.clip(right - 1, 0, seen.size - 1)
+        nearest = np.where(np.abs(seen[left] - idx) <= np.abs(seen[right] - idx), seen[left], seen[right])
+        mv[idx] = mv[nearest]
+        conf[idx] *= cfg.bar_guard_conf
+
+
 def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
-             x0: np.ndarray, time_scale: float = 1.0) -> tuple[list[PanelReading], list[str]]:
+             x0: np.ndarray, time_scale: float = 1.0, bars: dict | None = None,
+             ) -> tuple[list[PanelReading], list[str]]:
     """Every panel read at its samples, the chart origin of row r at ``x0[r]``; ``time_scale`` stretches the
-    time axis (sheet px per s over the geometry's). Also the panels that could not be read, and why."""
+    time axis (sheet px per s over the geometry's). ``bars``: (row, col) of a panel that starts at a lead change
+    -> (centre, width) of the separator bar found there, whose samples are guarded (:func:`_guard_bars`). Also
+    the panels that could not be read, and why."""
     n = n_record_samples(fs_hz)
     readings = []
     unread: list[str] = []
@@ -295,15 +318,37 @@ def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGe
                 sel = conf_ok & (trace.x >= x_lo) & (trace.x <= x_hi)
                 base = isoelectric_y(trace.y_peak[sel] if sel.sum() >= 8 else y, cfg)
             mv = geom.y_to_mv(y, base)
-            readings.append(PanelReading(panel, i0, i1, mv, np.clip(c, 0.0, 1.0), base))
+            conf = np.clip(c, 0.0, 1.0)
+            if bars:
+                near = [bars[key] for key in ((row, panel.col), (row, panels[k + 1].col if k + 1 < len(panels) else -1))
+                        if key in bars]
+                if near:
+                    mv, conf = np.array(mv, dtype=np.float64), np.array(conf, dtype=np.float64)
+                    _guard_bars(mv, conf, xs, near, cfg)
+            readings.append(PanelReading(panel, i0, i1, mv, conf, base))
     if len(unread) == len(readings):
         raise ValueError("no panel holds a confident trace: " + "; ".join(unread[:3]))
     return readings, unread
 
 
-def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
+def boundary_bars(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
+                  cfg: CalibrateConfig) -> dict:
+    """(row, col) of each panel that starts at a lead change -> (centre, width) in sheet px of the separator
+    bar found there (:func:`stage2_signal.separators.find_bars`; boundaries without one are left out)."""
+    bounds = [rd for rd in readings if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px)]
+    if not bounds:
+        return {}
+    expected = np.array([x0[rd.panel.row] + float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
+    found, widths = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds],
+                              geom.mv_to_px(cfg.bar_band_mv), cfg.bar_search_px,
+                              (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm), with_width=True)
+    return {(rd.panel.row, rd.panel.col): (float(x), float(wd))
+            for rd, x, wd in zip(bounds, found, widths, strict=True) if np.isfinite(x)}
+
+
+def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
                      cfg: CalibrateConfig) -> tuple[float, float, int] | None:
-    """Correction of the chart origin from the panel separators (see :mod:`stage2_signal.separators`):
+    """Correction of the chart origin from the panel separators found (:func:`boundary_bars`):
     ``(shift_px, time_scale, bars_used)``, or None when too few bars agree to trust them.
 
     Each bar found gives the origin's error at its time. The bars that agree (within ``bar_tol_px``) with the
@@ -311,15 +356,11 @@ def separator_timing(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np
     apart along the row by more than ``bar_drift_px`` over 10 s (a page scaled by its calibration pulses alone
     may be off by 0.1-0.3 % in time), and then the line's slope re-scales time as well.
     """
-    bounds = [rd for rd in readings if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px)]
-    if len(bounds) < cfg.bar_min_count:
-        return None
+    bounds = [rd for rd in readings if (rd.panel.row, rd.panel.col) in bars]
     rel = np.array([float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
     expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
-    found = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds], geom.mv_to_px(cfg.bar_band_mv),
-                      cfg.bar_search_px, (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm))
-    seen = np.isfinite(found)
-    err, rel = (found - expected)[seen], rel[seen]
+    found = np.array([bars[(rd.panel.row, rd.panel.col)][0] for rd in bounds])
+    err = found - expected
     if err.size < cfg.bar_min_count:
         return None
     # the line (origin error + drift per px along the row) that the most bars agree with, trying a level line
@@ -366,15 +407,20 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
         if x0.shape != (layout.n_rows,):
             raise ValueError(f"x0_px needs one origin per row ({layout.n_rows}), got shape {x0.shape}")
     readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0)
-    time_scale, bars = 1.0, 0
-    if x0_px is None and sheet_rgb is not None and cfg.separators:
-        timing = separator_timing(sheet_rgb, readings, x0, geom, cfg)
+    time_scale, n_bars, bars = 1.0, 0, {}
+    if sheet_rgb is not None and (cfg.separators or cfg.bar_guard):
+        bars = boundary_bars(sheet_rgb, readings, x0, geom, cfg)
+    if x0_px is None and cfg.separators:
+        timing = separator_timing(bars, readings, x0, geom, cfg)
         if timing is not None:
-            shift, time_scale, bars = timing
+            shift, time_scale, n_bars = timing
             x0 = x0 + shift
             how = ["separators"] * layout.n_rows
-            readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale)
-    info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": bars,
+    guarded = bars if cfg.bar_guard else {}
+    if n_bars or guarded:
+        readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
+    info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": n_bars,
+            "guarded_bars": len(guarded),
             "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
             "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

@@ -38,8 +38,9 @@ def _grid_like(cover: np.ndarray, at: int, pitches: list[int]) -> bool:
 
 
 def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndarray, half_band_px: float,
-              search_px: float, grid_pitches_px: tuple[float, ...] = ()) -> np.ndarray:
-    """Sheet x (sub-pixel centre) of the separator bar nearest each expected boundary, NaN where none is seen.
+              search_px: float, grid_pitches_px: tuple[float, ...] = (), with_width: bool = False):
+    """Sheet x (sub-pixel centre) of the separator bar nearest each expected boundary, NaN where none is seen;
+    with ``with_width`` also each bar's width (px: the columns it darkens over at least half its band).
 
     ``expected_x`` / ``baseline_y`` (sheet px): where each boundary is thought to be and its row's 0 mV line;
     a bar is looked for within ``search_px`` of it and must cover the band ``baseline_y +- half_band_px``.
@@ -49,8 +50,9 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
     expected_x = np.asarray(expected_x, dtype=np.float64)
     baseline_y = np.asarray(baseline_y, dtype=np.float64)
     out = np.full(expected_x.shape, np.nan)
+    widths = np.full(expected_x.shape, np.nan)
     if expected_x.size == 0:
-        return out
+        return (out, widths) if with_width else out
     h, w = sheet_rgb.shape[:2]
     half_band, search = int(round(half_band_px)), int(round(search_px))
     pitches = [int(round(p)) for p in grid_pitches_px]
@@ -98,4 +100,5 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
         if np.std(centres) > STRAIGHT_STD_PX:
             continue
         out[k] = xi - search + float(np.median(centres))
-    return out
+        widths[k] = float(hi - lo + 1)
+    return (out, widths) if with_width else out
