@@ -151,14 +151,25 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
                        "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "signal": signal, "noise": noise,
                        "noise_uncovered": uncovered, "noise_edges": edges, "error": outcome.error or "",
                        **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
-    return pd.DataFrame(images), pd.DataFrame(leads)
+    images = pd.DataFrame(images)
+    variants_path = data_dir / VARIANTS_CSV
+    if variants_path.is_file():
+        variants = pd.read_csv(variants_path, dtype={"image_id": str})
+        images = images.merge(variants, on="image_id", how="left")
+    return images, pd.DataFrame(leads)
+
+
+VARIANTS_CSV = "variants.csv"  # optional, beside train.csv: image_id + columns that describe how each was drawn
+VARIANT_KEYS = ("renderer", "grid", "header", "pulse", "augment", "wrinkles")  # reported when present
 
 
 def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str:
-    """The metric overall, per image type, per fs and per lead, and the worst images."""
+    """The metric overall, per image type, per fs, per variant (where the folder describes them) and per lead,
+    and the worst images."""
     lines = [f"overall: {snr_db_from_linear(images['snr']):.2f} dB over {len(images)} images "
              f"({(images['error'] != '').sum()} failed)"]
-    for key in ("type", "fs"):
+    keys = ["type", "fs"] + [k for k in VARIANT_KEYS if k in images and images[k].notna().any()]
+    for key in keys:
         lines.append(f"per {key}:")
         for value, group in images.groupby(key):
             lines.append(f"  {value}: {snr_db_from_linear(group['snr']):.2f} dB ({len(group)})")
@@ -179,7 +190,8 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
         lines.append(f"  {value}: " + "; ".join(parts))
     lines.append("worst images:")
     for row in images.nsmallest(worst, "snr").itertuples():
-        lines.append(f"  {row.image_id} {row.snr_db:.2f} dB {row.error}")
+        variant = f" [{row.variant}]" if "variant" in images and isinstance(getattr(row, "variant", None), str) else ""
+        lines.append(f"  {row.image_id} {row.snr_db:.2f} dB{variant} {row.error}")
     return "\n".join(lines)
 
 

@@ -450,7 +450,9 @@ def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
 
     Where the working copy shows one line family only (methods "grid_major" / "grid_minor", or no grid), a copy
     one pyramid level finer is measured too. Where the two readings of px/mm disagree by over 1 %, the one whose
-    lines one affine grid explains better (higher mean coherence) is taken, and ``info["pitch_candidates"]``
+    lines one affine grid explains clearly better (mean coherence higher by 0.02) is taken, the fine one where the
+    coarse reading puts 1 mm under 3 px of its copy (lines it could not resolve), else the one that
+    makes the page's strokes and width more plausible (:func:`_reading_prior`); ``info["pitch_candidates"]``
     keeps both: a page where the pitch is in doubt says so."""
     rgb = as_rgb(image)
     coarse = _estimate_grid(rgb, geometry, WORK_SIDE)
@@ -461,7 +463,15 @@ def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
         return coarse
     candidates = {f"{coarse.method}@{WORK_SIDE}": round(coarse.px_per_mm, 3),
                   f"{fine.method}@{FINE_WORK_SIDE}": round(fine.px_per_mm, 3)}
-    chosen = fine if _coherence_of(fine) > _coherence_of(coarse) else coarse
+    margin = _coherence_of(fine) - _coherence_of(coarse)
+    coarse_mm_work_px = coarse.px_per_mm / (1 << _downscale_levels(rgb, WORK_SIDE))
+    if coarse_mm_work_px < 3.0 or abs(margin) > 0.02:
+        # the coarse copy cannot show 1 mm lines that fine: it has no say on whether its lines are 1 or 5 mm
+        chosen = fine if coarse_mm_work_px < 3.0 or margin > 0 else coarse
+    else:
+        stroke = _stroke_px(rgb)
+        plausible = {id(e): _reading_prior(e.px_per_mm, stroke, rgb.shape[1]) for e in (coarse, fine)}
+        chosen = fine if plausible[id(fine)] >= plausible[id(coarse)] else coarse
     chosen.info["pitch_candidates"] = candidates
     return chosen
 

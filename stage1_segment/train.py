@@ -49,20 +49,32 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------------------------- producer
 
 
-def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float) -> None:
-    """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever."""
+def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float,
+              pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0) -> None:
+    """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever; page i is, with
+    probability ``pool_share``, a page drawn by another generator from the ``pools`` folders (written by
+    :mod:`synth.eik`; looked up again every 50 pages, so a pool still being written keeps growing)."""
     import cv2
 
     from synth.dataset import SynthPageDataset
+    from synth.eik import load_pool_page, pool_pages
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    to_sample = PageToSample(spec, jitter=jitter, seed=seed + start)
     ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=[LAYOUT],
-                          fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, jitter=jitter, seed=seed + start))
+                          fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look)
+    pool: list = []
     i = start
     while True:
+        if pools and (i - start) // stride % 50 == 0:
+            pool = [p for folder in pools for p in pool_pages(folder)]
+        rng = np.random.default_rng([seed, i, 7])
         try:
-            sample = ds[i]
+            if pool and rng.random() < pool_share:
+                sample = to_sample(load_pool_page(pool[int(rng.integers(len(pool)))], rng))
+            else:
+                sample = ds[i]
         except Exception as exc:  # noqa: BLE001 - one bad page must not stop training
             print(f"producer: page {i} failed: {type(exc).__name__}: {exc}", flush=True)
             i += stride
@@ -96,8 +108,10 @@ def read_back(y_sheet: np.ndarray, sample: dict, spec: MapSpec) -> tuple[dict, d
         yc = y_sheet[panel.row]
         ok = np.isfinite(yc)
         y = np.interp(x, xs[ok], yc[ok])
-        pred[lead] = CANONICAL.y_to_mv(y, placement.baselines_y_px[panel.row])
-        truth[lead] = sample["signals_mv"][LEADS.index(lead), i0:i1].astype(np.float64)
+        values = sample["signals_mv"][LEADS.index(lead), i0:i1].astype(np.float64)
+        printed = np.isfinite(values)  # another generator may print a sample fewer (ECG-Image-Kit at 1025 Hz)
+        pred[lead] = CANONICAL.y_to_mv(y, placement.baselines_y_px[panel.row])[printed]
+        truth[lead] = values[printed]
     return truth, pred
 
 
@@ -238,6 +252,14 @@ def main(argv=None) -> int:
     ap.add_argument("--select", choices=["snr", "mae"], default="snr",
                     help="bundle when validation SNR of the read-back signal rises (snr) or the mean |y error| falls")
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
+    ap.add_argument("--eik-look", type=float, default=0.0,
+                    help="share of factory pages drawn with ECG-Image-Kit's marks (bold bars, abutting pulse, ...)")
+    ap.add_argument("--pool", type=Path, nargs="*", default=[],
+                    help="folders of pages drawn by another generator (python -m synth.eik ... --split train)")
+    ap.add_argument("--pool-share", type=float, default=0.0, help="share of training pages taken from --pool")
+    ap.add_argument("--pool-val", type=Path, default=None,
+                    help="a folder of such pages from the validation records (synth.eik --split val), validated on "
+                         "beside the factory's pages")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from the weights of this bundle (e.g. the committed weights/stage1_segment); its "
                          "model config is used")
@@ -301,6 +323,15 @@ def main(argv=None) -> int:
     val_ds = SynthPageDataset(val_recs, IMAGE_TYPES, seed=12345, length=args.val_pages, layouts=[LAYOUT],
                               fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, keep_labels=True))
     val = [val_ds[i] for i in range(len(val_ds))]
+    if args.pool_val is not None:
+        from synth.eik import load_pool_page, pool_pages
+
+        to_val = PageToSample(spec, keep_labels=True)
+        pool_val = [to_val(load_pool_page(p, np.random.default_rng(k), degrade_share=0.0))
+                    for k, p in enumerate(pool_pages(args.pool_val))]
+        for s in pool_val:
+            s["image_type"] = f"pool-{s['image_type']}"  # reported apart from the factory's pages
+        val += pool_val
     for s in val:
         del s["masks"]
     log(f"{len(val)} validation pages rendered in {time.time() - t_val:.1f}s")
@@ -308,7 +339,8 @@ def main(argv=None) -> int:
     ctx = mp.get_context("spawn")
     q = ctx.Queue(maxsize=4 * args.producers)
     producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
-                                                     args.jitter), daemon=True)
+                                                     args.jitter, tuple(args.pool), args.pool_share, args.eik_look),
+                             daemon=True)
                  for k in range(args.producers)]
     for prod in producers:
         prod.start()
@@ -335,9 +367,12 @@ def main(argv=None) -> int:
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
             "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": [LAYOUT],
             "rectification": "labelled sheet_map (exact)", "jitter_p": args.jitter,
-            "val_pages": args.val_pages,
+            "val_pages": args.val_pages, "pools": [str(p) for p in args.pool], "pool_share": args.pool_share,
+            "eik_look": args.eik_look,
+            "pool_val": None if args.pool_val is None else str(args.pool_val),
         },
-        "train_args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "train_args": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)
+                       for k, v in vars(args).items()},
     }
 
     def elapsed() -> float:

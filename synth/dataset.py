@@ -21,7 +21,8 @@ class SynthPageDataset(Dataset):
 
     def __init__(self, records: Sequence[Record], image_types: Sequence[str] = IMAGE_TYPES, seed: int = 0,
                  length: int | None = None, layouts: Sequence[str] | None = None,
-                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, transform: Callable[[SynthPage], object] | None = None):
+                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, transform: Callable[[SynthPage], object] | None = None,
+                 eik_look: float = 0.0):
         if not records:
             raise ValueError("SynthPageDataset needs at least one record")
         self.records = list(records)
@@ -31,6 +32,7 @@ class SynthPageDataset(Dataset):
         self.layouts = layouts
         self.fs_choices = fs_choices
         self.transform = transform
+        self.eik_look = eik_look
 
     def __len__(self) -> int:
         return self.length
@@ -40,5 +42,6 @@ class SynthPageDataset(Dataset):
             raise IndexError(f"page {index} outside 0..{self.length - 1}")
         image_type = self.image_types[index % len(self.image_types)]
         record = self.records[index % len(self.records)]
-        page = make_page(record, index, self.seed, [image_type], self.layouts, self.fs_choices)
+        page = make_page(record, index, self.seed, [image_type], self.layouts, self.fs_choices,
+                         eik_look=self.eik_look)
         return page if self.transform is None else self.transform(page)

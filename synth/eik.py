@@ -45,6 +45,7 @@ from common.geometry import CANONICAL
 from common.layouts import COMPETITION_LAYOUT, LEADS
 from common.sheet_map import SheetMap
 from common.types import SUPPORTED_FS_HZ
+from synth.factory import SynthPage
 from synth.labels import SheetLabels, sub_column_x
 from synth.signals import Record, enforce_einthoven, prepare
 
@@ -462,6 +463,40 @@ def make_eik_dataset(out: Path, records: Sequence[Record], generator: Path, pyth
                              for rid, info in written])
     variants.to_csv(out / "variants.csv", index=False)
     return variants
+
+
+# ------------------------------------------------------------------------------------------------ pool
+
+
+def pool_pages(folder: Path) -> list[Path]:
+    """The page folders of a written set that can teach (their map onto the labels is written, and last)."""
+    train = Path(folder) / "train"
+    if not train.is_dir():
+        return []
+    return sorted(p for p in train.iterdir() if (p / f"{p.name}-{IMAGE_TYPE}.map.json").is_file())
+
+
+def load_pool_page(folder: Path, rng: np.random.Generator, degrade_share: float = 0.5) -> SynthPage:
+    """A written page as a :class:`~synth.factory.SynthPage` for training. A plain drawing is, with probability
+    ``degrade_share``, passed through one of our degradation profiles (scans, photos, mold: the competition's
+    other eight types are its renders printed and scanned or photographed); a distorted one is used as drawn."""
+    from common.types import IMAGE_TYPES
+    from synth.degrade import degrade
+    from synth.factory import PageImage
+
+    folder = Path(folder)
+    rid = folder.name
+    labels = SheetLabels.load(folder / f"{rid}.labels")
+    image = read_rgb(folder / f"{rid}-{IMAGE_TYPE}.png")
+    sheet_map = SheetMap.from_dict(json.loads((folder / f"{rid}-{IMAGE_TYPE}.map.json").read_text()))
+    plain = np.allclose(sheet_map.image_to_sheet_h, np.eye(3)) and image.shape[:2] == CANONICAL.shape_hw
+    distorted = bool(labels.style.get("eik_options", {}).get("augment") or labels.style.get("eik_options", {}).get(
+        "wrinkles"))
+    if plain and not distorted and rng.random() < degrade_share:
+        image_type = str(rng.choice([t for t in IMAGE_TYPES if t != IMAGE_TYPE]))
+        out = degrade(image, image_type, rng)
+        return SynthPage(labels, image, {image_type: PageImage(image_type, out.image_rgb, out.sheet_map)})
+    return SynthPage(labels, image, {IMAGE_TYPE: PageImage(IMAGE_TYPE, image, sheet_map)})
 
 
 # ------------------------------------------------------------------------------------------------ viz

@@ -43,9 +43,10 @@ def type_salt(image_type: str) -> int:
 
 def make_page(record: Record, index: int, seed: int, image_types: Sequence[str],
               layouts: Sequence[str] | None = None, fs_choices: Sequence[int] = SUPPORTED_FS_HZ,
-              record_id: str | None = None) -> SynthPage:
-    """Render a 10 s window of ``record`` at a random fs from ``fs_choices`` in a random style and
-    degrade it as each of ``image_types``."""
+              record_id: str | None = None, eik_look: float = 0.0) -> SynthPage:
+    """Render a 10 s window of ``record`` at a random fs from ``fs_choices`` in a random style (with probability
+    ``eik_look`` with ECG-Image-Kit's marks, :func:`synth.render.eik_look_of`) and degrade it as each of
+    ``image_types``."""
     unknown = [t for t in image_types if t not in IMAGE_TYPES]
     if unknown:
         raise ValueError(f"unknown image types {unknown}; known: {', '.join(IMAGE_TYPES)}")
@@ -54,7 +55,7 @@ def make_page(record: Record, index: int, seed: int, image_types: Sequence[str],
     window = prepare(record, fs_hz)
     signals = enforce_einthoven(window.leads_mv)
     layout = None if layouts is None else str(rng.choice(list(layouts)))
-    style = sample_style(rng, layout)
+    style = sample_style(rng, layout, eik_look)
     rendered = render_page(signals, fs_hz, record_id or record.record_id, style, rng)
     images = {}
     for image_type in image_types:

@@ -93,8 +93,8 @@ def _write_test(page: SynthPage, out: Path, record_id: str) -> pd.DataFrame:
 
 
 def _job(args) -> tuple[str, float, dict, pd.DataFrame | None]:
-    record, index, record_id, seed, types, layouts, fs_choices, out, layout_kind = args
-    page = make_page(record, index, seed, types, layouts, fs_choices, record_id=record_id)
+    record, index, record_id, seed, types, layouts, fs_choices, out, layout_kind, eik_look = args
+    page = make_page(record, index, seed, types, layouts, fs_choices, record_id=record_id, eik_look=eik_look)
     counts = {lead: int(page.labels.lead_signal(lead).size) for lead in LEADS}
     if layout_kind == "train":
         _write_train(page, out, record_id)
@@ -104,11 +104,11 @@ def _job(args) -> tuple[str, float, dict, pd.DataFrame | None]:
 
 def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str], seed: int = 0,
                  workers: int = 1, layout_kind: str = "train", layouts: Sequence[str] | None = None,
-                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, progress: bool = True) -> Path:
+                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, progress: bool = True, eik_look: float = 0.0) -> Path:
     if layout_kind not in ("train", "test"):
         raise ValueError(f"layout_kind must be 'train' or 'test', got {layout_kind!r}")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(r, i, str(10_000 + i), seed, tuple(image_types), layouts, tuple(fs_choices), out, layout_kind)
+    jobs = [(r, i, str(10_000 + i), seed, tuple(image_types), layouts, tuple(fs_choices), out, layout_kind, eik_look)
             for i, r in enumerate(records)]
     if workers > 1:
         with get_context("spawn").Pool(workers) as pool:
@@ -151,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--layout", choices=["train", "test"], default="train", help="dataset layout to write")
     parser.add_argument("--layouts", default="3x4+II", help="comma-separated page layouts to draw from")
+    parser.add_argument("--eik-look", type=float, default=0.0,
+                        help="share of pages drawn with ECG-Image-Kit's marks (bold bars across the baseline, a pulse "
+                             "abutting the trace, names below it, grey traces, dark same-coloured grids)")
     parser.add_argument("--adc-gain", type=float, default=None,
                         help="ADC units per mV for every WFDB signal, overriding header gains (the LUDB copy in "
                              "../shared/data/signals needs 1000: its header gains scale each lead to 1 mV)")
@@ -167,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not layouts:
         parser.error(f"unknown layouts {unknown}; choose from {','.join(LAYOUTS)}")
     records = collect_windows(None if args.simulated else args.signals, args.n_records, args.seed, args.adc_gain)
-    out = make_dataset(args.out, records, args.types, args.seed, args.workers, args.layout, layouts)
+    out = make_dataset(args.out, records, args.types, args.seed, args.workers, args.layout, layouts,
+                       eik_look=args.eik_look)
     print(f"wrote {len(records)} records x {len(args.types)} types in {args.layout} layout to {out}")
     return 0
 

@@ -7,7 +7,7 @@ renderer itself is deterministic. Traces are drawn as anti-aliased polylines at 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ GRID_PALETTES: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]] | Non
     "blue": ((195, 215, 245), (110, 150, 220)),
     "grey": ((215, 215, 215), (150, 150, 150)),
     "none": None,
+    "custom": None,  # the style's own grid_rgb (minor, major): e.g. dark hues where major and minor barely differ
 }
 TRACE_COLOURS = {"black": (0, 0, 0), "navy": (20, 30, 110), "darkgrey": (60, 60, 60), "dark": (25, 15, 10)}
 HERSHEY_FONTS = {
@@ -64,6 +65,14 @@ class RenderStyle:
     row_shift_px: float = 0.0
     row_spacing_scale: float = 1.0
     grid_origin_px: tuple = (0.0, 0.0)  # x, y of a major grid line crossing on the sheet (px)
+    grid_rgb: tuple | None = None  # (minor, major) RGB for grid "custom"
+    minor_width_px: float | None = None  # minor line width (default 0.55 x the major's; matplotlib draws both alike)
+    grid_snap: bool = False  # grid lines centred on whole pixels (matplotlib)
+    trace_grey: int | None = None  # near-black grey level (0..255) of the trace, instead of trace_colour
+    separator_style: str = "short"  # "short": +-0.35 mV at the trace's width; "bold": ECG-Image-Kit's, 3x the
+    # trace's width over +-0.315 mV, right at the next panel's first sample
+    pulse_style: str = "lead_in"  # "lead_in": flat, pulse, flat before the row; "abut": ECG-Image-Kit's, no lead-in
+    # and the falling edge on the row's first samples
 
     def __post_init__(self) -> None:
         if self.layout_name not in LAYOUTS:
@@ -74,14 +83,49 @@ class RenderStyle:
             raise ValueError(f"unknown trace colour or font: {self.trace_colour!r}, {self.font!r}")
         if not 1 <= self.trace_width_px <= 3:
             raise ValueError(f"trace width must be 1..3 px, got {self.trace_width_px}")
+        if (self.grid == "custom") != (self.grid_rgb is not None):
+            raise ValueError("grid 'custom' needs grid_rgb (minor, major), and only it")
+        if self.separator_style not in ("short", "bold") or self.pulse_style not in ("lead_in", "abut"):
+            raise ValueError(f"unknown separator / pulse style: {self.separator_style!r}, {self.pulse_style!r}")
 
 
-def sample_style(rng: np.random.Generator, layout_name: str | None = None) -> RenderStyle:
-    """A random page look. Weighted towards the competition's look (pink grid, 3x4 + II, black trace)."""
+def sample_style(rng: np.random.Generator, layout_name: str | None = None, eik_look: float = 0.0) -> RenderStyle:
+    """A random page look. Weighted towards the competition's look (pink grid, 3x4 + II, black trace).
+
+    With probability ``eik_look`` the page takes what ECG-Image-Kit draws and our looks lack (:func:`eik_look`);
+    those draws come from a stream of their own, so the same seed keeps the rest of its page (and with the
+    default 0 every page is what it was before the option existed)."""
+    style = _sample_classic(rng, layout_name)
+    if eik_look > 0:
+        own = np.random.Generator(rng.bit_generator.jumped())
+        if own.random() < eik_look:
+            style = eik_look_of(style, own)
+    return style
+
+
+def eik_look_of(style: RenderStyle, rng: np.random.Generator) -> RenderStyle:
+    """``style`` with ECG-Image-Kit's marks: bold separator bars across the baseline, a pulse that abuts the
+    trace, lead names below the trace, a thin near-black grey trace, and half the time its random dark grid
+    whose minor lines are the major colour lightened by at most 0.2."""
+    changes: dict = {"separators": True, "separator_style": "bold", "pulse_style": "abut",
+                     "label_dy_mv": float(-rng.uniform(0.55, 0.75)), "label_dx_px": float(rng.uniform(0, 6)),
+                     "trace_grey": int(rng.integers(0, 52)), "trace_width_px": int(rng.choice([1, 2], p=[0.3, 0.7]))}
+    if rng.random() < 0.5:
+        major = np.array([rng.uniform(0, 0.8), rng.uniform(0, 0.5), rng.uniform(0, 0.5)])
+        offset = rng.uniform(0, 0.2)
+        minor = np.array([major[0] + offset, rng.uniform(0, 0.5) + offset, rng.uniform(0, 0.5) + offset])
+        width = float(rng.uniform(1.0, 1.5))  # ECG-Image-Kit: both 0.5 pt (1.4 px at 200 dpi)
+        changes.update(grid="custom", minor_grid="lines", grid_width_px=width, minor_width_px=width, grid_snap=True,
+                       grid_rgb=(tuple(int(v) for v in np.round(255 * minor)),
+                                 tuple(int(v) for v in np.round(255 * major))))
+    return replace(style, **changes)
+
+
+def _sample_classic(rng: np.random.Generator, layout_name: str | None) -> RenderStyle:
     if layout_name is None:
         names = list(LAYOUTS)
         layout_name = str(rng.choice(names, p=[0.6, 0.1, 0.1, 0.1, 0.1]))
-    grids = list(GRID_PALETTES)
+    grids = [g for g in GRID_PALETTES if g != "custom"]
     grid = str(rng.choice(grids, p=[0.45, 0.15, 0.08, 0.08, 0.08, 0.08, 0.08]))
     paper_tone = int(rng.integers(238, 256))
     return RenderStyle(
@@ -133,10 +177,15 @@ def style_placement(style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> 
 
 
 # --- grid ---------------------------------------------------------------------------------------------
-def _line_coverage(n: int, origin_px: float, pitch_px: float, width_px: float) -> np.ndarray:
-    """Anti-aliased coverage (0..1) along one axis of lines every ``pitch_px`` of ``width_px``."""
+def _line_coverage(n: int, origin_px: float, pitch_px: float, width_px: float, snap: bool = False) -> np.ndarray:
+    """Anti-aliased coverage (0..1) along one axis of lines every ``pitch_px`` of ``width_px``; ``snap`` centres
+    each line on the nearest whole pixel, as matplotlib's Agg draws straight lines (a 1 mm pitch of 7.87 px then
+    runs 8, 8, 8, 8, 7 px)."""
     pos = np.arange(n, dtype=np.float64)
-    dist = np.abs((pos - origin_px + pitch_px / 2) % pitch_px - pitch_px / 2)
+    if snap:
+        dist = np.abs(pos - np.round(origin_px + pitch_px * np.round((pos - origin_px) / pitch_px)))
+    else:
+        dist = np.abs((pos - origin_px + pitch_px / 2) % pitch_px - pitch_px / 2)
     return np.clip(width_px / 2 + 0.5 - dist, 0.0, 1.0)
 
 
@@ -147,18 +196,19 @@ def _quantise(coverage: np.ndarray) -> np.ndarray:
     return np.round(coverage * (_LEVELS - 1)).astype(np.uint8)
 
 
-def _grid_levels(geometry: SheetGeometry, minor: str, width_px: float, origin: tuple) -> np.ndarray:
+def _grid_levels(geometry: SheetGeometry, minor: str, width_px: float, origin: tuple,
+                 minor_width_px: float | None = None, snap: bool = False) -> np.ndarray:
     """(H, W) uint8 index = minor_level * 16 + major_level of grid coverage for a grid phase ``origin``."""
     h, w = geometry.shape_hw
     minor_pitch = geometry.small_box_mm * geometry.px_per_mm
     major_pitch = geometry.big_box_mm * geometry.px_per_mm
     ox, oy = origin
-    major = np.maximum(_quantise(_line_coverage(h, oy, major_pitch, width_px))[:, None],
-                       _quantise(_line_coverage(w, ox, major_pitch, width_px))[None, :])
+    major = np.maximum(_quantise(_line_coverage(h, oy, major_pitch, width_px, snap))[:, None],
+                       _quantise(_line_coverage(w, ox, major_pitch, width_px, snap))[None, :])
     if minor == "lines":
-        minor_w = max(0.6, 0.55 * width_px)
-        minor_map = np.maximum(_quantise(_line_coverage(h, oy, minor_pitch, minor_w))[:, None],
-                               _quantise(_line_coverage(w, ox, minor_pitch, minor_w))[None, :])
+        minor_w = max(0.6, 0.55 * width_px) if minor_width_px is None else minor_width_px
+        minor_map = np.maximum(_quantise(_line_coverage(h, oy, minor_pitch, minor_w, snap))[:, None],
+                               _quantise(_line_coverage(w, ox, minor_pitch, minor_w, snap))[None, :])
     elif minor == "dots":
         dot_y = _line_coverage(h, oy, minor_pitch, 1.6).astype(np.float32)
         dot_x = _line_coverage(w, ox, minor_pitch, 1.6).astype(np.float32)
@@ -172,7 +222,7 @@ def _grid_levels(geometry: SheetGeometry, minor: str, width_px: float, origin: t
 
 def draw_grid(canvas: np.ndarray, style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> None:
     """Fill ``canvas`` with paper and grid (blended by anti-aliased coverage through a colour LUT)."""
-    palette = GRID_PALETTES[style.grid]
+    palette = style.grid_rgb if style.grid == "custom" else GRID_PALETTES[style.grid]
     paper = np.asarray(style.paper_rgb, dtype=np.float64)
     if palette is None:
         h, w = canvas.shape[:2]
@@ -183,7 +233,8 @@ def draw_grid(canvas: np.ndarray, style: RenderStyle, geometry: SheetGeometry = 
     with_minor = paper + a[:, None] * (minor_rgb - paper)  # (minor level, rgb)
     lut = with_minor[:, None, :] + a[None, :, None] * (major_rgb - with_minor[:, None, :])
     lut = np.clip(np.round(lut), 0, 255).astype(np.uint8).reshape(_LEVELS * _LEVELS, 1, 3)
-    index = _grid_levels(geometry, style.minor_grid, style.grid_width_px, style.grid_origin_px)
+    index = _grid_levels(geometry, style.minor_grid, style.grid_width_px, style.grid_origin_px, style.minor_width_px,
+                         style.grid_snap)
     # cv2.LUT maps channel c of a 3-channel index through channel c of the table: ~10x faster than np.take.
     cv2.LUT(cv2.merge([index, index, index]), lut, dst=canvas)
 
@@ -252,6 +303,16 @@ def _calibration_pulse(x_end: float, baseline_y: float, geometry: SheetGeometry)
     return np.stack([xs, ys], axis=1)
 
 
+def _abutting_pulse(x0: float, fs_hz: float, baseline_y: float, geometry: SheetGeometry) -> np.ndarray:
+    """ECG-Image-Kit's pulse: up one sample after 0.2 s before the row's origin, 1 mV, down one sample after it."""
+    step = float(geometry.s_to_px(1.0 / fs_hz))
+    start = x0 - float(geometry.s_to_px(PULSE_WIDTH_S))
+    top = float(geometry.mv_to_y(PULSE_HEIGHT_MV, baseline_y))
+    xs = [start, start + step, start + 2 * step, x0 + step, x0 + 2 * step]
+    ys = [baseline_y, baseline_y, top, top, baseline_y]
+    return np.stack([xs, ys], axis=1)
+
+
 # --- text ---------------------------------------------------------------------------------------------
 def _put_text(canvas: np.ndarray, text: str, org_xy, style: RenderStyle, scale: float, colour) -> np.ndarray:
     """Draw ``text`` with its baseline-left at ``org_xy``; returns its box x0, y0, x1, y1 (px)."""
@@ -302,7 +363,7 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
 
     canvas = np.empty((h, w, 3), dtype=np.uint8)
     draw_grid(canvas, style, geometry)
-    ink = TRACE_COLOURS[style.trace_colour]
+    ink = TRACE_COLOURS[style.trace_colour] if style.trace_grey is None else (style.trace_grey,) * 3
     text_colour = (0, 0, 0)
 
     x_sub = sub_column_x(w, x_upsample)
@@ -332,12 +393,16 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
             label_boxes.append(_put_text(canvas, panel.lead, (x_start + style.label_dx_px, label_y), style,
                                          label_scale, text_colour))
             if style.separators and panel.col > 0:
-                bar = float(geometry.mv_to_px(0.35))
+                bold = style.separator_style == "bold"
+                bar = float(geometry.mv_to_px(0.315 if bold else 0.35))
                 sep = np.array([[x_start, base_y - bar], [x_start, base_y + bar]])
-                _polyline(canvas, sep, ink, style.trace_width_px)
+                _polyline(canvas, sep, ink, 3 * style.trace_width_px if bold else style.trace_width_px)
         row_y[row] = _row_centre_line(layout, row, signals_mv, fs_hz, placement, x_sub, geometry)
         if style.calibration_pulse:
-            pulse = _calibration_pulse(placement.x0_px - 4.0, base_y, geometry)
+            if style.pulse_style == "abut":  # 0.2 s wide, its falling edge one sample into the row
+                pulse = _abutting_pulse(placement.x0_px, fs_hz, base_y, geometry)
+            else:
+                pulse = _calibration_pulse(placement.x0_px - 4.0, base_y, geometry)
             _polyline(canvas, pulse, ink, style.trace_width_px)
             half = style.trace_width_px / 2 + 1
             pulse_boxes[row] = (pulse[:, 0].min() - half, pulse[:, 1].min() - half,
@@ -380,7 +445,7 @@ def _keypoints(style: RenderStyle, placement: Placement, layout: Layout, panel_c
                geometry: SheetGeometry) -> tuple[np.ndarray, tuple]:
     """Big-box grid intersections (when a grid is printed), panel corners and page corners."""
     pts, kinds = [], []
-    if GRID_PALETTES[style.grid] is not None:
+    if style.grid != "none":
         pitch = geometry.big_box_mm * geometry.px_per_mm
         ox, oy = style.grid_origin_px
         xs = ox + pitch * np.arange(int(np.ceil(-ox / pitch)), int((geometry.width_px - 1 - ox) / pitch) + 1)

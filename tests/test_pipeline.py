@@ -46,6 +46,8 @@ def test_predict_writes_a_valid_submission_and_survives_a_broken_image(test_layo
 def test_cv_scores_every_image(tmp_path, records, capsys):
     data = tmp_path / "train_layout"
     make_dataset(data, records, ["0001"], seed=6, fs_choices=[500], progress=False)
+    pd.DataFrame({"image_id": ["10000-0001", "10001-0001"], "grid": ["red", "teal"],
+                  "variant": ["red", "teal/header"]}).to_csv(data / "variants.csv", index=False)
     per_image = tmp_path / "cv.csv"
     assert main(["cv", "--data-dir", str(data), "--out", str(per_image)]) == 0
     scores = pd.read_csv(per_image)
@@ -56,6 +58,8 @@ def test_cv_scores_every_image(tmp_path, records, capsys):
     assert np.allclose(scores["snr"], np.minimum(scores["signal"] / scores["noise"], MAX_SNR))
     out = capsys.readouterr().out
     assert "overall:" in out and "noise budget" in out
+    assert "per grid:" in out and "  teal:" in out and "[teal/header]" in out  # the folder's variants.csv
+    assert set(scores["grid"]) == {"red", "teal"}
 
 
 def test_digitize_own_images(tmp_path, test_layout):

@@ -181,3 +181,46 @@ def test_cli_reports_bad_files_and_goes_on(tmp_path, pages):
     assert recs["e_grey16.png"]["ok"] and recs["e_grey16.png"]["px_per_mm"] == pytest.approx(PPM / 2, rel=0.01)
     for bad in ("b_corrupt.png", "c_empty.jpg", "d_tiny.bmp"):
         assert not recs[bad]["ok"] and recs[bad]["error"]
+
+
+def test_dark_same_coloured_grids_give_the_pitch():
+    """ECG-Image-Kit's random grid colours: dark hues, minor lines the major colour lightened by at most 0.2, so
+    the 5 mm lines hardly stand out. The pitch must still be 1 mm = 7.87 px (it once read 9.0)."""
+    from common.geometry import CANONICAL
+    from stage0_rectify.grid import estimate_grid
+    from synth.render import eik_look_of, render_page, sample_style
+
+    record = simulate_record(np.random.default_rng(2), fs_hz=500.0)
+    checked = 0
+    for seed in range(40):
+        style = eik_look_of(sample_style(np.random.default_rng(seed), "3x4+II"), np.random.default_rng(seed))
+        if style.grid != "custom":
+            continue
+        minor, major = (np.asarray(c, float) for c in style.grid_rgb)
+        if np.abs(minor - major).max() > 60:
+            continue  # keep the hard ones: majors barely darker than minors
+        est = estimate_grid(render_page(record.leads_mv, 500.0, "r", style).sheet_rgb)
+        assert est.method.startswith("grid")
+        assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.002, (seed, est.method, est.px_per_mm, est.info)
+        checked += 1
+        if checked == 4:
+            break
+    assert checked == 4
+
+
+def test_a_gridless_letter_render_is_scaled_by_its_width_when_pulses_disagree():
+    import dataclasses
+
+    """A 2200 x 1700 render is a Letter page at 200 dpi; a pulse read several per cent off is reported, not used."""
+    from common.geometry import CANONICAL
+    from stage0_rectify.grid import estimate_grid
+    from synth.render import eik_look_of, render_page, sample_style
+
+    record = simulate_record(np.random.default_rng(5), fs_hz=250.0)
+    style = dataclasses.replace(eik_look_of(sample_style(np.random.default_rng(1), "3x4+II"), np.random.default_rng(1)),
+                                grid="none", grid_rgb=None, calibration_pulse=True)
+    est = estimate_grid(render_page(record.leads_mv, 250.0, "r", style).sheet_rgb)
+    assert est.method in ("page_width", "pulse")
+    assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.01
+    if est.method == "page_width" and "pulse_px_per_mm" in est.info:
+        assert "pitch_disagree" in est.info

@@ -55,8 +55,9 @@ def test_row_centres_are_the_plotted_positions(labels, page):
     x_sub = sub_column_x(2200, labels.x_upsample)
     for entry in page["leads"]:
         yx = np.asarray(entry["plotted_pixels"]) - 0.5
+        rhythm = entry["end_sample"] - entry["start_sample"] > 1000
         row = next(r for r, b in enumerate(labels.baselines_y_px)
-                   if abs(np.median(yx[:, 0]) - b) < 150 and (entry["end_sample"] - entry["start_sample"] > 1000) == (r == 3))
+                   if abs(np.median(yx[:, 0]) - b) < 150 and rhythm == (r == 3))
         y = np.interp(yx[1:-1, 1], x_sub, labels.row_y_px[row])
         # where the trace runs at under 1 px per sample (sub-columns are 0.25 px apart, samples 0.8 px)
         gentle = np.maximum(np.abs(np.diff(yx[:-1, 0])), np.abs(np.diff(yx[1:, 0]))) < 1.0

@@ -123,3 +123,38 @@ def test_sampled_rows_stay_inside_the_sheet_and_vary(layout_name):
     assert np.ptp(tops) > 100.0  # the block moves
     if pitches:
         assert np.ptp(pitches) > 0.2 * np.median(pitches)  # and its pitch changes
+
+
+def test_eik_look_keeps_the_rest_of_a_seeds_page():
+    """The ECG-Image-Kit marks come from a stream of their own: off, a seed draws what it always drew; on, the
+    same seed keeps its layout, placement and paper and gains bold bars, an abutting pulse, names below."""
+    from synth.render import sample_style
+
+    for seed in range(20):
+        classic = sample_style(np.random.default_rng(seed))
+        assert sample_style(np.random.default_rng(seed), eik_look=0.0) == classic
+        eik = sample_style(np.random.default_rng(seed), eik_look=1.0)
+        assert (eik.layout_name, eik.x0_shift_px, eik.row_shift_px, eik.paper_rgb) == (
+            classic.layout_name, classic.x0_shift_px, classic.row_shift_px, classic.paper_rgb)
+        assert eik.separator_style == "bold" and eik.pulse_style == "abut" and eik.label_dy_mv < 0
+        assert eik.trace_grey is not None and eik.trace_grey <= 51
+
+
+def test_eik_look_bars_are_drawn_but_not_labelled():
+    """A bold bar (3x the trace's width, +-0.315 mV) stands at every lead change; it is ink on the page, not in the
+    row's trace mask, so stage 1 learns that it is not trace."""
+    from synth.render import eik_look_of, render_page, sample_style
+
+    record = simulate_record(np.random.default_rng(8), fs_hz=500.0)
+    style = eik_look_of(sample_style(np.random.default_rng(3), "3x4+II"), np.random.default_rng(1))
+    page = render_page(record.leads_mv, 500.0, "r", style)
+    labels = page.labels
+    grey = page.sheet_rgb.min(axis=2).astype(np.float64)
+    panel = labels.layout.row_panels(0)[1]
+    x = int(round(float(labels.placement.panel_x_px(panel, panel.t0_s))))
+    base = labels.baselines_y_px[0]
+    band = slice(int(base - 20), int(base + 21))
+    assert (grey[band, x] < 100).mean() > 0.9  # dark all across the band
+    width = int((grey[int(base) + 18, x - 10 : x + 11] < 100).sum())
+    assert width >= 2 * style.trace_width_px  # bold, not a trace-wide tick
+    assert labels.row_masks[0][int(base) + 18, x - 1 : x + 2].max() < 128  # the bar is not the row's trace
