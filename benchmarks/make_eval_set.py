@@ -2,8 +2,14 @@
 
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eval \
         [--types 0001,0003,0004] [--n-records 19] [--seed 1234] [--workers 2]
+    python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eik_eval \
+        --renderer ecg-image-kit --generator /path/to/ecg-image-kit [--n-records 38] [--augmented 1.0]
 
-Then score the digitizer on it: ``python -m pipeline cv --data-dir /tmp/eval``.
+``--renderer factory`` (default) draws the pages with our page factory as the given image types;
+``--renderer ecg-image-kit`` with the competition hosts' generator (see :mod:`synth.eik`; its environment comes
+from ``make eik-env``), one 0001 page per record window (``--n-records`` above the number of windows draws them
+again in other styles), ``--augmented`` of them rotated / noisy / cropped and/or wrinkled by it. Then score the
+digitizer on it: ``python -m pipeline cv --data-dir /tmp/eval`` (per variant too, from the set's variants.csv).
 """
 
 from __future__ import annotations
@@ -19,15 +25,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--signals", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--types", type=parse_types, default=["0001", "0003", "0004"])
+    parser.add_argument("--renderer", choices=["factory", "ecg-image-kit"], default="factory")
+    parser.add_argument("--types", type=parse_types, default=["0001", "0003", "0004"], help="factory image types")
     parser.add_argument("--n-records", type=int, default=None, help="default: every validation window")
     parser.add_argument("--seed", type=int, default=1234, help="page styles; keep it apart from training seeds")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--generator", type=Path, default=None, help="ECG-Image-Kit checkout (its renderer)")
+    parser.add_argument("--eik-python", type=Path, default=None, help="its environment's python (.venv-eik)")
+    parser.add_argument("--augmented", type=float, default=0.0, help="ECG-Image-Kit: share of distorted pages")
     args = parser.parse_args()
     _, val, desc = split_records(args.signals)
-    records = val[: args.n_records] if args.n_records else val
-    print(f"{len(records)} held-out windows: {desc}")
-    make_dataset(args.out, records, args.types, args.seed, args.workers, "train", ["3x4+II"])
+    print(f"{len(val)} held-out windows: {desc}")
+    if args.renderer == "factory":
+        records = val[: args.n_records] if args.n_records else val
+        make_dataset(args.out, records, args.types, args.seed, args.workers, "train", ["3x4+II"])
+    else:
+        from synth import eik
+
+        if args.generator is None:
+            parser.error("--renderer ecg-image-kit needs --generator (an ECG-Image-Kit checkout)")
+        n = args.n_records or len(val)
+        records = [val[i % len(val)] for i in range(n)]
+        python = args.eik_python or eik.DEFAULT_EIK_PYTHON
+        try:
+            eik.make_eik_dataset(args.out, records, args.generator, python, args.seed, args.workers, args.augmented)
+        except eik.EikError as exc:
+            parser.error(str(exc))
     print(f"wrote {args.out}")
 
 

@@ -346,6 +346,7 @@ def boundary_bars(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.nd
             for rd, x, wd in zip(bounds, found, widths, strict=True) if np.isfinite(x)}
 
 
+
 def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
                      cfg: CalibrateConfig) -> tuple[float, float, int] | None:
     """Correction of the chart origin from the panel separators found (:func:`boundary_bars`):
@@ -356,7 +357,7 @@ def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, g
     apart along the row by more than ``bar_drift_px`` over 10 s (a page scaled by its calibration pulses alone
     may be off by 0.1-0.3 % in time), and then the line's slope re-scales time as well.
     """
-    bounds = [rd for rd in readings if (rd.panel.row, rd.panel.col) in bars]
+    bounds = [rd for rd in readings if rd.panel.col > 0 and (rd.panel.row, rd.panel.col) in bars]
     rel = np.array([float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
     expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
     found = np.array([bars[(rd.panel.row, rd.panel.col)][0] for rd in bounds])

@@ -148,3 +148,37 @@ def test_dark_grid_lines_that_lean_are_no_bars():
     # and without the grid pitches the leaning lines would pass for bars
     unguarded = find_bars(sheet, expected, np.full(expected.size, BASE_Y), 14.0, 10.0)
     assert np.isfinite(unguarded).sum() >= 5
+
+
+def test_samples_under_a_bar_hold_the_nearest_value_beyond_it():
+    """The trace under a bar is hidden by the bar's ink (the maps follow the bar): those samples take the value of
+    the nearest sample beyond the bar, at a lowered confidence; the others are left alone."""
+    from stage2_signal.calibrate import _guard_bars
+
+    xs = np.arange(100.0, 120.0)  # one sample per px, a bar 6 px wide centred at 101
+    mv = np.linspace(0.0, 1.9, xs.size)
+    mv[:5] = -0.5  # the maps ran down the bar
+    conf = np.ones(xs.size)
+    cfg = CalibrateConfig(bar_guard=True, bar_guard_px=1.0)
+    _guard_bars(mv, conf, xs, [(101.0, 6.0)], cfg)
+    hidden = np.abs(xs - 101.0) <= 4.0
+    assert np.allclose(mv[hidden], mv[np.flatnonzero(~hidden)[0]])
+    assert np.allclose(conf[hidden], cfg.bar_guard_conf) and np.allclose(conf[~hidden], 1.0)
+    assert np.allclose(mv[~hidden], np.linspace(0.0, 1.9, xs.size)[~hidden])
+
+
+def test_bold_bars_are_found_and_guarded_on_a_page():
+    """ECG-Image-Kit's bars (3x the trace's width, +-0.315 mV) at all nine lead changes of a 3x4 + II page."""
+    from synth.render import eik_look_of
+
+    rng = np.random.default_rng(5)
+    record = simulate_record(rng, fs_hz=500.0, record_id="sep")
+    style = eik_look_of(dataclasses.replace(sample_style(rng, "3x4+II"), trace_width_px=2), np.random.default_rng(2))
+    page = render_page(prepare(record, 500.0).leads_mv, 500.0, "sep", style, np.random.default_rng(0))
+    traces = read_rows(oracle_maps(page.labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    layout = get_layout(page.labels.layout_name)
+    cfg = CalibrateConfig(bar_guard=True)
+    _, info = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, cfg, sheet_rgb=page.sheet_rgb)
+    assert info["guarded_bars"] == 9
+    _, off = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(), sheet_rgb=page.sheet_rgb)
+    assert off["guarded_bars"] == 0
