@@ -53,6 +53,7 @@ FINE_WORK_SIDE = 2200  # the second look, one pyramid level finer, when the firs
 # hardly stand out from them (ECG-Image-Kit's random and brown grids) it read 9.0 px/mm for 7.87
 STRIP_PX = 16  # strip width for the rotation-robust spectra (tilt over a strip at 5 deg: 1.4 px)
 MAX_ANGLE_DEG = 6.0
+CONSISTENT_EXTRA_DEG = 0.5  # ECG-Image-Kit turns its augmented pages by up to 6 degrees (read as 6.0001)
 LOG_STEP = 1e-3  # log-frequency grid of the spectra (0.1 %)
 SMOOTH_REL = (0.002, 0.01)  # relative smoothing of the power spectra: sharp (scans), smeared (photos)
 _TOOTH_CAP = 5.0  # log-power cap of one comb tooth
@@ -639,11 +640,13 @@ def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geomet
         info[f"coherence_{name}"] = round(fam.coherence, 3)
         info[f"local_coherence_{name}"] = round(fam.local_coherence, 3)
         info[f"resid_px_{name}"] = round(fam.resid_px * f, 3)
-    if any(abs(math.degrees(v)) > MAX_ANGLE_DEG for v in ang.values()):
-        info["reject"] = "angle out of range"
-        return None
     both = len(fams) == 2
     consistent = both and abs(ppm["h"] / ppm["v"] - 1) < 0.03 and abs(ang["h"] - ang["v"]) < math.radians(1.5)
+    # both families agreeing on the 1 mm and 5 mm lines may turn a little further than one family alone
+    max_angle = MAX_ANGLE_DEG + (CONSISTENT_EXTRA_DEG if consistent and method == "grid" else 0.0)
+    if any(abs(math.degrees(v)) > max_angle for v in ang.values()):
+        info["reject"] = "angle out of range"
+        return None
     if both and not consistent:
         best = max(fams, key=lambda n: fams[n].coherence)
         info["families_disagree"] = True

@@ -346,7 +346,6 @@ def boundary_bars(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.nd
             for rd, x, wd in zip(bounds, found, widths, strict=True) if np.isfinite(x)}
 
 
-
 def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
                      cfg: CalibrateConfig) -> tuple[float, float, int] | None:
     """Correction of the chart origin from the panel separators found (:func:`boundary_bars`):
