@@ -58,6 +58,7 @@ LOG_STEP = 1e-3  # log-frequency grid of the spectra (0.1 %)
 SMOOTH_REL = (0.002, 0.01)  # relative smoothing of the power spectra: sharp (scans), smeared (photos)
 _TOOTH_CAP = 5.0  # log-power cap of one comb tooth
 _TOOTH_COST = 1.0  # log-power a comb tooth must exceed to pay for itself
+TINTED_PAPER_SAT = 40  # median colour saturation (0..255) above which the paper is taken for tinted
 MIN_COMB_SCORE = 0.5  # below: no grid (a single clear 1 mm peak scores ~1-3)
 _PEAK_FLOOR = 2.0  # comb teeth: whitened log power of at least this ...
 _PEAK_RANGE = 4.0  # ... and within this of the strongest peak
@@ -144,7 +145,8 @@ def grid_map(rgb: np.ndarray) -> np.ndarray:
     """float32 map that is large on grid lines: capped darkness against the local paper level + colour.
 
     The cap (40 % of the paper-to-ink contrast) keeps the trace from outweighing a bold grid line, while a
-    binary scan's black grid still counts; colour saturation adds coloured grids, but not on dark ink."""
+    binary scan's black grid still counts; colour saturation above the local paper's adds coloured grids, but
+    not on dark ink (a tinted page, such as ECG-Image-Kit's colour-temperature shift, is saturated all over)."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     paper = cv2.blur(cv2.dilate(grey, np.ones((7, 7), np.uint8)), (15, 15))
     lo = float(np.percentile(grey[::4, ::4], 0.5))
@@ -153,6 +155,8 @@ def grid_map(rgb: np.ndarray) -> np.ndarray:
     r, gch, b = cv2.split(rgb)
     mx = cv2.max(cv2.max(r, gch), b)
     sat = cv2.subtract(mx, cv2.min(cv2.min(r, gch), b))
+    if float(np.median(sat[::4, ::4])) > TINTED_PAPER_SAT:  # the paper itself is coloured: only what is more is grid
+        sat = cv2.subtract(sat, cv2.blur(cv2.erode(sat, np.ones((7, 7), np.uint8)), (15, 15)))
     sat[cv2.compare(mx, cv2.multiply(paper, 0.6), cv2.CMP_LT) > 0] = 0  # ink: navy traces are saturated, but dark
     return cv2.add(dark, sat).astype(np.float32)
 
