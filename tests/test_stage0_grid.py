@@ -224,3 +224,18 @@ def test_a_gridless_letter_render_is_scaled_by_its_width_when_pulses_disagree():
     assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.01
     if est.method == "page_width" and "pulse_px_per_mm" in est.info:
         assert "pitch_disagree" in est.info
+
+
+def test_a_tinted_page_keeps_its_grid():
+    """ECG-Image-Kit's colour-temperature shift tints the whole page (here warm, on its black-and-white grid):
+    colour saturation is then everywhere, and only what stands above the paper's own counts as grid."""
+    from common.geometry import CANONICAL
+
+    record = simulate_record(np.random.default_rng(3), fs_hz=500.0)
+    style = RenderStyle(grid="custom", grid_rgb=((191, 191, 191), (102, 102, 102)), grid_width_px=1.4,
+                        minor_width_px=1.4, grid_snap=True, trace_width_px=2, trace_grey=20)
+    sheet = render_page(record.leads_mv, 500.0, "r", style).sheet_rgb.astype(np.float64)
+    tinted = np.clip(sheet * np.array([0.96, 0.64, 0.34]), 0, 255).astype(np.uint8)
+    est = estimate_grid(tinted)
+    assert est.method.startswith("grid"), est.info
+    assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.002
