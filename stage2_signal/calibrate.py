@@ -57,7 +57,7 @@ class CalibrateConfig(Settings):
     bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
     bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
     bar_min_count_drift: int = 6  # if at least this many agree (a slope from three bars is too easily chance)
-    bar_guard: bool = False  # samples closer than half a found separator's width plus bar_guard_px (sheet px) to it
+    bar_guard: bool = True  # samples closer than half a found separator's width plus bar_guard_px (sheet px) to it
     # hold the value of the nearest sample beyond: the bar's ink hides the trace there and the maps follow the
     # bar (ECG-Image-Kit draws bars 3x the trace's width across the baseline at every lead change)
     bar_guard_px: float = 0.0

@@ -180,5 +180,6 @@ def test_bold_bars_are_found_and_guarded_on_a_page():
     cfg = CalibrateConfig(bar_guard=True)
     _, info = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, cfg, sheet_rgb=page.sheet_rgb)
     assert info["guarded_bars"] == 9
-    _, off = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(), sheet_rgb=page.sheet_rgb)
+    _, off = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(bar_guard=False),
+                         sheet_rgb=page.sheet_rgb)
     assert off["guarded_bars"] == 0
