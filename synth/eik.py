@@ -33,13 +33,11 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common.geometry import CANONICAL
 from common.layouts import COMPETITION_LAYOUT, LEADS
@@ -47,6 +45,7 @@ from common.sheet_map import SheetMap
 from common.types import SUPPORTED_FS_HZ
 from synth.factory import SynthPage
 from synth.labels import SheetLabels, sub_column_x
+from synth.make import map_jobs
 from synth.signals import Record, enforce_einthoven, prepare
 
 GENERATOR_SUBDIR = Path("codes") / "ecg-image-generator"
@@ -438,11 +437,7 @@ def make_eik_dataset(out: Path, records: Sequence[Record], generator: Path, pyth
     rng = np.random.default_rng(seed)
     jobs = [(r, str(first_id + i), sample_options(rng, augmented, fs_choices), generator, python, out)
             for i, r in enumerate(records)]
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_job, jobs), total=len(jobs), disable=not progress, desc="eik pages"))
-    else:
-        results = [_job(j) for j in tqdm(jobs, disable=not progress, desc="eik pages")]
+    results = map_jobs(_job, jobs, workers, progress, "eik pages")
     failed = [(rid, why) for rid, info, why in results if info is None]
     for rid, why in failed:
         print(f"page {rid} left out: {why}", file=sys.stderr)

@@ -102,6 +102,14 @@ def _job(args) -> tuple[str, float, dict, pd.DataFrame | None]:
     return record_id, page.labels.fs_hz, counts, _write_test(page, out, record_id)
 
 
+def map_jobs(fn, jobs: Sequence, workers: int = 1, progress: bool = True, desc: str = "pages") -> list:
+    """``[fn(job) for job in jobs]``, in ``workers`` spawned processes when more than one, with a progress bar."""
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            return list(tqdm(pool.imap(fn, jobs), total=len(jobs), disable=not progress, desc=desc))
+    return [fn(j) for j in tqdm(jobs, disable=not progress, desc=desc)]
+
+
 def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str], seed: int = 0,
                  workers: int = 1, layout_kind: str = "train", layouts: Sequence[str] | None = None,
                  fs_choices: Sequence[int] = SUPPORTED_FS_HZ, progress: bool = True, eik_look: float = 0.0) -> Path:
@@ -110,11 +118,7 @@ def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(r, i, str(10_000 + i), seed, tuple(image_types), layouts, tuple(fs_choices), out, layout_kind, eik_look)
             for i, r in enumerate(records)]
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_job, jobs), total=len(jobs), disable=not progress, desc="pages"))
-    else:
-        results = [_job(j) for j in tqdm(jobs, disable=not progress, desc="pages")]
+    results = map_jobs(_job, jobs, workers, progress, "pages")
 
     pd.DataFrame({"id": [r[0] for r in results], "source": [rec.source for rec in records],
                   "source_record": [rec.record_id for rec in records]}).to_csv(out / "records.csv", index=False)
