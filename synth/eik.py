@@ -45,7 +45,7 @@ from common.sheet_map import SheetMap
 from common.types import SUPPORTED_FS_HZ
 from synth.factory import SynthPage
 from synth.labels import SheetLabels, sub_column_x
-from synth.make import map_jobs
+from synth.make import map_jobs, signals_frame, write_image
 from synth.signals import Record, enforce_einthoven, prepare
 
 GENERATOR_SUBDIR = Path("codes") / "ecg-image-generator"
@@ -413,10 +413,11 @@ def _job(args) -> tuple[str, dict | None, str]:
         return record_id, None, f"{type(exc).__name__}: {exc}"
     folder = out / "train" / record_id
     folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(page.labels.signals_mv.T, columns=list(LEADS)).to_csv(folder / f"{record_id}.csv", index=False,
-                                                                        float_format="%.6f")
-    if not cv2.imwrite(str(folder / f"{record_id}-{IMAGE_TYPE}.png"), cv2.cvtColor(page.image_rgb, cv2.COLOR_RGB2BGR)):
-        return record_id, None, f"could not write {folder}"
+    signals_frame(page.labels).to_csv(folder / f"{record_id}.csv", index=False, float_format="%.6f")
+    try:
+        write_image(folder / f"{record_id}-{IMAGE_TYPE}.png", page.image_rgb)
+    except OSError as exc:
+        return record_id, None, str(exc)
     page.labels.save(folder / f"{record_id}.labels")
     if page.sheet_map is not None:
         (folder / f"{record_id}-{IMAGE_TYPE}.map.json").write_text(json.dumps(page.sheet_map.to_dict()))

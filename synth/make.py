@@ -29,6 +29,7 @@ from tqdm import tqdm
 from common.layouts import LAYOUTS, LEADS
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from synth.factory import SynthPage, make_page
+from synth.labels import SheetLabels
 from synth.signals import Record, iter_records, simulate_record, windows
 
 log = logging.getLogger("synth.make")
@@ -56,8 +57,9 @@ def write_image(path: Path, image_rgb: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def signals_frame(page: SynthPage) -> pd.DataFrame:
-    return pd.DataFrame(page.labels.signals_mv.T, columns=list(LEADS))
+def signals_frame(labels: SheetLabels) -> pd.DataFrame:
+    """The competition's per-record CSV: mV per lead, NaN where the page does not print the sample."""
+    return pd.DataFrame(labels.signals_mv.T, columns=list(LEADS))
 
 
 def _write_labels(page: SynthPage, folder: Path, stem: str) -> None:
@@ -69,7 +71,7 @@ def _write_labels(page: SynthPage, folder: Path, stem: str) -> None:
 def _write_train(page: SynthPage, out: Path, record_id: str) -> None:
     folder = out / "train" / record_id
     folder.mkdir(parents=True, exist_ok=True)
-    signals_frame(page).to_csv(folder / f"{record_id}.csv", index=False, float_format="%.6f")
+    signals_frame(page.labels).to_csv(folder / f"{record_id}.csv", index=False, float_format="%.6f")
     for image_type, image in page.images.items():
         write_image(folder / f"{record_id}-{image_type}.png", image.image_rgb)
     _write_labels(page, folder, record_id)
