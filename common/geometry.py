@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MM_PER_INCH = 25.4
+# the standard calibration pulse printed at a row's start: 1 mV high, 0.2 s wide
+PULSE_HEIGHT_MV = 1.0
+PULSE_WIDTH_S = 0.2
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from common.geometry import CANONICAL, SheetGeometry
+from common.geometry import CANONICAL, PULSE_HEIGHT_MV, SheetGeometry
 from common.layouts import RECORD_DURATION_S, Layout, Panel
 from stage2_signal.extract import RowTrace
 from stage2_signal.separators import find_bars
@@ -62,6 +63,16 @@ class CalibrateConfig(Settings):
     # bar (ECG-Image-Kit draws bars 3x the trace's width across the baseline at every lead change)
     bar_guard_px: float = 0.0
     bar_guard_conf: float = 0.1  # and their confidence is scaled by this (a second copy of the lead is preferred)
+    pulse_guard: bool = True  # a calibration pulse whose falling edge stands on a row's first sample (ECG-Image-Kit
+    # draws it abutting the trace) is guarded like a separator bar: the maps follow its edge down to 0 mV
+    pulse_band_lo_mv: float = 0.2  # the edge covers the span from this to pulse_band_hi_mv below the pulse's top
+    pulse_band_hi_mv: float = 0.8  # (the pulse is 1 mV high)
+    pulse_top_tol_mv: float = 0.5  # the top is looked for this far around 1 mV above the trace's baseline
+    pulse_search_px: float = 4.0  # and stands within this of the row's first sample (a pulse with a foot of its
+    # own ends a millimetre or more before it, where no sample is read)
+    pulse_cover: float = 0.9  # the edge's column is ink-dark over at least this fraction of the band
+    pulse_top_s: float = 0.15  # and the pulse's top runs left from it at 1 mV for at least this long
+    pulse_guard_px: float = 0.0  # samples up to the edge's centre plus this are hidden by it
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
@@ -77,7 +88,13 @@ class CalibrateConfig(Settings):
             raise ValueError(f"CalibrateConfig.edge_level must be in (0, 1), got {self.edge_level}")
         if self.smooth_px < 0:
             raise ValueError(f"CalibrateConfig.smooth_px must be >= 0, got {self.smooth_px}")
+        if not 0 <= self.pulse_band_lo_mv < self.pulse_band_hi_mv:
+            raise ValueError("CalibrateConfig needs 0 <= pulse_band_lo_mv < pulse_band_hi_mv, got "
+                             f"{self.pulse_band_lo_mv}, {self.pulse_band_hi_mv}")
 
+
+
+MIN_INK_CONTRAST = 0.25  # ink is told from a background (paper, grid line) darker than it by this share of its darkness
 
 
 def sheet_geometry(px_per_mm: float) -> SheetGeometry:
@@ -346,6 +363,88 @@ def boundary_bars(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.nd
             for rd, x, wd in zip(bounds, found, widths, strict=True) if np.isfinite(x)}
 
 
+def top_ink_rows(inked: np.ndarray, y: int) -> np.ndarray:
+    """Per column, whether rows ``y`` or ``y + 1`` of ``inked`` (an anti-aliased horizontal stroke) are inked."""
+    return inked[y] | inked[min(y + 1, inked.shape[0] - 1)]
+
+
+def pulse_edges(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
+                cfg: CalibrateConfig) -> dict:
+    """(row, 0) of each row whose calibration pulse falls onto its first samples -> (centre, width) in sheet px of
+    the span its falling edge hides: from before the row's start to the edge's centre plus ``pulse_guard_px``.
+
+    The pulse is found by its top, a horizontal stroke 1 mV above its foot that runs left from the row's start for
+    at least ``pulse_top_s`` (looked for within ``pulse_top_tol_mv`` of 1 mV above the trace's baseline, which
+    need not be the pulse's foot), and then by its falling edge, a column within ``pulse_search_px`` of the row's
+    start that is ink-dark over ``pulse_cover`` of the span from ``pulse_band_lo_mv`` to ``pulse_band_hi_mv`` below
+    the top. Ink is measured above the background of its column and of its row over the whole sheet, so grid
+    lines do not count; a steep QRS, a lead name or a pulse that ends before the row has no such top.
+    """
+    h, w = sheet_rgb.shape[:2]
+    search = int(np.ceil(cfg.pulse_search_px))
+    top_px = int(np.ceil(geom.s_to_px(cfg.pulse_top_s)))
+    out = {}
+    for rd in readings:
+        if rd.panel.col != 0 or not np.isfinite(rd.baseline_y_px):
+            continue
+        row = rd.panel.row
+        start = x0[row] + float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom))
+        xs = int(np.floor(start)) - search  # first column searched for the edge
+        xa, xb = xs - top_px, int(np.ceil(start)) + search + 1
+        ya = int(round(rd.baseline_y_px - geom.mv_to_px(PULSE_HEIGHT_MV + cfg.pulse_top_tol_mv)))
+        yb = int(round(rd.baseline_y_px - geom.mv_to_px(PULSE_HEIGHT_MV - cfg.pulse_top_tol_mv - cfg.pulse_band_hi_mv)))
+        if xa < 0 or xb > w or ya < 0 or yb >= h:
+            continue
+        dark = 255.0 - cv2.cvtColor(np.ascontiguousarray(sheet_rgb[:, xa:xb]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        col_bg = np.percentile(dark, 25.0, axis=0)
+        rows_dark = 255.0 - cv2.cvtColor(np.ascontiguousarray(sheet_rgb[ya:yb]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        row_bg = np.percentile(rows_dark, 25.0, axis=1)
+        ink = float(np.percentile(dark[ya:yb], 99.5))
+        # ink-dark: halfway from the background (a grid line's darkness where one passes) to the ink, where the
+        # ink stands clearly above that background
+        bg = np.maximum(col_bg[None, :], row_bg[:, None])
+        inked = (dark[ya:yb] >= 0.5 * (bg + ink)) & (ink - bg >= MIN_INK_CONTRAST * ink)
+        # the top: the row (or pair of rows, anti-aliased) inked in nearly every usable column left of the start
+        free = ink - col_bg[:top_px] >= MIN_INK_CONTRAST * ink
+        if free.sum() < 0.5 * top_px:
+            continue
+        top_ink = inked[:, : top_px][:, free]
+        top_share = (top_ink[1:] | top_ink[:-1]).mean(axis=1)
+        y_top = int(np.argmax(top_share))
+        if top_share[y_top] < cfg.pulse_cover:
+            continue
+        # the edge: a column next to the start inked (above its column's background only: the band crosses
+        # horizontal grid lines, which every column shares) over the band below the top
+        b0 = y_top + int(round(geom.mv_to_px(cfg.pulse_band_lo_mv)))
+        b1 = y_top + int(round(geom.mv_to_px(cfg.pulse_band_hi_mv)))
+        if b1 >= inked.shape[0]:
+            continue
+        band_bg = col_bg[None, top_px:]
+        band = dark[ya + b0 : ya + b1 + 1, top_px:]
+        edge = ((band >= 0.5 * (band_bg + ink)) & (ink - band_bg >= MIN_INK_CONTRAST * ink)).mean(axis=0)
+        edge = edge >= cfg.pulse_cover
+        if not edge.any():
+            continue
+        band = band - band_bg
+        # the covered columns nearest the start's left, and their darkness' centre of mass
+        covered = np.flatnonzero(edge)
+        run_end = covered[0]
+        while run_end + 1 < edge.size and edge[run_end + 1]:
+            run_end += 1
+        lo, hi = max(covered[0] - 1, 0), min(run_end + 2, edge.size)
+        # the top reaches the edge (a pulse with a foot of its own ends before a QRS that starts the row)
+        reach = slice(max(top_px + covered[0] - int(round(geom.px_per_mm)), 0), top_px + covered[0])
+        usable = ink - col_bg[reach] >= MIN_INK_CONTRAST * ink
+        if not usable.any() or top_ink_rows(inked, y_top)[reach][usable].mean() < cfg.pulse_cover:
+            continue
+        mass = np.clip(band[:, lo:hi], 0.0, None).sum(axis=0)
+        centre = xs + float((mass * np.arange(lo, hi)).sum() / mass.sum())
+        left, right = start - search, centre + cfg.pulse_guard_px
+        if right > start:
+            out[(row, 0)] = (0.5 * (left + right), right - left)
+    return out
+
+
 def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
                      cfg: CalibrateConfig) -> tuple[float, float, int] | None:
     """Correction of the chart origin from the panel separators found (:func:`boundary_bars`):
@@ -417,10 +516,12 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             x0 = x0 + shift
             how = ["separators"] * layout.n_rows
     guarded = bars if cfg.bar_guard else {}
+    if sheet_rgb is not None and cfg.pulse_guard:
+        guarded = {**guarded, **pulse_edges(sheet_rgb, readings, x0, geom, cfg)}
     if n_bars or guarded:
         readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
     info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": n_bars,
-            "guarded_bars": len(guarded),
+            "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
             "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
             "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
-from common.geometry import CANONICAL, SheetGeometry
+from common.geometry import CANONICAL, PULSE_HEIGHT_MV, PULSE_WIDTH_S, SheetGeometry
 from common.layouts import LAYOUTS, LEADS, RECORD_DURATION_S, Layout, Placement, default_placement, get_layout
 from synth.labels import SheetLabels, sub_column_x
 
@@ -40,8 +40,6 @@ HERSHEY_FONTS = {
     "plain": cv2.FONT_HERSHEY_PLAIN,
     "complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
 }
-PULSE_WIDTH_S = 0.2
-PULSE_HEIGHT_MV = 1.0
 ROW_MARGIN_PX = 230.0  # outer rows' baselines stay this far inside the sheet (room for 2.5 mV)
 
 

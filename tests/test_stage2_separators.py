@@ -183,3 +183,45 @@ def test_bold_bars_are_found_and_guarded_on_a_page():
     _, off = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(bar_guard=False),
                          sheet_rgb=page.sheet_rgb)
     assert off["guarded_bars"] == 0
+
+
+def _pulse_page(fs_hz: float, pulse_style: str, pulse: bool = True):
+    from synth.render import eik_look_of
+
+    rng = np.random.default_rng(11)
+    record = simulate_record(rng, fs_hz=fs_hz, record_id="pulse")
+    style = eik_look_of(sample_style(rng, "3x4+II"), np.random.default_rng(4))
+    style = dataclasses.replace(style, calibration_pulse=pulse, pulse_style=pulse_style, trace_width_px=2)
+    return render_page(prepare(record, fs_hz).leads_mv, fs_hz, "pulse", style, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("fs_hz", [250.0, 500.0])
+def test_a_pulse_falling_onto_the_rows_first_samples_is_guarded(fs_hz):
+    """ECG-Image-Kit's pulse falls back to 0 mV one to two samples into the row (maps that follow its edge read the
+    row's first samples on it): each row's guarded span ends at the drawn edge's centre, and only with the guard on."""
+    from stage2_signal.calibrate import pulse_edges, sheet_geometry
+
+    page = _pulse_page(fs_hz, "abut")
+    traces = read_rows(oracle_maps(page.labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    layout = get_layout(page.labels.layout_name)
+    x0 = np.full(layout.n_rows, page.labels.x0_px)
+    for on in (False, True):
+        _, info = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, CalibrateConfig(pulse_guard=on),
+                              x0_px=x0, sheet_rgb=page.sheet_rgb)
+        assert info["guarded_pulses"] == (layout.n_rows if on else 0)
+    readings, _ = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, CalibrateConfig(), x0_px=x0)
+    spans = pulse_edges(page.sheet_rgb, readings, x0, sheet_geometry(CANONICAL.px_per_mm), CalibrateConfig())
+    edge_x = page.labels.x0_px + 1.5 * CANONICAL.s_to_px(1.0 / fs_hz)  # from one sample in at the top to two
+    assert sorted(spans) == [(row, 0) for row in range(layout.n_rows)]
+    for centre, width in spans.values():
+        assert centre + 0.5 * width == pytest.approx(edge_x, abs=0.75)
+
+
+@pytest.mark.parametrize(("pulse_style", "pulse"), [("lead_in", True), ("abut", False)])
+def test_a_pulse_with_a_foot_of_its_own_or_none_is_not_guarded(pulse_style, pulse):
+    page = _pulse_page(500.0, pulse_style, pulse)
+    traces = read_rows(oracle_maps(page.labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    layout = get_layout(page.labels.layout_name)
+    _, info = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(pulse_guard=True),
+                          sheet_rgb=page.sheet_rgb)
+    assert info["guarded_pulses"] == 0
