@@ -21,14 +21,14 @@ from synth.factory import make_page
 from synth.signals import simulate_record
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=6)
     parser.add_argument("--types", default="0001,0003,0005")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="where the stage-1 network runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import cv2
     import torch
 
