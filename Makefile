@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint bench eik-env
+.PHONY: setup demo test test-all lint bench eik-env notebook-check
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# The Kaggle submission notebook executed headless on a competition test-layout folder:
+# make notebook-check DATA=DIR OUT=FILE.parquet
+notebook-check: setup
+	@test -n "$(DATA)" -a -n "$(OUT)" || { echo "usage: make notebook-check DATA=DIR OUT=FILE.parquet"; exit 2; }
+	$(PY) -m kaggle_notebooks.run_notebook kaggle_notebooks/submission.ipynb --data-dir $(DATA) --out $(OUT)
 
 # ECG-Image-Kit's generator (a page source for training and evaluation; never needed by the pipeline) in its
 # own environment: make eik-env EIK=/path/to/ecg-image-kit-checkout
