@@ -56,3 +56,18 @@ def test_an_unpinned_runtime_requirement_is_refused(tmp_path):
     reqs.write_text("numpy==2.2.6\nscipy\n")
     with pytest.raises(ValueError, match="not pinned"):
         runtime_requirements(reqs)
+
+
+def test_the_walkthrough_runs_and_reads_its_sample_page():
+    """Executed as CI would (its committed copy carries the outputs of `make_notebooks --execute`)."""
+    import re
+
+    nb = run_notebook(REPO / "kaggle_notebooks" / "walkthrough.ipynb", {})
+    printed = "".join("".join(o.get("text", "")) for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))
+    pictures = sum("image/jpeg" in o.get("data", {}) for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert pictures >= 5
+    page_db = float(re.search(r"page SNR (-?[\d.]+) dB", printed).group(1))
+    assert page_db > 15.0, printed
+    assert re.search(r"overall: -?[\d.]+ dB over 8 images \(0 failed\)", printed), printed
