@@ -94,11 +94,12 @@ def _check_maps(maps: TraceMaps) -> None:
 
 def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
             config: ExtractorConfig | None = None, refiner: Refiner | None = None,
-            sheet_rgb: np.ndarray | None = None) -> Extraction:
+            sheet_rgb: np.ndarray | None = None, x0_px: np.ndarray | None = None) -> Extraction:
     """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each; ``refiner`` (a loaded
     one, see :class:`SignalExtractor`) corrects them. ``confidence`` is the reading's, before refinement.
     ``sheet_rgb``, the rectified sheet the maps were made from, lets the trace's stroke width be measured, which
-    places the chart's time origin to a fraction of a px (without it the origin may be late by ~1 px)."""
+    places the chart's time origin to a fraction of a px (without it the origin may be late by ~1 px).
+    ``x0_px``: a known chart origin per row (sheet px), e.g. the labels', to measure what timing costs."""
     cfg = config or ExtractorConfig()
     if not (np.isfinite(rectified_px_per_mm) and rectified_px_per_mm > 0):
         raise ValueError(f"rectified px_per_mm must be positive, got {rectified_px_per_mm}")
@@ -111,7 +112,7 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
         traces = read_rows(maps, cfg.extract)
         stroke_px = None if sheet_rgb is None else stroke_width_px(sheet_rgb, traces)
         readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
-                                     sheet_rgb=sheet_rgb)
+                                     x0_px=x0_px, sheet_rgb=sheet_rgb)
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
         if refiner is not None:
             leads = refiner(leads, conf, fs_hz)
@@ -169,8 +170,10 @@ class SignalExtractor:
         return path
 
     def extract(self, maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float,
-                samples_per_lead: dict, sheet_rgb: np.ndarray | None = None) -> Extraction:
-        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner, sheet_rgb)
+                samples_per_lead: dict, sheet_rgb: np.ndarray | None = None,
+                x0_px: np.ndarray | None = None) -> Extraction:
+        return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner, sheet_rgb,
+                       x0_px)
 
     def extract_page(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page,
                      sheet_rgb: np.ndarray | None = None) -> Extraction:
