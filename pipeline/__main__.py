@@ -4,10 +4,16 @@
         DIR holds test.csv and test/<id>.png (the competition's test layout); output in test.csv's order.
     python -m pipeline cv --data-dir DIR [--types 0001,0003] [--out cv.csv] [--workers N]
         DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead.
-    python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR]
-        your own images: one CSV of the 12 leads per image (II for 10 s, the others 2.5 s).
+    python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json]
+        your own images: per image the 12 leads (II for 10 s, the others 2.5 s) as CSV, WFDB record and/or
+        JSON, the signals drawn over the image (<stem>-overlay.png) and plotted on ECG paper (<stem>-leads.png).
+    python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--weights DIR] [--workers N]
+        the upload web page and its API (POST /api/digitize).
     python -m pipeline demo [--out DIR]
         digitize the sample pages in pipeline/samples and print their SNR against the known truth.
+
+predict, cv and digitize show progress and end with one summary line; --quiet shows only failures and
+the summary, --verbose every page's outputs, warnings and timings.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ DEVICES = ("cpu", "cuda")  # where the stage-1 network can run
 
 def _types(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _formats(text: str) -> list[str]:
+    from pipeline.outputs import FORMATS
+
+    chosen = _types(text.lower())
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {','.join(FORMATS)}; got {text!r}")
+    return chosen
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,19 +60,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     digitize.add_argument("images", type=Path, nargs="+")
     digitize.add_argument("--fs", type=float, default=500.0, help="output sampling rate (Hz)")
     digitize.add_argument("--out", type=Path, default=Path("digitized"))
+    digitize.add_argument("--format", type=_formats, default=["csv"], dest="formats",
+                          help="comma-separated: csv, wfdb (.hea/.dat, mV), json (default csv)")
 
-    for sub in (predict, cv, digitize):
+    serve = commands.add_parser("serve", help="the upload web page")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--queue", type=int, default=8, help="requests that may wait for a worker; more get 503")
+
+    for sub in (predict, cv, digitize, serve):
         sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
         sub.add_argument("--workers", type=int, default=1)
         sub.add_argument("--device", choices=DEVICES, default="cpu",
                          help="where the stage-1 network runs (cuda: a GPU; every worker shares it)")
+    for sub in (predict, cv, digitize):
+        talk = sub.add_mutually_exclusive_group()
+        talk.add_argument("--quiet", action="store_true", help="only failures and the summary line")
+        talk.add_argument("--verbose", action="store_true", help="every page's outputs, warnings and timings")
 
     demo = commands.add_parser("demo", help="digitize the shipped sample pages")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="folder of stage bundles")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING if getattr(args, "quiet", False) else (
+        logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    progress = not getattr(args, "quiet", False)
     if args.command == "demo":
         from pipeline.demo import run_demo
 
@@ -75,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--out must end in .csv or .parquet")
         if not (args.data_dir / "test.csv").is_file():
             parser.error(f"{args.data_dir} has no test.csv")
-        path = run_predict(args.data_dir, args.out, args.weights, args.workers, device=args.device)
+        path = run_predict(args.data_dir, args.out, args.weights, args.workers, progress, device=args.device)
         print(f"wrote {path}")
         return 0
     if args.command == "cv":
@@ -83,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not (args.data_dir / "train.csv").is_file():
             parser.error(f"{args.data_dir} has no train.csv")
-        images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, device=args.device)
+        images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
+                                       device=args.device)
         images.to_csv(args.out, index=False)
         print(summarise(images, leads))
         print(f"per-image scores: {args.out}")
@@ -91,8 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "digitize":
         from pipeline.batch import digitize_files
 
-        failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers, args.device)
+        failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers, args.device,
+                                args.formats, progress, args.verbose)
         return 1 if failed else 0
+    if args.command == "serve":
+        from pipeline.server import serve
+
+        if args.queue < 0:
+            parser.error("--queue must be 0 or more")
+        if not args.weights.is_dir():
+            parser.error(f"weights folder {args.weights} does not exist")
+        serve(args.host, args.port, args.weights, args.workers, args.queue, args.device)
+        return 0
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,15 +1,16 @@
 """Batch jobs over competition-layout folders: ``predict`` (test layout) and ``cv`` (train layout).
 
 Each worker process loads the pipeline once and decodes each image once. A page that fails gets the
-fallback prediction; its reason goes to the log and to the failures file, and the run goes on.
+fallback prediction; its reason goes to stderr and to the failures file, and the run goes on.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -18,12 +19,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.kaggle_io import read_record_signals, read_test_csv, read_train_csv, write_submission
-from common.layouts import COMPETITION_LAYOUT, LEADS
+from common.layouts import LEADS
 from common.metric import MAX_SNR, lead_residuals, snr_db_from_linear
 from common.types import Page, requested_samples
-from pipeline.chain import Pipeline, fallback_signals, read_image_rgb
-
-log = logging.getLogger("pipeline.batch")
+from pipeline.chain import Pipeline, fallback_signals
+from pipeline.image_io import read_image
+from pipeline.outputs import Digitized, signal_polylines, write_outputs
 
 EDGE_S = 0.02  # the noise budget's "edges": each printed lead's first and last 20 ms (~4 px at 25 mm/s), where
 # panels meet, rows start at the calibration pulse and end at the page's last column
@@ -35,6 +36,8 @@ class Job:
     path: Path
     fs_hz: float
     samples_per_lead: dict
+    out_dir: Path | None = None  # where the worker writes this page's outputs (digitize); None: nothing written
+    formats: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Outcome:
     leads_mv: dict
     error: str | None
     timings_s: dict
+    warnings: tuple[str, ...] = ()
+    files: tuple[Path, ...] = field(default_factory=tuple)
 
 
 _WORKER_PIPELINE: Pipeline | None = None
@@ -59,13 +64,33 @@ def _init_worker(weights_dir: str, threads: int, device: str = "cpu") -> None:
 def _run_job(job: Job) -> Outcome:
     assert _WORKER_PIPELINE is not None, "worker not initialised"
     try:
-        page = Page(job.image_id, read_image_rgb(job.path), job.fs_hz, job.samples_per_lead)
+        decoded = read_image(job.path)
+        page = Page(job.image_id, decoded.rgb, job.fs_hz, job.samples_per_lead)
     except ValueError as err:  # unreadable or invalid image: fallback of the requested shape
-        log.warning("page %s: %s", job.image_id, err)
         fallback = fallback_signals(job.image_id, job.fs_hz, job.samples_per_lead)
-        return Outcome(job.image_id, fallback.leads_mv, str(err), {})
+        outcome = Outcome(job.image_id, fallback.leads_mv, str(err), {})
+        return _with_files(outcome, job, None, None)
     result = _WORKER_PIPELINE.digitize(page)
-    return Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s)
+    outcome = Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s,
+                      decoded.warnings + tuple(result.warnings))
+    return _with_files(outcome, job, page, result)
+
+
+def _with_files(outcome: Outcome, job: Job, page: Page | None, result) -> Outcome:
+    """Write the job's outputs in the worker (the images and maps they are drawn from stay there)."""
+    if job.out_dir is None:
+        return outcome
+    digitized = Digitized(job.image_id, job.fs_hz, outcome.leads_mv, outcome.warnings, outcome.timings_s)
+    drawn = result is not None and not result.failed
+    files = write_outputs(digitized, job.out_dir, job.formats, page.image_rgb if drawn else None,
+                          signal_polylines(digitized, result.rectified, result.extraction) if drawn else None)
+    return Outcome(**{**outcome.__dict__, "files": tuple(files)})
+
+
+def summary_line(n_pages: int, n_failed: int, seconds: float) -> str:
+    """The one line a run ends with."""
+    per_page = seconds / n_pages if n_pages else 0.0
+    return f"{n_pages} pages, {n_failed} failed, {seconds:.1f} s ({per_page:.2f} s per page)"
 
 
 def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True,
@@ -94,15 +119,18 @@ def predict(data_dir: Path, out: Path, weights_dir: Path, workers: int = 1, prog
             device: str = "cpu") -> Path:
     """Write a submission for every image of a test-layout folder; failures listed beside it."""
     jobs, test_df = test_jobs(data_dir)
+    start = time.perf_counter()
     predictions, failures = {}, []
     for outcome in run_jobs(jobs, weights_dir, workers, progress, device):
         predictions[outcome.image_id] = outcome.leads_mv
         if outcome.error:
             failures.append((outcome.image_id, outcome.error))
+            tqdm.write(f"FAILED {outcome.image_id}: {outcome.error} (flat 0 mV fallback used)", file=sys.stderr)
     path = write_submission(predictions, test_df, out)
     failures_path = out.with_name(out.stem + ".failures.csv")
     pd.DataFrame(failures, columns=["id", "reason"]).to_csv(failures_path, index=False)
-    log.info("%d pages, %d failed (fallback used; see %s)", len(jobs), len(failures), failures_path)
+    print(f"{summary_line(len(jobs), len(failures), time.perf_counter() - start)}; failures (fallback used): "
+          f"{failures_path}")
     return path
 
 
@@ -196,23 +224,34 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
 
 
 def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1,
-                   device: str = "cpu") -> int:
-    """Digitize image files (the competition's layout and lengths): ``<out_dir>/<stem>.csv`` per image with
-    the 12 leads as columns, NaN where a lead was not printed. Returns the number of failed images."""
+                   device: str = "cpu", formats: Sequence[str] = ("csv",), progress: bool = True,
+                   verbose: bool = False) -> int:
+    """Digitize image files (the competition's layout and lengths) into ``out_dir``: per image ``<stem>.csv``
+    (the 12 leads as columns, NaN where a lead was not printed), ``.json``, a WFDB record, as ``formats`` asks,
+    and the pictures (see :mod:`pipeline.outputs`). A file that fails gets the flat fallback and its reason,
+    on stderr and in ``<out_dir>/failures.csv``; nothing is skipped. Returns the number of failed images."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {lead: requested_samples(fs_hz, {}, lead) for lead in LEADS}
-    jobs = [Job(Path(p).stem, Path(p), fs_hz, counts) for p in images]
-    n_total = max(counts.values())
-    failed = 0
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, device=device), strict=True):
-        table = np.full((n_total, len(LEADS)), np.nan)
-        for k, lead in enumerate(LEADS):
-            i0 = int(round(min(p.t0_s for p in COMPETITION_LAYOUT.lead_panels(lead)) * fs_hz))
-            values = outcome.leads_mv[lead]
-            table[i0:i0 + values.size, k] = values
-        path = out_dir / f"{job.image_id}.csv"
-        pd.DataFrame(table, columns=list(LEADS)).to_csv(path, index=False, float_format="%.5f")
-        status = f"FAILED ({outcome.error}), flat fallback written" if outcome.error else "ok"
-        print(f"{job.path} -> {path}: {status}")
-        failed += bool(outcome.error)
-    return failed
+    jobs, seen = [], set()
+    for path in images:
+        image_id, k = Path(path).stem, 1
+        while image_id in seen:  # two files of one name in different folders must not overwrite each other
+            k += 1
+            image_id = f"{Path(path).stem}-{k}"
+        seen.add(image_id)
+        jobs.append(Job(image_id, Path(path), fs_hz, counts, out_dir, tuple(formats)))
+    start = time.perf_counter()
+    failures = []
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device), strict=True):
+        if outcome.error:
+            failures.append((str(job.path), job.image_id, outcome.error))
+            tqdm.write(f"FAILED {job.path}: {outcome.error} (flat 0 mV fallback written)", file=sys.stderr)
+        if verbose:
+            notes = "".join(f"\n    warning: {w}" for w in outcome.warnings if not outcome.error)
+            timing = ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timings_s.items())
+            tqdm.write(f"{job.path} -> {', '.join(str(f) for f in outcome.files)}" + (f" ({timing})" if timing else "")
+                       + notes)
+    pd.DataFrame(failures, columns=["path", "image_id", "reason"]).to_csv(out_dir / "failures.csv", index=False)
+    line = summary_line(len(jobs), len(failures), time.perf_counter() - start)
+    print(f"{line}; outputs in {out_dir}" + (f", failures in {out_dir / 'failures.csv'}" if failures else ""))
+    return len(failures)

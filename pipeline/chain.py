@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from common.layouts import LEADS
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
+from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from stage0_rectify.grid import rectify_from_grid
+from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage2_signal.infer import Extraction, SignalExtractor
 
@@ -28,20 +29,24 @@ log = logging.getLogger("pipeline")
 STAGE_BUNDLES = {"stage1": "stage1_segment", "stage2": "stage2_signal"}
 
 
-class ImageReadError(ValueError):
-    pass
+LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
+# read into noise 0.1-0.5 (factory pages of every image type, 2026-12-04)
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file once into RGB uint8; a clear error if it is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image {path} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(f"image {path} could not be decoded (not a png/jpg/bmp/tiff image?)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """Decode an image file once into RGB uint8; an :class:`ImageReadError` saying why it cannot be."""
+    return read_image(path).rgb
+
+
+def check_shows_ecg(rectified: Rectified, layout_name: str) -> None:
+    """Raise :class:`NoECGFoundError` when stage 0 found neither grid nor calibration pulse (it fell back to
+    the page width) and no rows of trace run across the sheet: a photo, a blank page or text. Factory pages
+    of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB)."""
+    if rectified.method != "page_width":
+        return
+    if find_anchors(rectified.sheet_rgb, layout_name).method == "default":
+        raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
+                              "(not an ECG, or too degraded to read)")
 
 
 def fallback_signals(image_id: str, fs_hz: float, samples_per_lead: dict) -> Signals:
@@ -64,6 +69,21 @@ class PipelineResult:
     def failed(self) -> bool:
         return self.error is not None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What a person should know before trusting the signals."""
+        if self.error is not None:
+            return [f"digitizing failed ({self.error}): flat 0 mV fallback"]
+        out = []
+        if self.rectified is not None and not self.rectified.method.startswith("grid"):
+            source = "the calibration pulse" if self.rectified.method == "pulse" else "the page width"
+            out.append(f"grid not found: scale taken from {source} (amplitudes and times may be off)")
+        if self.extraction is not None:
+            conf = float(np.median([np.mean(c) for c in self.extraction.confidence.values() if np.size(c)] or [0.0]))
+            if conf < LOW_TRACE_CONFIDENCE:
+                out.append(f"low confidence in the traces read (median {conf:.2f} of 1)")
+        return out
+
 
 @dataclass
 class Pipeline:
@@ -84,6 +104,7 @@ class Pipeline:
         timings = {}
         start = time.perf_counter()
         rectified = rectify_from_grid(page)
+        check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
         maps = self.segmenter(rectified)
@@ -98,6 +119,6 @@ class Pipeline:
         try:
             return self(page)
         except Exception as err:  # noqa: BLE001 - a batch never loses a page; the reason is kept and logged
-            reason = f"{type(err).__name__}: {err}"
+            reason = str(err) if isinstance(err, ImageReadError) else f"{type(err).__name__}: {err}"
             log.warning("page %s failed, fallback prediction used: %s", page.image_id, reason)
             return PipelineResult(fallback_signals(page.image_id, page.fs_hz, page.samples_per_lead), error=reason)

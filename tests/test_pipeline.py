@@ -40,7 +40,7 @@ def test_predict_writes_a_valid_submission_and_survives_a_broken_image(test_layo
     assert len(sub) == int(test_df["number_of_rows"].sum()) and np.isfinite(sub["value"]).all()
     failures = pd.read_csv(tmp_path / "submission.failures.csv")
     assert list(failures["id"].astype(str)) == [broken.stem]
-    assert "could not be decoded" in failures["reason"].iloc[0]
+    assert "not an image: the file holds text" in failures["reason"].iloc[0]
 
 
 def test_cv_scores_every_image(tmp_path, records, capsys):
