@@ -64,6 +64,7 @@ class PipelineResult:
     timings_s: dict = field(default_factory=dict)
     error: str | None = None
     extraction: Extraction | None = None  # stage 2's traces, panel readings and timing info, for debugging
+    refused: bool = False  # the error says the input is not a readable ECG (rather than that a stage broke)
 
     @property
     def failed(self) -> bool:
@@ -119,6 +120,8 @@ class Pipeline:
         try:
             return self(page)
         except Exception as err:  # noqa: BLE001 - a batch never loses a page; the reason is kept and logged
-            reason = str(err) if isinstance(err, ImageReadError) else f"{type(err).__name__}: {err}"
+            refused = isinstance(err, ImageReadError)
+            reason = str(err) if refused else f"{type(err).__name__}: {err}"
             log.warning("page %s failed, fallback prediction used: %s", page.image_id, reason)
-            return PipelineResult(fallback_signals(page.image_id, page.fs_hz, page.samples_per_lead), error=reason)
+            return PipelineResult(fallback_signals(page.image_id, page.fs_hz, page.samples_per_lead), error=reason,
+                                  refused=refused)
