@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,15 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}")
         return 0
     if args.command == "cv":
-        from pipeline.batch import cross_validate, summarise
+        from pipeline.batch import cross_validate, summarise, summary_line
 
         if not (args.data_dir / "train.csv").is_file():
             parser.error(f"{args.data_dir} has no train.csv")
+        start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
                                        device=args.device)
         images.to_csv(args.out, index=False)
         print(summarise(images, leads))
         print(f"per-image scores: {args.out}")
+        print(summary_line(len(images), int((images["error"] != "").sum()), time.perf_counter() - start))
         return 0
     if args.command == "digitize":
         from pipeline.batch import digitize_files

@@ -31,6 +31,7 @@ def test_a_batch_of_odd_files_loses_nothing_and_says_why(tmp_path, capsys):
         assert case.reason in reason, (case.name, reason)
         assert f"FAILED {paths[case.name]}: " in captured.err
     assert "Traceback" not in captured.err + captured.out
+    assert "pages:" not in captured.err and " -> " not in captured.out  # --quiet: no progress bar, no page lines
     assert f"{len(paths)} pages, {len(REFUSED)} failed" in captured.out  # the summary line
     for case in ODD_INPUTS:  # every file has its outputs, a refused one its flat fallback
         stem = paths[case.name].stem

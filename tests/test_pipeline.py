@@ -62,10 +62,13 @@ def test_cv_scores_every_image(tmp_path, records, capsys):
     assert set(scores["grid"]) == {"red", "teal"}
 
 
-def test_digitize_own_images(tmp_path, test_layout):
+def test_digitize_own_images(tmp_path, test_layout, capsys):
     image = sorted((test_layout / "test").glob("*.png"))[1]
     missing = tmp_path / "nope.png"
-    assert main(["digitize", str(image), str(missing), "--fs", "250", "--out", str(tmp_path / "d")]) == 1
+    assert main(["digitize", str(image), str(missing), "--fs", "250", "--out", str(tmp_path / "d"), "--verbose"]) == 1
+    out = capsys.readouterr().out
+    assert f"{image} -> {tmp_path / 'd' / image.stem}.csv" in out and "stage1_segment" in out  # --verbose
+    assert "2 pages, 1 failed" in out
     table = pd.read_csv(tmp_path / "d" / f"{image.stem}.csv")
     assert list(table.columns) == list(LEADS) and len(table) == 2500
     assert table["II"].notna().all() and table["V1"].notna().sum() == 625
