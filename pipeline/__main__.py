@@ -3,7 +3,11 @@
     python -m pipeline predict --data-dir DIR --out submission.parquet [--workers N] [--weights weights]
         DIR holds test.csv and test/<id>.png (the competition's test layout); output in test.csv's order.
     python -m pipeline cv --data-dir DIR [--types 0001,0003] [--out cv.csv] [--workers N]
-        DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead.
+                          [--folds 5] [--stages] [--cv-dir RUN]
+        DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead, per
+        record-level fold, and with --stages what each stage loses (labelled pages); --cv-dir keeps it all.
+    python -m pipeline report --cv-dir RUN [RUN ...] --out docs/
+        docs/report.md and its figures from cv runs kept with --cv-dir.
     python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json]
         your own images: per image the 12 leads (II for 10 s, the others 2.5 s) as CSV, WFDB record and/or
         JSON, the signals drawn over the image (<stem>-overlay.png) and plotted on ECG paper (<stem>-leads.png).
@@ -56,6 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv.add_argument("--data-dir", type=Path, required=True)
     cv.add_argument("--types", type=_types, default=None, help="only these image types")
     cv.add_argument("--out", type=Path, default=Path("cv_images.csv"), help="per-image scores (CSV)")
+    cv.add_argument("--folds", type=int, default=5, help="record-level folds to report the score over")
+    cv.add_argument("--stages", action="store_true",
+                    help="also each stage fed the truth of the one before it (pages with labels and maps)")
+    cv.add_argument("--cv-dir", type=Path, default=None,
+                    help="keep the run here (scores, stages, worst pages) for `pipeline report`")
+
+    report = commands.add_parser("report", help="docs/report.md from cv runs kept with --cv-dir")
+    report.add_argument("--cv-dir", type=Path, nargs="+", required=True)
+    report.add_argument("--out", type=Path, default=Path("docs"))
 
     digitize = commands.add_parser("digitize", help="digitize image files")
     digitize.add_argument("images", type=Path, nargs="+")
@@ -92,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.demo import run_demo
 
         return run_demo(args.out, args.weights)
+    if args.command == "report":
+        from pipeline.report import IMAGES_CSV, write_report
+
+        missing = [str(d) for d in args.cv_dir if not (d / IMAGES_CSV).is_file()]
+        if missing:
+            parser.error(f"not a cv run folder (no {IMAGES_CSV}; make one with pipeline cv --cv-dir): {missing}")
+        print(f"wrote {write_report(args.cv_dir, args.out)}")
+        return 0
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.device == "cuda":
@@ -117,8 +138,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
                                        device=args.device)
+        from pipeline.report import fold_scores, record_fold
+
+        if args.folds < 1:
+            parser.error("--folds must be at least 1")
+        images["fold"] = [record_fold(r, args.folds) for r in images["record_id"]]
         images.to_csv(args.out, index=False)
         print(summarise(images, leads))
+        print("per record-level fold (every image of a record in one fold):")
+        print(fold_scores(images).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        stages = None
+        if args.stages:
+            from pipeline.chain import Pipeline
+            from pipeline.stage_losses import format_table, stage_loss_table, stage_readings
+
+            stages = stage_readings(args.data_dir, Pipeline.from_bundles(args.weights, args.device), args.types,
+                                    progress)
+            print("what each stage loses (dB; each reading feeds one more stage the truth):")
+            print(format_table(stage_loss_table(stages)))
+        if args.cv_dir is not None:
+            from pipeline.report import save_run, write_worst_pages
+
+            command = "python -m pipeline " + " ".join(sys.argv[1:] if argv is None else argv)
+            save_run(args.cv_dir, images, leads, stages,
+                     {"command": command, "data_dir": str(args.data_dir), "weights": str(args.weights)})
+            write_worst_pages(args.cv_dir, args.data_dir, images, args.weights)
+            print(f"run kept in {args.cv_dir}")
         print(f"per-image scores: {args.out}")
         print(summary_line(len(images), int((images["error"] != "").sum()), time.perf_counter() - start))
         return 0

@@ -100,7 +100,7 @@ def _bar_figure(frame: pd.DataFrame, key: str, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
-    ax.bar([str(k) for k in frame[key]], frame["snr_db"], color="tab:blue")
+    ax.bar(range(len(frame)), frame["snr_db"], color="tab:blue", tick_label=[str(k) for k in frame[key]])
     ax.set_ylabel("SNR (dB)")
     ax.set_title(title, fontsize=10)
     for i, v in enumerate(frame["snr_db"]):

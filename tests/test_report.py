@@ -48,3 +48,12 @@ def test_the_report_holds_the_runs_tables_figures_and_prose(cv_run, tmp_path):
     assert len(figures) >= 4 and all((tmp_path / f).is_file() for f in figures)
     assert f"{images['snr_db'].min():.2f} dB" in text  # the worst page's own score is quoted beside its picture
     assert len(fold_scores(pd.read_csv(run / "images.csv", dtype={"record_id": str}))) == images["fold"].nunique()
+
+
+def test_report_refuses_a_folder_that_is_no_cv_run(tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--cv-dir", str(tmp_path), "--out", str(tmp_path / "docs")])
+    assert exc.value.code == 2
+    assert "not a cv run folder" in capsys.readouterr().err
