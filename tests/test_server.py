@@ -166,6 +166,13 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         try:
             page = browser.new_page()
             page.goto(server + "/")
+            dropped = page.evaluate("""() => {  // a file dropped on the drop zone becomes the chosen file
+                const files = new DataTransfer();
+                files.items.add(new File(["x"], "dropped.png", {type: "image/png"}));
+                document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: files}));
+                return document.getElementById("image").files[0].name;
+            }""")
+            assert dropped == "dropped.png"
             page.set_input_files("#image", str(ECG_PAGE))
             page.fill("#fs", "500")
             page.click("#digitize")
