@@ -119,8 +119,8 @@ def decode_image(data: bytes) -> DecodedImage:
     warnings: list[str] = []
     width, height = image.size
     if min(width, height) < MIN_SIDE_PX:
-        raise NotAnImageError(f"the image is {width}x{height} px, too small to hold a readable ECG "
-                              f"(at least {MIN_SIDE_PX} px on each side)")
+        raise NotAnImageError(f"the image is {width}x{height} px, too small for a 12-lead page "
+                              f"(at least {MIN_SIDE_PX} px on each side; a single-lead strip is not read)")
     if width * height > MAX_PIXELS:
         reduction = _draft_reduction(width, height) if image.format == "JPEG" else None
         if reduction is None:
