@@ -31,18 +31,23 @@ from stage2_signal.infer import ExtractorConfig, SignalExtractor, extract
 
 
 def cached_outputs(pipeline: Pipeline, jobs, cache: Path) -> dict:
-    """image id -> (Rectified, TraceMaps), computed once per image and kept under ``cache``."""
+    """image id -> (Rectified, TraceMaps), computed once per image and kept under ``cache``; None for a page the
+    shipped pipeline could not read (e.g. no ECG found), which then scores as the flat fallback."""
     cache.mkdir(parents=True, exist_ok=True)
     out = {}
     for job in tqdm(jobs, desc="stage 0+1 (cached)"):
         stem = cache / job.image_id
-        if not (stem.with_name(stem.name + ".maps.npz")).is_file():
+        refused = stem.with_name(stem.name + ".refused.txt")
+        if not (stem.with_name(stem.name + ".maps.npz")).is_file() and not refused.is_file():
             page = Page(job.image_id, read_image_rgb(job.path), job.fs_hz, job.samples_per_lead)
-            result = pipeline(page)
-            result.rectified.save(stem.with_name(stem.name + ".rect"))
-            result.maps.save(stem.with_name(stem.name + ".maps"))
-        out[job.image_id] = (Rectified.load(stem.with_name(stem.name + ".rect")),
-                             TraceMaps.load(stem.with_name(stem.name + ".maps")))
+            result = pipeline.digitize(page)
+            if result.maps is None:
+                refused.write_text(result.error or "refused")
+            else:
+                result.rectified.save(stem.with_name(stem.name + ".rect"))
+                result.maps.save(stem.with_name(stem.name + ".maps"))
+        out[job.image_id] = None if refused.is_file() else (Rectified.load(stem.with_name(stem.name + ".rect")),
+                                                            TraceMaps.load(stem.with_name(stem.name + ".maps")))
     return out
 
 
@@ -57,8 +62,10 @@ def with_overrides(base: dict, overrides: dict) -> ExtractorConfig:
 def score(config: ExtractorConfig, jobs, truth: dict, outputs: dict) -> pd.DataFrame:
     rows = []
     for job in jobs:
-        rectified, maps = outputs[job.image_id]
         try:
+            if outputs[job.image_id] is None:
+                raise ValueError("the shipped pipeline could not read it")
+            rectified, maps = outputs[job.image_id]
             ex = extract(maps, rectified.px_per_mm, job.fs_hz, job.samples_per_lead, config,
                          sheet_rgb=rectified.sheet_rgb)
             pred = ex.signals.leads_mv

@@ -72,7 +72,7 @@ class CalibrateConfig(Settings):
     # own ends a millimetre or more before it, where no sample is read)
     pulse_cover: float = 0.9  # the edge's column is ink-dark over at least this fraction of the band
     pulse_top_s: float = 0.15  # and the pulse's top runs left from it at 1 mV for at least this long
-    pulse_guard_px: float = 0.0  # samples up to the edge's centre plus this are hidden by it
+    pulse_guard_px: float = 0.5  # samples up to the edge's centre plus this are hidden by it (its ink's right half)
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
