@@ -62,8 +62,8 @@ def write_worst_pages(cv_dir: Path, data_dir: Path, images: pd.DataFrame, weight
             sheet = cv2.resize(overlay(result.rectified.sheet_rgb, result.maps), (1200, 927),
                                interpolation=cv2.INTER_AREA)
             plot = np.concatenate([sheet, plot], axis=0)
-        path = out / f"{image_id}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(plot, cv2.COLOR_RGB2BGR))
+        path = out / f"{image_id}.jpg"  # JPEG: a page picture is ~10x smaller than as PNG, and it is only looked at
+        cv2.imwrite(str(path), cv2.cvtColor(plot, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         written.append(path)
     return written
 
@@ -169,7 +169,7 @@ def run_section(cv_dir: Path, out_dir: Path) -> str:
         t = images[timing_cols].mean()
         parts += ["### Time per page (mean, as the run's workers measured it)",
                   ", ".join(f"{c[2:]} {v:.2f} s" for c, v in t.items()) + f"; total {t.sum():.2f} s."]
-    worst = sorted((cv_dir / WORST_DIR).glob("*.png")) if (cv_dir / WORST_DIR).is_dir() else []
+    worst = sorted((cv_dir / WORST_DIR).glob("*.jpg")) if (cv_dir / WORST_DIR).is_dir() else []
     if worst:
         parts.append("### The worst pages")
         scores = images.set_index("image_id")["snr_db"]
@@ -188,7 +188,7 @@ def write_report(cv_dirs: Sequence[Path], out_dir: Path) -> Path:
     """``out_dir``/report.md from the runs' folders, figures beside it: the method, a section per run, the
     limitations and what to try next."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = " ".join(f"--cv-dir {d}" for d in cv_dirs)
+    runs = "--cv-dir " + " ".join(str(d) for d in cv_dirs)
     head = (f"# Report\n\nWritten by `python -m pipeline report {runs} --out {out_dir}`: the tables and figures "
             "come from the runs' files, the prose from `pipeline/report_text/`.")
     sections = [head, (TEXT_DIR / "method.md").read_text().strip(), "# Results"]

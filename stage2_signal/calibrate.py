@@ -438,6 +438,8 @@ def pulse_edges(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndar
         if not usable.any() or top_ink_rows(inked, y_top)[reach][usable].mean() < cfg.pulse_cover:
             continue
         mass = np.clip(band[:, lo:hi], 0.0, None).sum(axis=0)
+        if mass.sum() <= 0:  # inked only relative to a darker background: no centre to take
+            continue
         centre = xs + float((mass * np.arange(lo, hi)).sum() / mass.sum())
         left, right = start - search, centre + cfg.pulse_guard_px
         if right > start:
