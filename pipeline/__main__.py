@@ -138,11 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
                                        device=args.device)
-        from pipeline.report import fold_scores, record_fold
+        from pipeline.report import fold_keys, fold_scores, record_fold
 
         if args.folds < 1:
             parser.error("--folds must be at least 1")
-        images["fold"] = [record_fold(r, args.folds) for r in images["record_id"]]
+        images["source_record"] = fold_keys(args.data_dir, images["record_id"])
+        images["fold"] = [record_fold(k, args.folds) for k in images["source_record"]]
         images.to_csv(args.out, index=False)
         print(summarise(images, leads))
         print("per record-level fold (every image of a record in one fold):")

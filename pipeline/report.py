@@ -33,9 +33,23 @@ def record_fold(record_id: str, n_folds: int) -> int:
     return zlib.crc32(str(record_id).encode()) % n_folds
 
 
+def fold_keys(data_dir: Path, record_ids: Sequence[str]) -> list[str]:
+    """What a fold groups by: each id's source record where the folder's ``records.csv`` names it (our writers
+    do: two drawings of one source record, or two windows of it, get different ids), else the id itself."""
+    path = Path(data_dir) / "records.csv"
+    if not path.is_file():
+        return [str(r) for r in record_ids]
+    table = pd.read_csv(path, dtype=str)
+    if not {"id", "source"} <= set(table.columns):
+        return [str(r) for r in record_ids]
+    source = dict(zip(table["id"], table["source"], strict=True))
+    return [source.get(str(r), str(r)) for r in record_ids]
+
+
 def fold_scores(images: pd.DataFrame) -> pd.DataFrame:
     """The metric per fold (mean over the fold's images, in dB)."""
-    return pd.DataFrame([{"fold": int(k), "images": len(g), "records": g["record_id"].nunique(),
+    key = "source_record" if "source_record" in images else "record_id"
+    return pd.DataFrame([{"fold": int(k), "images": len(g), "records": g[key].nunique(),
                           "snr_db": snr_db_from_linear(g["snr"])} for k, g in images.groupby("fold")])
 
 
@@ -81,7 +95,7 @@ def _table(frame: pd.DataFrame) -> str:
     """A GitHub markdown table."""
     cols = list(frame.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in frame.iterrows():
+    for row in frame.astype(object).itertuples(index=False):  # object: integer columns stay integers
         cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.batch import cross_validate
 from pipeline.chain import Pipeline
-from pipeline.report import fold_scores, record_fold, save_run, write_report, write_worst_pages
+from pipeline.report import fold_keys, fold_scores, record_fold, save_run, write_report, write_worst_pages
 from pipeline.stage_losses import stage_readings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +20,14 @@ def test_a_records_images_share_one_fold_and_folds_are_stable():
     assert record_fold("10001", 5) == record_fold("10001", 5)
     folds = {record_fold(str(r), 5) for r in range(10000, 10100)}
     assert folds == set(range(5))
+
+
+def test_folds_group_the_drawings_of_one_source_record(tmp_path):
+    assert fold_keys(tmp_path, ["1", "2"]) == ["1", "2"]  # no records.csv: each id is its own record
+    (tmp_path / "records.csv").write_text("id,source,source_record\n1,ludb/7.hea,7_w0\n2,ludb/7.hea,7_w1\n")
+    keys = fold_keys(tmp_path, ["1", "2", "3"])
+    assert keys == ["ludb/7.hea", "ludb/7.hea", "3"]
+    assert len({record_fold(k, 5) for k in keys[:2]}) == 1
 
 
 @pytest.fixture(scope="module")
