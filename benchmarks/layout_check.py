@@ -1,0 +1,141 @@
+"""How often the layout finder (:mod:`stage1_segment.layout_finder`) reads a page's layout right, per layout.
+
+    python -m benchmarks.layout_check --data-dir DIR [--types 0001,0003] [--stage0] [--threads 2] [--out CSV]
+
+``--data-dir`` is a train-layout folder written by ``synth.make``, ``benchmarks.make_eval_set`` or ``synth.eik``
+(each record's labels and each image's exact map onto the sheet beside the images). Each image is put on the
+sheet by its exact map (the finder alone is measured), or by stage 0 (``--stage0``: the truth is carried into
+the rectified sheet through both maps). A page is right when it has the labelled number of rows, every panel's
+start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
+the layout's name is right. Also printed: pulses right (a row's pulse found where one is printed, its centre
+within 1 mm, and none found where none is), the rows' baseline error (found vs the labelled 0 mV line, sheet
+px), and the finder's time per page on ``--threads`` threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from common.geometry import CANONICAL
+from common.layouts import Placement, get_layout
+from common.sheet_map import SheetMap
+from pipeline.chain import read_image_rgb
+from stage1_segment.layout_finder import FoundLayout, find_layout
+from synth.make import parse_types
+
+TOL_PX = CANONICAL.px_per_mm  # 1 mm
+
+
+def truth_of(labels_json: Path) -> dict:
+    """Layout name, baselines, per row the panels' (x_start, x_end) and the pulse boxes, canonical sheet px."""
+    meta = json.loads(labels_json.read_text())
+    layout = get_layout(meta["layout_name"])
+    placement = Placement(meta["x0_px"], tuple(meta["baselines_y_px"]))
+    panels = [[(float(placement.panel_x_px(p, p.t0_s)), float(placement.panel_x_px(p, p.t1_s)))
+               for p in layout.row_panels(k)] for k in range(layout.n_rows)]
+    with np.load(labels_json.with_suffix(".npz")) as z:
+        pulses = z["pulse_boxes_px"].astype(np.float64)
+    return {"layout": layout.name, "baselines": np.asarray(meta["baselines_y_px"], dtype=np.float64),
+            "panels": panels, "pulses": pulses}
+
+
+def _to_sheet(true_map: SheetMap, found_map: SheetMap | None, xy: np.ndarray) -> np.ndarray:
+    """Canonical-sheet points of the labels into the sheet the finder saw."""
+    if found_map is None:
+        return xy
+    return found_map.image_to_sheet(true_map.sheet_to_image(xy))
+
+
+def score_page(found: FoundLayout, truth: dict, true_map: SheetMap, found_map: SheetMap | None) -> dict:
+    n_true = len(truth["baselines"])
+    out = {"rows_right": found.n_rows == n_true, "name_right": found.layout_name == truth["layout"],
+           "extents_right": False, "pulses_right": False, "baseline_err_px": np.nan, "extent_err_px": np.nan}
+    if not out["rows_right"]:
+        return out
+    errs, panels_match, base_errs, pulses_ok = [], True, [], True
+    for k, (row, y_true) in enumerate(zip(found.rows, truth["baselines"], strict=True)):
+        ends = np.array([[x, y_true] for pair in truth["panels"][k] for x in pair])
+        ends = _to_sheet(true_map, found_map, ends)
+        base_errs.append(abs(row.y_px - float(ends[:, 1].mean())))
+        if len(row.panels) != len(truth["panels"][k]):
+            panels_match = False
+            continue
+        errs.extend(np.abs(np.asarray(row.panels, dtype=np.float64).ravel() - ends[:, 0]).tolist())
+        box = truth["pulses"][k]
+        if np.isfinite(box).all():
+            centre = _to_sheet(true_map, found_map, np.array([[0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])]]))
+            pulses_ok &= row.pulse is not None and abs(0.5 * (row.pulse[0] + row.pulse[2]) - centre[0, 0]) <= TOL_PX
+        else:
+            pulses_ok &= row.pulse is None
+    out["baseline_err_px"] = float(np.max(base_errs))
+    if panels_match and errs:
+        out["extent_err_px"] = float(np.max(errs))
+        out["extents_right"] = out["extent_err_px"] <= TOL_PX
+    out["pulses_right"] = bool(pulses_ok)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.layout_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--types", type=parse_types, default=None, help="comma-separated image types (default all)")
+    parser.add_argument("--stage0", action="store_true", help="rectify with stage 0 instead of the exact map")
+    parser.add_argument("--threads", type=int, default=2, help="OpenCV threads for the finder")
+    parser.add_argument("--out", type=Path, default=None, help="per-page CSV")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(args.threads)
+    pngs = sorted((args.data_dir / "train").glob("*/*-*.png"))
+    if args.types:
+        pngs = [p for p in pngs if p.stem.rsplit("-", 1)[1] in args.types]
+    if not pngs:
+        parser.error(f"no train-layout images under {args.data_dir}/train")
+    rows = []
+    for png in pngs:
+        record = png.parent.name
+        truth = truth_of(png.parent / f"{record}.labels.json")
+        true_map = SheetMap.from_dict(json.loads(png.with_suffix(".map.json").read_text()))
+        image = read_image_rgb(png)
+        found_map = None
+        if args.stage0:
+            from stage0_rectify.grid import rectify_from_grid
+
+            rectified = rectify_from_grid(image, png.stem)
+            sheet, found_map = rectified.sheet_rgb, rectified.sheet_map
+        else:
+            sheet = true_map.rectify(image)
+        t = time.perf_counter()
+        found = find_layout(sheet)
+        seconds = time.perf_counter() - t
+        score = score_page(found, truth, true_map, found_map)
+        score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]
+        rows.append({"image": png.stem, "layout": truth["layout"], "found": found.layout_name,
+                     "n_rows": found.n_rows, "confidence": round(found.confidence, 3), "seconds": seconds, **score})
+    df = pd.DataFrame(rows)
+    if args.out:
+        df.to_csv(args.out, index=False)
+    pct = {c: (c, lambda s: 100.0 * s.mean()) for c in ("rows_right", "extents_right", "name_right", "right",
+                                                          "pulses_right")}
+    table = df.groupby("layout").agg(pages=("image", "size"), **pct,
+                                     baseline_err_px=("baseline_err_px", "median"),
+                                     extent_err_px=("extent_err_px", "median"), seconds=("seconds", "mean"))
+    total = df.agg({"image": "size", **{c: lambda s: 100.0 * s.mean() for c in pct},
+                    "baseline_err_px": "median", "extent_err_px": "median", "seconds": "mean"})
+    table.loc["all"] = total.values
+    print(table.round(2).to_string())
+    wrong = df[~df["right"]]
+    if len(wrong):
+        print("\nwrong pages:")
+        print(wrong[["image", "layout", "found", "n_rows", "confidence", "extent_err_px"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

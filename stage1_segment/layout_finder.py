@@ -1,0 +1,451 @@
+"""The layout found on a rectified sheet: its rows, each row's panels, the calibration pulses, and the known
+layout (:data:`common.layouts.LAYOUTS`) they fit best.
+
+Everything is read from the page's ink without the grid (the rule of :mod:`stage1_segment.anchors`: darkness
+against the local paper, above a threshold set by the page's darkest ink; straight runs longer than any trace's
+flat stretch are grid lines, here vertical ones too), at half the sheet's resolution (1 px = 2 sheet px):
+
+* Rows: the y where ink piles up across the chart (a trace sits on its isoelectric line most of the time):
+  peaks of the per-y fraction of columns holding ink, at least :data:`MIN_PITCH_PX` apart and at least
+  :data:`ROW_STRENGTH` as strong as the strongest, that hold at least :data:`MIN_ROW_S` of trace. Any count.
+* A row's territory reaches half way to its neighbours (at most :data:`REACH_MV` beyond the outer rows); a
+  column "holds the row" when the territory has ink there, so a trace is one continuous run whatever its
+  amplitude, and a panel ends where that run ends or breaks (a gap between panels).
+* Calibration pulses: a 0.2 s wide box standing on the row's baseline (its top, its two sides and an empty
+  inside, read from running sums of the ink), near either end of the row.
+* The prior: every known layout with as many rows is fitted. A layout places each row's panels at fixed chart
+  times from one origin x0 shared by all rows; x0 comes from the rows' right ends (a row's left end can carry a
+  pulse's flat lead-out, which is not the trace). Its fit is the share of rows whose measured extent agrees
+  with it, times how well the page's panel boundaries agree: at every 2.5 s chart time where some layout puts a
+  boundary, the page shows one when a separator bar stands there
+  (:func:`stage2_signal.separators.find_bars`), the row's ink breaks there, or a lead name's ink stands just
+  after it (more ink above or below the baseline than at the same place in the row's other quarters). The best
+  fit is the layout found; its confidence is its fit, lowered when a second layout fits almost as well.
+  Without a fitting layout the panels are the measured runs of ink.
+
+Lead names are not read from the page: a found layout names its panels by the prior.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+from common.geometry import CANONICAL, PULSE_WIDTH_S
+from common.layouts import LAYOUTS, Layout, Placement, get_layout
+from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX, ink_darkness
+from stage2_signal.separators import find_bars
+
+_REDUCE = 2  # the ink mask is at half the sheet's resolution (1 px there = 2 sheet px)
+PX_PER_S = CANONICAL.px_per_s  # sheet px per s of chart (25 mm/s)
+PX_PER_MV = CANONICAL.px_per_mv  # sheet px per mV (10 mm/mV)
+VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
+GRID_MARGIN = 8.0  # darkness levels above the page's 95th percentile (a dense grid darker than half the ink fills it)
+TEXT_LEVEL = 0.25  # text is ink at least this fraction of the traces' darkness ...
+GLYPH_MAX_PX = 60.0  # sheet px: ... in pieces no wider or taller than this (a letter; "aVR" is three)
+MIN_PITCH_PX = 60.0  # sheet px (7.6 mm): rows closer than this are one row (12x1 pages print them >= 76 px apart)
+SPLIT_FRACTION = 0.55  # see _find_row_peaks
+ROW_STRENGTH = 0.4  # a row's ink profile peak is at least this fraction of the page's strongest
+MIN_PROFILE = 0.1  # ... and at least this fraction of the columns
+MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace (a text line in the header does not)
+REACH_MV = 1.2  # mV: the outer rows' territories reach this far beyond their baselines
+GAP_CLOSE_PX = 6  # sheet px: breaks in a row's ink this short are bridged (a scanned trace's dropouts)
+GAP_MIN_PX = 8.0  # sheet px (1 mm): a break at least this long between runs of ink is a gap between panels
+MIN_RUN_S = 0.5  # s: runs shorter than this are not a panel's trace (labels, stray marks) ...
+JOIN_S = 0.3  # ... unless they lie within this of the row's trace
+MIN_PIECE_PX = 40.0  # sheet px (5 mm): and are at least this long (a scan's border, a dot, are shorter) or touch it
+PULSE_MIN_SCORE = 0.7  # a pulse's top, sides and empty inside each score at least this (fraction of 1)
+PULSE_HEIGHTS_MV = (1.0, 0.5, 2.0)  # tried in this order: a pulse drawn at gain 5 or 20 mm/mV is still a pulse (a
+# 1 mV pulse's upper half is not taken for a 0.5 mV one)
+PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
+PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
+END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
+START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end within 0.15 s (a pulse's lead-out runs into the row)
+BOUNDARY_TIMES_S = (2.5, 5.0, 7.5)  # chart times where the known layouts put panel boundaries in a 10 s row
+CONTROL_OFFSET_S = 1.25  # label ink is compared with the same window this far from any boundary
+LABEL_WINDOW_S = 0.25  # a lead name stands within this after its panel's start ...
+LABEL_BAND_MV = (0.3, 1.6)  # ... and this far above or below the baseline
+LABEL_RATIO = 2.5  # with this much more text there than the row's control windows hold
+LABEL_MIN_PX = 4.0  # and at least this many text px (half resolution)
+BAR_HALF_BAND_MV = 0.25  # separator bars cross the baseline by at least 0.3 mV (both our page sources)
+BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the layout's boundary
+BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
+MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
+
+
+@dataclass(frozen=True)
+class FoundRow:
+    """One row of trace: its baseline, its panels' x extents and its calibration pulse, in sheet px."""
+
+    y_px: float
+    panels: tuple[tuple[float, float], ...]  # (x_start, x_end) per panel, left to right
+    leads: tuple[str, ...] | None  # the panels' lead names from the matched layout, None without one
+    pulse: tuple[float, float, float, float] | None  # x0, y0, x1, y1 box of the pulse's box shape
+    pulse_outside: bool  # the pulse is clear of the trace (a gap between them) rather than running into it
+    runs: tuple[tuple[float, float], ...]  # the row's measured runs of ink (x_start, x_end), pulse excluded
+
+
+@dataclass(frozen=True)
+class FoundLayout:
+    """What :func:`find_layout` read from a sheet; ``layout_name`` is None when no known layout fits."""
+
+    layout_name: str | None
+    confidence: float
+    rows: tuple[FoundRow, ...]
+    fits: dict  # known layout name -> its fit in [0, 1] (0 for another row count)
+    x0_px: float | None  # chart time 0 of the matched layout (every row's first panel start)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def pulses(self) -> tuple:
+        return tuple(r.pulse for r in self.rows)
+
+    def as_layout(self) -> tuple[Layout, Placement] | None:
+        """The matched known layout and where its rows sit on this sheet; None without a match."""
+        if self.layout_name is None or self.x0_px is None:
+            return None
+        return get_layout(self.layout_name), Placement(self.x0_px, tuple(r.y_px for r in self.rows))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FoundLayout:
+        def tup(v):
+            return None if v is None else tuple(tuple(x) if isinstance(x, list) else x for x in v)
+
+        rows = tuple(FoundRow(float(r["y_px"]), tuple(tuple(p) for p in r["panels"]), tup(r["leads"]),
+                              tup(r["pulse"]), bool(r["pulse_outside"]), tuple(tuple(p) for p in r["runs"]))
+                     for r in data["rows"])
+        return cls(data["layout_name"], float(data["confidence"]), rows,
+                   {str(k): float(v) for k, v in data["fits"].items()}, data["x0_px"])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FoundLayout:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# --- ink ------------------------------------------------------------------------------------------------
+def ink_masks(sheet_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H/2, W/2) uint8 0/1 masks: the trace-dark ink of the sheet without its grid (see the module doc), and
+    text: fainter ink too (a scan greys thin letters), in pieces no bigger than a printed character (the
+    traces' pieces are bigger)."""
+    h, w = sheet_rgb.shape[:2]
+    bright = 255 - cv2.resize(ink_darkness(sheet_rgb), (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
+    window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
+    paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
+    dark = cv2.subtract(paper, bright)
+    sample = dark[::2, ::2]
+    level = float(np.percentile(sample, 99.8))
+    threshold = max(0.5 * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 24.0)
+    ink = (dark >= threshold).astype(np.uint8)
+    # grid lines as dark as the traces: horizontal ones as anchors.py finds them; vertical ones only when much
+    # longer and with their like one grid pitch away on both sides (the pulses of a 12x1 page stand above each
+    # other like one long upright line, and a pulse's two sides are 5 mm apart)
+    run, bridge = max(3, int(round(LINE_RUN_PX / _REDUCE))), LINE_GAP_PX // _REDUCE + 1
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, bridge), np.uint8))
+    ink &= 1 - cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
+    upright = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((int(round(VLINE_RUN_PX / _REDUCE)), 1), np.uint8))
+    if upright.any():
+        near = cv2.dilate(upright, np.ones((1, 3), np.uint8))
+        grid = np.zeros_like(upright)
+        for mm in (CANONICAL.small_box_mm, CANONICAL.big_box_mm):
+            p = int(round(mm * CANONICAL.px_per_mm / _REDUCE))
+            both = np.zeros_like(upright)
+            both[:, p:-p] = near[:, : -2 * p] & near[:, 2 * p :]
+            grid |= upright & both
+        ink &= 1 - cv2.dilate(grid, np.ones((1, 3), np.uint8))
+    faint = (dark >= max(TEXT_LEVEL * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 12.0)).astype(np.uint8)
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(faint, connectivity=8)
+    size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) * _REDUCE
+    small = size <= GLYPH_MAX_PX
+    small[0] = False
+    return ink, small[lab].astype(np.uint8)
+
+
+def _row_profile(ink: np.ndarray) -> np.ndarray:
+    """Per reduced y, the fraction of columns with ink within 3 px (6 sheet px), lightly smoothed."""
+    near = maximum_filter1d(ink, size=7, axis=0)
+    return gaussian_filter1d(near.mean(axis=1, dtype=np.float64), 1.0)
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """(n, 2) [start, end) of the runs of True in a 1-D mask."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.stack([np.flatnonzero(d == 1), np.flatnonzero(d == -1)], axis=1)
+
+
+def _close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
+    """``mask`` with False runs of at most ``gap`` between True runs filled."""
+    out = mask.copy()
+    runs = _runs(mask)
+    for (_, e), (s, _) in zip(runs[:-1], runs[1:], strict=True):
+        if s - e <= gap:
+            out[e:s] = True
+    return out
+
+
+# --- rows -----------------------------------------------------------------------------------------------
+def _find_row_peaks(profile: np.ndarray) -> list[float]:
+    """Reduced y (sub-px) of the row peaks of the ink profile. A trace that wanders (or swings far one way)
+    can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
+    (SPLIT_FRACTION of the median gap) is such a second peak, and the weaker of the two is dropped."""
+    sep = max(1, int(round(MIN_PITCH_PX / _REDUCE)))
+    is_peak = profile >= maximum_filter1d(profile, size=2 * sep + 1)
+    top = float(profile.max()) if profile.size else 0.0
+    peaks: list[int] = []
+    for i in np.flatnonzero(is_peak & (profile >= max(MIN_PROFILE, ROW_STRENGTH * top))):
+        if not peaks or i - peaks[-1] >= sep:  # a flat-topped peak is one peak
+            peaks.append(int(i))
+    while len(peaks) > 2:
+        gaps = np.diff(peaks)
+        k = int(np.argmin(gaps))
+        if gaps[k] >= SPLIT_FRACTION * float(np.median(gaps)):
+            break
+        del peaks[k if profile[peaks[k]] < profile[peaks[k + 1]] else k + 1]
+    ys = []
+    for i in peaks:
+        lo, hi = profile[max(i - 1, 0)], profile[min(i + 1, profile.size - 1)]
+        den = lo - 2 * profile[i] + hi
+        ys.append(i + (0.5 * (lo - hi) / den if den < 0 else 0.0))
+    return ys
+
+
+def _territories(ys: list[float], h: int) -> list[tuple[int, int]]:
+    """Reduced [top, bottom) of each row's territory: half way to its neighbours, REACH_MV beyond the outer."""
+    reach = REACH_MV * PX_PER_MV / _REDUCE
+    out = []
+    for k, y in enumerate(ys):
+        up = 0.5 * (y - ys[k - 1]) if k > 0 else reach
+        dn = 0.5 * (ys[k + 1] - y) if k + 1 < len(ys) else reach
+        out.append((max(0, int(round(y - min(up, reach)))), min(h, int(round(y + min(dn, reach))) + 1)))
+    return out
+
+
+# --- pulses ---------------------------------------------------------------------------------------------
+def _find_pulse(ink: np.ndarray, feet: tuple[int, int], x_lo: int, x_hi: int) -> tuple[float, tuple] | None:
+    """A pulse (score, (x0, y_top, x1, y_foot) reduced px) with its foot in rows ``feet`` [lo, hi) and its left
+    side in columns [x_lo, x_hi): a flat top PULSE_WIDTH_S wide, one of PULSE_HEIGHTS_MV above the foot, two
+    solid sides down to the foot (a grid line that survives the ink mask is dotted), nothing inside."""
+    h, w = ink.shape
+    pw = int(round(PULSE_WIDTH_S * PX_PER_S / _REDUCE))
+    x_lo, x_hi = max(0, x_lo), min(w - pw - 1, x_hi)
+    for height_mv in PULSE_HEIGHTS_MV:
+        ph = int(round(height_mv * PX_PER_MV / _REDUCE))
+        t_lo, t_hi = max(0, feet[0] - ph), min(h - ph - 1, feet[1] - ph)
+        if t_hi <= t_lo or x_hi <= x_lo:
+            continue
+        # a px of slack across each stroke: up and down for the top, sideways for the (solid) sides
+        region = ink[t_lo : t_hi + ph, x_lo : x_hi + pw + 1]
+        d = cv2.dilate(region, np.ones((1, 3), np.uint8)).astype(np.float32)
+        nt, nx = t_hi - t_lo, x_hi - x_lo
+        # top: mean ink along [x, x + pw] on each candidate top row
+        dv = cv2.dilate(region, np.ones((3, 1), np.uint8)).astype(np.float32)
+        cx = np.concatenate([np.zeros((dv.shape[0], 1), np.float32), np.cumsum(dv, axis=1)], axis=1)
+        top = (cx[:nt, pw : pw + nx] - cx[:nt, :nx]) / pw
+        # sides: mean ink from the top down to 2 px above the foot, at x and at x + pw
+        cy = np.concatenate([np.zeros((1, d.shape[1]), np.float32), np.cumsum(d, axis=0)], axis=0)
+        side = (cy[ph - 2 : ph - 2 + nt] - cy[:nt]) / (ph - 2)
+        left, right = side[:, :nx], side[:, pw : pw + nx]
+        # inside: mean ink 3 px in from every side
+        ii = cv2.integral(d)
+        a, b = 3, ph - 3
+        inside = (ii[b : b + nt, 3 + pw - 6 : 3 + pw - 6 + nx] - ii[b : b + nt, 3 : 3 + nx]
+                  - ii[a : a + nt, 3 + pw - 6 : 3 + pw - 6 + nx] + ii[a : a + nt, 3 : 3 + nx]) / ((b - a) * (pw - 6))
+        score = np.minimum(np.minimum(top, left), right) * (1.0 - np.clip(inside, 0.0, 1.0))
+        ti, xi = np.unravel_index(int(np.argmax(score)), score.shape)
+        if score[ti, xi] >= PULSE_MIN_SCORE:
+            return float(score[ti, xi]), (x_lo + int(xi), t_lo + int(ti), x_lo + int(xi) + pw, t_lo + int(ti) + ph)
+    return None
+
+
+# --- per row --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _RowInk:
+    y: float  # reduced px
+    occupied: np.ndarray  # (W/2,) bool: the row's territory holds ink in that column (pulse removed)
+    runs: np.ndarray  # (n, 2) reduced [start, end) of the trace's runs
+    pulse: tuple | None  # reduced box
+    pulse_outside: bool
+
+
+def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | None:
+    """The row's runs of trace and its pulse, and its baseline (``y``, or the foot of its pulse); None when it
+    holds less than MIN_ROW_S of trace."""
+    occ = ink[band[0] : band[1]].any(axis=0)
+    occ = _close_gaps(occ, GAP_CLOSE_PX // _REDUCE)
+    trace = _trace_runs(occ)
+    if trace.size == 0 or (trace[:, 1] - trace[:, 0]).sum() * _REDUCE < MIN_ROW_S * PX_PER_S:
+        return None
+    near = int(round(PULSE_NEAR_S * PX_PER_S / _REDUCE))
+    pw = int(round(PULSE_WIDTH_S * PX_PER_S / _REDUCE))
+    best = None
+    for lo, hi in ((trace[0, 0] - near - pw, trace[0, 0] + near), (trace[-1, 1] - near, trace[-1, 1] + near)):
+        found = _find_pulse(ink, band, int(lo), int(hi))
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    pulse, outside = None, False
+    if best is not None:
+        pulse = best[1]
+        x0, _, x1, foot = pulse
+        y = float(foot)  # the pulse stands on the row's 0 mV line: a better baseline than where the ink piles up
+        occ = occ.copy()
+        occ[max(0, x0 - 2) : x1 + 3] = False
+        # a flat lead-in before a pulse at the row's start, or lead-out after one at its end, is the pulse's
+        runs_all = _runs(occ)
+        for s, e in runs_all:
+            if e <= x0 - 2 and x0 - 2 - e <= 2 and (e - s) * _REDUCE < MIN_RUN_S * PX_PER_S:
+                occ[s:e] = False
+            if s >= x1 + 3 and s - x1 - 3 <= 2 and (e - s) * _REDUCE < MIN_RUN_S * PX_PER_S:
+                occ[s:e] = False
+        trace = _trace_runs(occ)
+        if trace.size == 0:
+            return None
+        gap_px = min(abs(trace[0, 0] - (x1 + 3)), abs(x0 - 2 - trace[-1, 1])) * _REDUCE
+        outside = gap_px >= GAP_MIN_PX
+    return _RowInk(y, occ, trace, pulse, outside)
+
+
+def _trace_runs(occ: np.ndarray) -> np.ndarray:
+    """Runs of the row's trace: runs of at least MIN_RUN_S, with shorter ones joined that lie within JOIN_S of
+    them (MIN_PIECE_PX long) or closer than GAP_MIN_PX, then split only at gaps of at least GAP_MIN_PX."""
+    runs = _runs(occ)
+    if runs.size == 0:
+        return runs
+    long = (runs[:, 1] - runs[:, 0]) * _REDUCE >= MIN_RUN_S * PX_PER_S
+    if not long.any():
+        return runs[:0]
+    keep = long.copy()
+    join = JOIN_S * PX_PER_S / _REDUCE
+    piece = (runs[:, 1] - runs[:, 0]) * _REDUCE >= MIN_PIECE_PX
+    changed = True
+    while changed:  # grow the trace by short runs that lie close to it
+        changed = False
+        for k in np.flatnonzero(~keep):
+            reach = join if piece[k] else GAP_MIN_PX / _REDUCE
+            near_left = k > 0 and keep[k - 1] and runs[k, 0] - runs[k - 1, 1] <= reach
+            near_right = k + 1 < len(runs) and keep[k + 1] and runs[k + 1, 0] - runs[k, 1] <= reach
+            if near_left or near_right:
+                keep[k] = changed = True
+    first, last = np.flatnonzero(keep)[[0, -1]]
+    runs = runs[first : last + 1][keep[first : last + 1]]
+    merged = [list(runs[0])]
+    for s, e in runs[1:]:
+        if (s - merged[-1][1]) * _REDUCE < GAP_MIN_PX:
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    return np.asarray(merged, dtype=np.int64)
+
+
+# --- the prior ------------------------------------------------------------------------------------------
+def _label_evidence(text: np.ndarray, y: float, xs: np.ndarray) -> np.ndarray:
+    """Ink (reduced px count) in the lead-name windows just after each sheet x in ``xs``: above and below the
+    baseline, LABEL_BAND_MV from it, LABEL_WINDOW_S wide."""
+    h, w = text.shape
+    ii = cv2.integral(text)
+    width = int(round(LABEL_WINDOW_S * PX_PER_S / _REDUCE))
+    lo_mv, hi_mv = (v * PX_PER_MV / _REDUCE for v in LABEL_BAND_MV)
+    bands = [(y - hi_mv, y - lo_mv), (y + lo_mv, y + hi_mv)]
+    out = np.zeros(xs.size)
+    for top, bottom in bands:
+        t, b = int(np.clip(round(top), 0, h)), int(np.clip(round(bottom), 0, h))
+        x0 = np.clip(np.round(xs / _REDUCE).astype(np.int64) + 1, 0, w)
+        x1 = np.clip(x0 + width, 0, w)
+        out = np.maximum(out, ii[b, x1] - ii[t, x1] - ii[b, x0] + ii[t, x0])
+    return out
+
+
+def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0: float) -> np.ndarray:
+    """(len(BOUNDARY_TIMES_S),) bool: whether the page shows a panel boundary at each chart time of the row."""
+    xs = x0 + np.asarray(BOUNDARY_TIMES_S) * PX_PER_S
+    y_sheet = (row.y + 0.5) * _REDUCE - 0.5
+    bars = find_bars(sheet_rgb, xs, np.full(xs.size, y_sheet), BAR_HALF_BAND_MV * PX_PER_MV, BAR_SEARCH_PX,
+                     (CANONICAL.px_per_mm, CANONICAL.big_box_mm * CANONICAL.px_per_mm))
+    # a break in the row's ink at the boundary (+-1 mm)
+    reach = int(round(CANONICAL.px_per_mm / _REDUCE))
+    idx = np.clip(np.round(xs / _REDUCE).astype(np.int64), reach, row.occupied.size - reach - 1)
+    gaps = np.array([not row.occupied[i - reach : i + reach + 1].all() for i in idx])
+    controls = np.concatenate([xs - CONTROL_OFFSET_S * PX_PER_S, xs[-1:] + CONTROL_OFFSET_S * PX_PER_S])
+    label = _label_evidence(text, row.y, xs)
+    base = float(np.median(_label_evidence(text, row.y, controls)))
+    labels = label >= max(LABEL_RATIO * base, LABEL_MIN_PX)
+    return np.isfinite(bars) | gaps | labels
+
+
+def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> tuple[dict, dict]:
+    """Per known layout, its fit in [0, 1] and its chart origin x0 (sheet px)."""
+    fits, origins = {}, {}
+    ends = np.array([r.runs[-1, 1] * _REDUCE for r in rows], dtype=np.float64)
+    starts = np.array([r.runs[0, 0] * _REDUCE for r in rows], dtype=np.float64)
+    evidence: dict = {}
+    for name, layout in LAYOUTS.items():
+        if layout.n_rows != len(rows):
+            fits[name] = 0.0
+            continue
+        durations = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)]) * PX_PER_S
+        x0 = float(np.median(ends - durations))
+        agree = (np.abs(ends - durations - x0) <= END_TOL_PX) & (np.abs(starts - x0) <= START_TOL_PX)
+        score, count = 0.0, 0
+        for k, row in enumerate(rows):
+            key = (k, round(x0))
+            if key not in evidence:
+                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0)
+            expected = np.array([any(abs(p.x_offset_s - t) < 1e-6 for p in layout.row_panels(k))
+                                 for t in BOUNDARY_TIMES_S])
+            score += float((evidence[key] == expected).sum())
+            count += expected.size
+        fits[name] = float(agree.mean()) * (1.0 - BOUNDARY_WEIGHT * (1.0 - score / count))
+        origins[name] = x0
+    return fits, origins
+
+
+# --- the finder -----------------------------------------------------------------------------------------
+def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
+    """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200)."""
+    if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
+        raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
+    ink, text = ink_masks(sheet_rgb)
+    peaks = _find_row_peaks(_row_profile(ink))
+    measured = [_measure_row(ink, y, band) for y, band in zip(peaks, _territories(peaks, ink.shape[0]), strict=True)]
+    rows = [r for r in measured if r is not None]
+    if len(rows) != len(measured):  # a peak without trace (text) moved the territories: measure again
+        ys = [r.y for r in rows]
+        rows = [r for r in (_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]),
+                                                                            strict=True)) if r is not None]
+    if not rows:
+        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None)
+    fits, origins = _fit_layouts(sheet_rgb, text, rows)
+    ranked = sorted(fits, key=fits.get, reverse=True)
+    best, second = fits[ranked[0]], fits[ranked[1]]
+    name = ranked[0] if best > 0 else None
+    confidence = best * (MARGIN_FLOOR + (1 - MARGIN_FLOOR) * (best - second) / best) if best > 0 else 0.0
+    x0 = None if name is None else float(origins[name])
+    return FoundLayout(name, float(confidence), tuple(_found_row(r, k, name, x0) for k, r in enumerate(rows)),
+                       fits, x0)
+
+
+def _found_row(row: _RowInk, k: int, layout_name: str | None, x0: float | None) -> FoundRow:
+    """Sheet px; the panels are the layout's, placed at ``x0``, or the measured runs without a layout."""
+    runs = tuple((float(s) * _REDUCE, float(e) * _REDUCE) for s, e in row.runs)
+    pulse = None if row.pulse is None else tuple(float(v) * _REDUCE for v in row.pulse)
+    y = (row.y + 0.5) * _REDUCE - 0.5
+    if layout_name is None or x0 is None:
+        return FoundRow(float(y), runs, None, pulse, row.pulse_outside, runs)
+    panels = get_layout(layout_name).row_panels(k)
+    extents = tuple((x0 + p.x_offset_s * PX_PER_S, x0 + (p.x_offset_s + p.duration_s) * PX_PER_S) for p in panels)
+    return FoundRow(float(y), extents, tuple(p.lead for p in panels), pulse, row.pulse_outside, runs)
