@@ -12,6 +12,12 @@
   Where the sheet shows panel separators (:mod:`stage2_signal.separators`), they re-time the rows: each
   bar stands at a known time and is found to ~0.05 px, against ~1 px for a trace's end. At 250 Hz a sample
   is 0.8 px wide and the metric forgives only whole-sample lags, so tenths of a pixel matter there.
+* Bars drawn snapped to the pixel lattice (matplotlib, so ECG-Image-Kit, snaps axis-aligned lines: every bar
+  centre of a page then shares one sub-pixel phase) place the origin only to +-0.5 px. Where the samples are
+  wide enough to show (>= ``vertex_phase_min_step_px``), the origin then moves by at most half a sample to
+  where the readings' total variation peaks: a trace drawn as a polyline through the samples has its corners
+  at the sample times, and a reading between them cuts the corners. A whole-sample error is left (the metric
+  forgives it; the bars keep the origin within half a sample).
 * Baseline (0 mV line): the mode of the trace's y histogram over each panel (or row): the isoelectric
   level. The metric removes one constant per lead, so this matters little for the score, but it makes the
   output absolute and keeps the two copies of a lead comparable.
@@ -73,6 +79,13 @@ class CalibrateConfig(Settings):
     pulse_cover: float = 0.9  # the edge's column is ink-dark over at least this fraction of the band
     pulse_top_s: float = 0.15  # and the pulse's top runs left from it at 1 mV for at least this long
     pulse_guard_px: float = 0.5  # samples up to the edge's centre plus this are hidden by it (its ink's right half)
+    vertex_phase: bool = True  # with snapped bars (above), take the sub-sample phase from the trace's corners
+    vertex_phase_min_step_px: float = 0.5  # only where a sample is at least this wide (sheet px): denser
+    # corners blur under the stroke and the peak is noise (500+ Hz pages lost up to 0.4 dB)
+    vertex_phase_steps: int = 12  # phases tried across one sample
+    snapped_bar_spread_px: float = 0.12  # bars count as snapped when their centres' sub-pixel phases all lie
+    # within this span (ECG-Image-Kit's clean pages: 0-0.08 px; bars drawn where they fall, by the factory and
+    # the other renderer: 0.19 px and more, since their spacing is not a whole number of px)
     hist_bin_px: float = 0.25
     hist_sigma_px: float = 1.0
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
@@ -88,6 +101,8 @@ class CalibrateConfig(Settings):
             raise ValueError(f"CalibrateConfig.edge_level must be in (0, 1), got {self.edge_level}")
         if self.smooth_px < 0:
             raise ValueError(f"CalibrateConfig.smooth_px must be >= 0, got {self.smooth_px}")
+        if self.vertex_phase_steps < 2:
+            raise ValueError(f"CalibrateConfig.vertex_phase_steps must be >= 2, got {self.vertex_phase_steps}")
         if not 0 <= self.pulse_band_lo_mv < self.pulse_band_hi_mv:
             raise ValueError("CalibrateConfig needs 0 <= pulse_band_lo_mv < pulse_band_hi_mv, got "
                              f"{self.pulse_band_lo_mv}, {self.pulse_band_hi_mv}")
@@ -489,6 +504,30 @@ def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, g
     return shift, 1.0 + float(slope), int(err.size)
 
 
+def bars_snapped(bars: dict, cfg: CalibrateConfig) -> bool:
+    """Whether the separator bars found were drawn snapped to the pixel lattice: at least ``bar_min_count`` of
+    them, their centres all at one sub-pixel phase (within ``snapped_bar_spread_px``)."""
+    centres = np.array([centre for (_, col), (centre, _) in bars.items() if col > 0])
+    if centres.size < cfg.bar_min_count:
+        return False
+    phase = np.angle(np.exp(2j * np.pi * centres).mean()) / (2 * np.pi)
+    offsets = (centres - phase + 0.5) % 1.0 - 0.5  # each centre's sub-pixel offset from the common phase
+    return bool(np.ptp(offsets) <= cfg.snapped_bar_spread_px)
+
+
+def vertex_phase_shift(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry,
+                       cfg: CalibrateConfig, x0: np.ndarray, time_scale: float, guarded: dict) -> float:
+    """Shift of the chart origin (sheet px, within +-half a sample) at which the panels' readings have the
+    largest total variation: where the samples sit on the drawn polyline's corners."""
+    step_px = geom.px_per_s * time_scale / fs_hz
+    shifts = (np.arange(cfg.vertex_phase_steps) / cfg.vertex_phase_steps - 0.5) * step_px
+    variation = []
+    for shift in shifts:
+        readings, _ = _read_at(traces, layout, fs_hz, geom, cfg, x0 + shift, time_scale, guarded)
+        variation.append(sum(float(np.nansum(np.abs(np.diff(rd.mv)))) for rd in readings))
+    return float(shifts[int(np.argmax(variation))])
+
+
 def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
                 cfg: CalibrateConfig | None = None, stroke_px: float | None = None,
                 x0_px: np.ndarray | None = None, sheet_rgb: np.ndarray | None = None,
@@ -520,10 +559,15 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     guarded = bars if cfg.bar_guard else {}
     if sheet_rgb is not None and cfg.pulse_guard:
         guarded = {**guarded, **pulse_edges(sheet_rgb, readings, x0, geom, cfg)}
+    phase_px = 0.0
+    if (x0_px is None and cfg.vertex_phase and n_bars and bars_snapped(bars, cfg)
+            and geom.px_per_s * time_scale / fs_hz >= cfg.vertex_phase_min_step_px):
+        phase_px = vertex_phase_shift(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
+        x0 = x0 + phase_px
     if n_bars or guarded:
         readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
     info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": n_bars,
             "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
-            "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
+            "vertex_phase_px": phase_px, "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
             "px_per_mv": geom.px_per_mv, "unread_panels": unread}
     return readings, info

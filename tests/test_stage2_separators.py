@@ -225,3 +225,65 @@ def test_a_pulse_with_a_foot_of_its_own_or_none_is_not_guarded(pulse_style, puls
     _, info = read_panels(traces, layout, 500.0, CANONICAL.px_per_mm, CalibrateConfig(pulse_guard=True),
                           sheet_rgb=page.sheet_rgb)
     assert info["guarded_pulses"] == 0
+
+
+def _snapped(centres: list) -> dict:
+    return {(k // 3, 1 + k % 3): (float(c), 6.0) for k, c in enumerate(centres)}
+
+
+def test_bars_on_one_pixel_phase_count_as_snapped():
+    from stage2_signal.calibrate import bars_snapped
+
+    cfg = CalibrateConfig()
+    spacing = 2.5 * 25 * CANONICAL.px_per_mm  # 2.5 s at 25 mm/s: not a whole number of px
+    drawn = [609.74 + k * spacing for k in range(3)] * 3  # where they fall: phases 0.74, 0.86, 0.99
+    assert not bars_snapped(_snapped(drawn), cfg)
+    assert bars_snapped(_snapped([np.floor(x + 0.5) + 0.5 for x in drawn]), cfg)  # matplotlib's rounding
+    assert bars_snapped(_snapped([100.98, 600.02, 1100.0]), cfg)  # one phase across the integer
+    assert not bars_snapped(_snapped([100.5, 600.5]), cfg)  # too few to tell
+
+
+@pytest.mark.parametrize(("fs_hz", "offset_px"), [(250.0, 0.3), (250.0, -0.35), (256.0, 0.2)])
+def test_the_trace_corners_give_the_sub_sample_phase(fs_hz, offset_px):
+    """Read with the origin off by a fraction of a sample, the readings' total variation peaks where the samples
+    sit on the polyline's corners: the shift found brings the origin back to within a tenth of a px (modulo one
+    sample, which the metric forgives)."""
+    from stage2_signal.calibrate import vertex_phase_shift
+
+    page, traces, layout = _page(separators=False, fs_hz=fs_hz)
+    x0 = np.full(layout.n_rows, page.labels.x0_px + offset_px)
+    shift = vertex_phase_shift(traces, layout, fs_hz, CANONICAL, CalibrateConfig(), x0, 1.0, {})
+    step_px = CANONICAL.px_per_s / fs_hz
+    err = (offset_px + shift + 0.5 * step_px) % step_px - 0.5 * step_px
+    assert abs(shift) <= 0.5 * step_px and abs(err) < 0.1, (shift, err)
+
+
+@pytest.mark.parametrize("fs_hz", [250.0, 500.0])
+def test_snapped_bars_leave_the_sub_sample_phase_to_the_trace_corners(fs_hz):
+    """Bars drawn with their edges on the pixel lattice (ECG-Image-Kit's) are off by up to half a px, half a
+    sample at 250 Hz; there the trace's corners place the origin. At 500 Hz a sample is 0.39 px wide, its
+    corners blur under the stroke, and the bars' timing stands."""
+    page, traces, layout = _page(separators=False, fs_hz=fs_hz)
+    labels = page.labels
+    sheet = page.sheet_rgb.copy()
+    sheet[sheet.min(axis=2) > 100] = 255  # no grid: a grid line beside a bar moves its centre by up to 0.2 px
+    half_px = CANONICAL.mv_to_px(0.4)
+    for p in layout.panels:
+        if p.col > 0:  # 5 px wide, edges on the pixel lattice: centred on the whole px below the boundary
+            left = int(np.floor(labels.x0_px + CANONICAL.s_to_px(p.x_offset_s))) - 2
+            y = int(round(labels.baselines_y_px[p.row]))
+            sheet[int(y - half_px): int(y + half_px), left: left + 5] = 0
+    step_px = CANONICAL.px_per_s / fs_hz
+
+    def read(cfg):
+        _, info = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, cfg, sheet_rgb=sheet)
+        assert info["x0_how"] == ["separators"] * layout.n_rows
+        err = np.asarray(info["x0_px"]) - labels.x0_px
+        return np.abs((err + 0.5 * step_px) % step_px - 0.5 * step_px).max(), info["vertex_phase_px"]
+
+    bars_alone, _ = read(CalibrateConfig(vertex_phase=False))
+    phase_err, shift = read(CalibrateConfig())
+    if fs_hz == 250.0:
+        assert bars_alone > 0.15 and phase_err < 0.1 and shift != 0.0, (bars_alone, phase_err, shift)
+    else:
+        assert shift == 0.0 and phase_err == bars_alone
