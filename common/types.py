@@ -123,16 +123,43 @@ def requested_samples(fs_hz: float, samples_per_lead: dict, lead: str) -> int:
 
 @dataclass(frozen=True)
 class SourcePrediction(Contract):
+    """What the source classifier says the page is: a probability per image type (``IMAGE_TYPES`` order), the
+    top type, and the classifier's ``threshold``: a top probability under it marks the prediction
+    low-confidence (routing then uses the most general settings)."""
+
     image_id: str
     image_type: str
     probabilities: np.ndarray
+    threshold: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.image_id, str) or not self.image_id:
+            raise ValueError(f"SourcePrediction.image_id must be a non-empty string, got {self.image_id!r}")
         if self.image_type not in IMAGE_TYPES:
             raise ValueError(f"image_type must be one of {IMAGE_TYPES}, got {self.image_type!r}")
-        p = np.asarray(self.probabilities)
-        if p.shape != (len(IMAGE_TYPES),) or not np.isfinite(p).all() or abs(float(p.sum()) - 1) > 1e-3:
-            raise ValueError(f"probabilities must be {len(IMAGE_TYPES)} finite values summing to 1, got {p}")
+        p = np.asarray(self.probabilities, dtype=np.float64)
+        if (p.shape != (len(IMAGE_TYPES),) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any()
+                or abs(float(p.sum()) - 1) > 1e-3):
+            raise ValueError(f"probabilities must be {len(IMAGE_TYPES)} finite values in [0, 1] summing to 1, got {p}")
+        if p[IMAGE_TYPES.index(self.image_type)] < p.max():
+            raise ValueError(f"image_type {self.image_type} is not the most probable type "
+                             f"({IMAGE_TYPES[int(p.argmax())]}: {p.max():.3f})")
+        if not (np.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
+            raise ValueError(f"SourcePrediction.threshold must be a probability in [0, 1], got {self.threshold}")
+        object.__setattr__(self, "probabilities", p)
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+    @property
+    def confidence(self) -> float:
+        """The top type's probability."""
+        return float(self.probabilities.max())
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence < self.threshold
+
+    def probability(self, image_type: str) -> float:
+        return float(self.probabilities[IMAGE_TYPES.index(image_type)])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,116 @@
+"""Source classifier inference: Page -> SourcePrediction (the image type, with a probability per type).
+
+A bundle is a folder with ``model.safetensors`` (the weights) and ``config.json`` (model name + kwargs, the
+class names, the input size, the low-confidence threshold, a SHA-256 of the weights file, how it was trained
+and validated). Loading is offline and strict: a missing file, a weights file that is not the one the config
+names, or weights that do not fit the configured network are errors that name the file - never a silently
+random network.
+
+``config["inference"]["precision"]``: "auto" runs the network under bf16 autocast where the CPU supports
+bf16 natively, else fp32; "fp32" / "bf16" force it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.types import IMAGE_TYPES, Page, SourcePrediction
+from common.weights import load_checked_weights, sha256_file
+from source_classifier.data import prepare_input
+from source_classifier.model import create_model, normalise_input
+from stage1_segment.infer import bf16_native
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLE_FORMAT = 1
+DEFAULT_THRESHOLD = 0.6  # top-type probability under which a prediction counts as low-confidence
+PRECISIONS = ("auto", "fp32", "bf16")
+REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "input_hw", "low_confidence_threshold",
+                 "weights_sha256")
+
+__all__ = ["SourceClassifier", "bf16_native", "load_bundle", "save_bundle"]
+
+
+def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (atomically: temp files, then rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_w = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
+    cfg = dict(config)
+    cfg["bundle_format"] = BUNDLE_FORMAT
+    cfg["weights_sha256"] = sha256_file(tmp_w)
+    cfg["weights_bytes"] = tmp_w.stat().st_size
+    tmp_c = out / (CONFIG_FILE + ".tmp")
+    tmp_c.write_text(json.dumps(cfg, indent=1))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_c.replace(out / CONFIG_FILE)
+    return out
+
+
+def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    path = Path(path)
+    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"source-classifier bundle is incomplete: {p} is missing")
+    cfg = json.loads(cfg_path.read_text())
+    for key in REQUIRED_KEYS:
+        if key not in cfg:
+            raise ValueError(f"{cfg_path} lacks {key!r}")
+    if cfg.get("bundle_format") != BUNDLE_FORMAT:
+        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
+    if tuple(cfg["class_names"]) != IMAGE_TYPES:
+        raise ValueError(f"{cfg_path}: class names {cfg['class_names']} are not the image types {IMAGE_TYPES}")
+    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
+    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
+
+
+class SourceClassifier:
+    """``SourceClassifier.from_bundle(path)(page) -> SourcePrediction``."""
+
+    def __init__(self, model: torch.nn.Module, config: dict, num_threads: int | None = None,
+                 precision: str | None = None):
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.config = config
+        self.input_hw = (int(config["input_hw"][0]), int(config["input_hw"][1]))
+        self.threshold = float(config["low_confidence_threshold"])
+        self.num_threads = num_threads
+        self.precision = str(precision or (config.get("inference") or {}).get("precision", "auto"))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"source-classifier precision must be one of {PRECISIONS}, got {self.precision!r}")
+        self.bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_native(torch.device("cpu")))
+        self.last_timing: dict = {}
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, num_threads: int | None = None,
+                    precision: str | None = None) -> SourceClassifier:
+        model, cfg = load_bundle(path)
+        return cls(model, cfg, num_threads=num_threads, precision=precision)
+
+    @torch.inference_mode()
+    def probabilities(self, image_rgb: np.ndarray) -> np.ndarray:
+        """(9,) float64 softmax over IMAGE_TYPES for an RGB uint8 image of any size."""
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        t0 = time.perf_counter()
+        x = normalise_input(torch.from_numpy(prepare_input(image_rgb, self.input_hw)).permute(2, 0, 1)[None])
+        t1 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        p = torch.softmax(logits.float()[0].double(), dim=0).numpy()
+        self.last_timing = {"prep_s": t1 - t0, "net_s": time.perf_counter() - t1}
+        return p
+
+    def __call__(self, page: Page) -> SourcePrediction:
+        p = self.probabilities(page.image_rgb)
+        return SourcePrediction(image_id=page.image_id, image_type=IMAGE_TYPES[int(p.argmax())], probabilities=p,
+                                threshold=self.threshold)

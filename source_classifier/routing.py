@@ -1,0 +1,90 @@
+"""The routing table: per image type, the pre-processing and rectification settings stage 0 / stage 1 use.
+
+One place, as data (:data:`ROUTES`). A prediction under the classifier's confidence threshold gets the
+"general" entry: the settings that assume least about the page (find the page, flatten the light, allow a
+curved sheet), which cost time and can only lose a little on a clean page.
+
+Settings (names only; the stages decide how each is carried out):
+
+* ``rectifier``: "grid" (the page lies flat in the frame, nearly axis-aligned: scale and small rotation from
+  the grid) or "keypoints" (the keypoint network's homography, with the grid refinement after it).
+* ``find_page``: the page may cover part of the frame with background (table, laptop bezel) around it.
+* ``dewarp``: the sheet may be curled, folded or crumpled: a piecewise / thin-plate grid correction.
+* ``illumination_flatten``: divide out uneven light (gradients, shadows, glare) before stage 1.
+* ``descreen``: suppress the moire of a photographed screen (0006).
+* ``binarised``: a black-and-white scan: no colour to tell grid from trace; the grid may be missing.
+* ``paper_normalise``: normalise the paper's colour where stains, soaking or mold discolour it.
+* ``despeckle``: remove isolated dark specks (mold colonies, dirt) that are not trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from common.types import IMAGE_TYPES, SourcePrediction
+
+GENERAL = "general"
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    route: str  # the image type whose settings these are, or "general"
+    rectifier: str
+    find_page: bool
+    dewarp: bool
+    illumination_flatten: bool
+    descreen: bool
+    binarised: bool
+    paper_normalise: bool
+    despeckle: bool
+
+    RECTIFIERS = ("grid", "keypoints")
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be an image type or {GENERAL!r}, got {self.route!r}")
+        if self.rectifier not in self.RECTIFIERS:
+            raise ValueError(f"rectifier must be one of {self.RECTIFIERS}, got {self.rectifier!r}")
+        for f in fields(self):
+            if f.name not in ("route", "rectifier") and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"RouteSettings.{f.name} must be a bool, got {getattr(self, f.name)!r}")
+
+
+_SCAN = {"rectifier": "grid", "find_page": False, "dewarp": False, "illumination_flatten": False, "descreen": False,
+         "binarised": False, "paper_normalise": False, "despeckle": False}
+_PHOTO = {"rectifier": "keypoints", "find_page": True, "dewarp": True, "illumination_flatten": True,
+          "descreen": False, "binarised": False, "paper_normalise": False, "despeckle": False}
+
+ROUTES: dict[str, dict] = {
+    "0001": dict(_SCAN),  # a render: the sheet itself
+    "0003": dict(_SCAN),  # colour scan: flat, small skew, clean paper
+    "0004": {**_SCAN, "binarised": True},  # black-and-white scan
+    "0005": dict(_PHOTO),  # phone photo of a print: perspective, curl, uneven light
+    "0006": {**_PHOTO, "dewarp": False, "descreen": True},  # photo of a screen: flat glass, moire, glare
+    "0009": {**_PHOTO, "paper_normalise": True},  # stained / soaked print: discoloured paper, bled ink
+    "0010": {**_PHOTO, "paper_normalise": True, "despeckle": True},  # folds, crumples, tears, dirt
+    "0011": {**_SCAN, "paper_normalise": True, "despeckle": True},  # colour scan with mold
+    "0012": {**_SCAN, "binarised": True, "despeckle": True},  # black-and-white scan with mold
+    GENERAL: {**_PHOTO, "paper_normalise": True},  # unsure: assume the least about the page
+}
+
+
+def settings_for(route_name: str) -> RouteSettings:
+    """The settings of one table entry (an image type or "general")."""
+    if route_name not in ROUTES:
+        raise KeyError(f"no route {route_name!r}; known: {', '.join(ROUTES)}")
+    return RouteSettings(route=route_name, **ROUTES[route_name])
+
+
+def route(prediction: SourcePrediction) -> RouteSettings:
+    """The predicted type's settings, or the general ones when the prediction is low-confidence."""
+    return settings_for(GENERAL if prediction.low_confidence else prediction.image_type)
+
+
+def check_table() -> None:
+    """Every image type and "general" has an entry naming every setting (raises otherwise)."""
+    missing = [t for t in (*IMAGE_TYPES, GENERAL) if t not in ROUTES]
+    if missing:
+        raise ValueError(f"routing table lacks {missing}")
+    for name in ROUTES:
+        settings_for(name)

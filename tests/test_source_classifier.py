@@ -1,0 +1,133 @@
+"""Source classifier: the network by name, bundles that round-trip and refuse to load wrong weights, the
+SourcePrediction contract, the routing table, and the input's high-pass channel."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from common.types import IMAGE_TYPES, Page, SourcePrediction
+from source_classifier.data import prepare_input
+from source_classifier.infer import SourceClassifier, load_bundle, save_bundle
+from source_classifier.model import create_model
+from source_classifier.routing import GENERAL, ROUTES, check_table, route, settings_for
+
+KWARGS = {"timm_name": "tinynet_e", "in_chans": 4, "num_classes": len(IMAGE_TYPES), "drop_rate": 0.0}
+INPUT_HW = (64, 80)
+
+
+def _config(**over) -> dict:
+    cfg = {"model_name": "timm_classifier", "model_kwargs": dict(KWARGS), "class_names": list(IMAGE_TYPES),
+           "input_hw": list(INPUT_HW), "low_confidence_threshold": 0.6, "inference": {"precision": "fp32"}}
+    cfg.update(over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("timm_classifier", **KWARGS).eval()
+    return model, save_bundle(model, _config(), tmp_path_factory.mktemp("bundle"))
+
+
+def _page(seed: int = 0) -> Page:
+    rng = np.random.default_rng(seed)
+    return Page("p", rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), fs_hz=500.0)
+
+
+def test_model_by_name_has_nine_outputs():
+    model = create_model("timm_classifier", **KWARGS).eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(2, 4, *INPUT_HW))
+    assert out.shape == (2, len(IMAGE_TYPES))
+    with pytest.raises(ValueError, match="EfficientNet"):
+        create_model("timm_classifier", timm_name="resnet50")
+    with pytest.raises(KeyError):
+        create_model("no_such_model")
+
+
+def test_bundle_round_trips_predictions_exactly(bundle):
+    model, path = bundle
+    page = _page()
+    direct = SourceClassifier(model, _config())(page)
+    loaded = SourceClassifier.from_bundle(path)(page)
+    assert loaded.image_type == direct.image_type
+    assert np.array_equal(loaded.probabilities, direct.probabilities)
+    assert loaded.threshold == 0.6 and loaded.image_id == "p"
+    assert abs(loaded.probabilities.sum() - 1) < 1e-9
+
+
+def test_bundle_refuses_missing_altered_or_mismatched_weights(bundle, tmp_path):
+    _, path = bundle
+    cfg = json.loads((path / "config.json").read_text())
+    weights = (path / "model.safetensors").read_bytes()
+
+    def write(folder, config, blob):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        if blob is not None:
+            (folder / "model.safetensors").write_bytes(blob)
+        return folder
+
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_bundle(write(tmp_path / "missing", cfg, None))
+    altered = bytearray(weights)
+    altered[-1] ^= 1
+    with pytest.raises(ValueError, match="is not the file"):
+        load_bundle(write(tmp_path / "altered", cfg, bytes(altered)))
+    other = dict(cfg, model_kwargs=dict(cfg["model_kwargs"], timm_name="tinynet_d"))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_bundle(write(tmp_path / "other_net", other, weights))
+    with pytest.raises(ValueError, match="class names"):
+        load_bundle(write(tmp_path / "classes", dict(cfg, class_names=list(reversed(IMAGE_TYPES))), weights))
+
+
+def test_source_prediction_checks():
+    p = np.full(len(IMAGE_TYPES), 0.02)
+    p[3] = 1 - p.sum() + 0.02
+    pred = SourcePrediction("a", "0005", p, threshold=0.6)
+    assert pred.confidence == pytest.approx(p[3]) and not pred.low_confidence
+    assert SourcePrediction("a", "0005", p, threshold=0.9).low_confidence
+    bad = [p[:-1], p * 2, np.where(np.arange(9) == 0, -0.1, p + 0.1 / 8), np.where(np.arange(9) == 0, np.nan, p)]
+    for q in bad:
+        with pytest.raises(ValueError, match="probabilities"):
+            SourcePrediction("a", "0005", q)
+    with pytest.raises(ValueError, match="most probable"):
+        SourcePrediction("a", "0001", p)
+    with pytest.raises(ValueError, match="threshold"):
+        SourcePrediction("a", "0005", p, threshold=1.5)
+    with pytest.raises(ValueError, match="image_id"):
+        SourcePrediction("", "0005", p)
+
+
+def test_source_prediction_saves_and_loads(tmp_path):
+    p = np.full(len(IMAGE_TYPES), 1 / len(IMAGE_TYPES))
+    pred = SourcePrediction("a", "0005", p, threshold=0.6)
+    back = SourcePrediction.load(pred.save(tmp_path / "pred"))
+    assert back.image_type == "0005" and back.low_confidence and np.array_equal(back.probabilities, p)
+
+
+def test_routing_table_covers_every_type_and_general():
+    check_table()
+    assert set(ROUTES) == {*IMAGE_TYPES, GENERAL}
+    for t in ("0005", "0006", "0009", "0010"):  # photos need the homography
+        assert settings_for(t).rectifier == "keypoints" and settings_for(t).find_page
+    assert settings_for("0006").descreen and settings_for("0004").binarised
+    p = np.full(len(IMAGE_TYPES), 0.01)
+    p[2] = 1 - 0.08
+    assert route(SourcePrediction("a", "0004", p, threshold=0.6)).route == "0004"
+    assert route(SourcePrediction("a", "0004", p, threshold=0.95)).route == GENERAL
+
+
+def test_input_keeps_fine_texture():
+    """The high-pass channel tells a noisy page from a clean one after a 9x downscale, where RGB cannot."""
+    rng = np.random.default_rng(1)
+    clean = np.full((1700, 2200, 3), 250, np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 2.0, clean.shape[:2])[..., None], 0, 255).astype(np.uint8)
+    a, b = prepare_input(clean), prepare_input(noisy)
+    assert a.shape == b.shape == (192, 240, 4) and a.dtype == np.uint8
+    assert abs(float(a[..., :3].mean()) - float(b[..., :3].mean())) < 1.0
+    assert a[..., 3].mean() == 0 and b[..., 3].mean() > 10
