@@ -34,7 +34,7 @@ Angles: ``angle_deg`` > 0 means the page is turned clockwise as displayed (y gro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -63,6 +63,7 @@ MIN_COMB_SCORE = 0.5  # below: no grid (a single clear 1 mm peak scores ~1-3)
 _PEAK_FLOOR = 2.0  # comb teeth: whitened log power of at least this ...
 _PEAK_RANGE = 4.0  # ... and within this of the strongest peak
 MIN_TOOTH_S = 2.0  # whitened log power a line family needs at the fitted harmonic
+PULSE_GUIDE_TOL = 0.04  # a grid looked for at the pulses' 1 mm frequency lies within this fraction of it
 MIN_LOCAL_COHERENCE = 0.3  # a fitted line family below this is noise, not a grid
 STROKE_MM = 0.3  # typical width of a printed trace or text stroke
 MIN_MARGIN_MM = 2.0  # a gridless band narrower than this at the image border is not taken for a paper edge
@@ -533,10 +534,14 @@ def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> 
         info.update(pulse.info)
         info["pulse_px_per_mm"] = round(pulse.px_per_mm, 4)
         if whole_page and abs(pulse.px_per_mm / page_ppm - 1) > 0.01:
-            # a rendered whole Letter page knows its scale; a pulse drawn without a lead-in (its foot runs into
-            # the trace, as ECG-Image-Kit draws it) is read several per cent off
             info["pitch_disagree"] = {"pulse": round(pulse.px_per_mm, 3), "page_width": round(page_ppm, 3)}
-    if pulse is not None and not (whole_page and "pitch_disagree" in info):
+    if pulse is not None:
+        guided = _pulse_guided_grid(g, s_all, s_h, s_v, f, rgb, (full_h, full_w), geometry, pulse.px_per_mm, info)
+        if guided is not None:
+            return guided
+    if pulse is not None and not whole_page:
+        # a rendered whole Letter page knows its scale exactly; its pulses read to 0.1-1 % (ECG-Image-Kit's,
+        # without a lead-in, 0.2-0.8 % on its clean pages)
         ppm = pulse.px_per_mm
         ang = pulse.angle_deg
         hmat = _similarity_h(geometry.px_per_mm / ppm, math.radians(ang), anchor(ppm), geometry)
@@ -544,6 +549,28 @@ def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> 
     ppm = page_ppm
     hmat = _similarity_h(geometry.px_per_mm / ppm, 0.0, anchor(ppm), geometry)
     return GridEstimate(ppm, (ppm, ppm), 0.0, hmat, "page_width", 0.05, info)
+
+
+def _pulse_guided_grid(g, s_all, s_h, s_v, f, rgb, full_hw, geometry, pulse_ppm: float, info: dict):
+    """The grid too faint or cluttered for the comb alone (noise, wrinkles, a grid a shade darker than its
+    paper), looked for where the calibration pulses say its 1 mm lines are: the strongest spectral peak within
+    ``PULSE_GUIDE_TOL`` of that frequency, fitted as 1 mm lines. The pulses read to 1-2 %; the grid, when it fits
+    and agrees with them, to ~0.1 %."""
+    f_pulse = f / pulse_ppm  # 1 mm lines, cycles per work px
+    if f_pulse > 0.45:
+        return None
+    freqs = f_pulse * np.linspace(1 - PULSE_GUIDE_TOL, 1 + PULSE_GUIDE_TOL, 81)
+    power = s_all.at(freqs)
+    f1 = float(freqs[int(np.argmax(power))])
+    if power.max() < MIN_TOOTH_S:
+        return None
+    sub = dict(info)
+    comb = _Comb(f1, float("nan"), s_all.at(f1 * np.arange(1, 11)))
+    grid = _grid_estimate(g, comb, s_all, s_h, s_v, f, rgb, full_hw, geometry, sub, one_mm_known=True)
+    if grid is None or abs(grid.px_per_mm / pulse_ppm - 1) > PULSE_GUIDE_TOL:
+        return None
+    info.update(sub, pulse_guided=True, pulse_px_per_mm=round(pulse_ppm, 4))
+    return replace(grid, info=info)
 
 
 def _is_letter_render(width_px: int, height_px: int) -> bool:
@@ -574,19 +601,22 @@ def _reading_prior(ppm: float, stroke_px: float | None, width_px: int) -> float:
     return score
 
 
-def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geometry, info):
+def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geometry, info, one_mm_known=False):
+    """``one_mm_known``: ``comb.f0`` is the 1 mm lines' frequency (read off a calibration pulse), not a guess."""
     h, w = g.shape
     f0 = comb.f0
     t = comb.teeth  # S at k f0, k = 1..10
     minor_ok = 5 * f0 <= 0.45 and t[4] > 2.0 and t[4] > 0.5 * (t[3] + t[5]) + 0.7
-    if not minor_ok and 2 * f0 <= 0.45 and t[0] < 1.0 and t[1] >= 3.0:
+    if one_mm_known:
+        minor_ok, one_mm = False, True
+    elif not minor_ok and 2 * f0 <= 0.45 and t[0] < 1.0 and t[1] >= 3.0:
         # the fundamental itself is missing, its double is strong: the comb took a sub-harmonic (other periodic
         # content, e.g. heart beats, filled its odd teeth)
         f0 = 2.0 * f0
         t = s_all.at(f0 * np.arange(1, 11))
         minor_ok = 5 * f0 <= 0.45 and t[4] > 2.0 and t[4] > 0.5 * (t[3] + t[5]) + 0.7
         info["fundamental_doubled"] = True
-    if not minor_ok:
+    if not minor_ok and not one_mm_known:
         # one clear line family: 5 mm lines, or 1 mm lines whose bold 5 mm lines are lost (then 5 mm
         # sub-harmonics may still show). Decide by what each reading implies for the strokes and the page.
         sub = s_all.at(f0 * np.arange(1, 5) / 5.0)

@@ -124,10 +124,15 @@ def find_pulses(rgb: np.ndarray, min_height_px: float | None = None) -> PulseEst
             lead = int(max(4, 0.1 * hm))
             base_l = _centroid_row(darkness, *base_rows, int(x[i]) - lead, int(x[i]) - 1)
             base_r = _centroid_row(darkness, *base_rows, int(x[j] + w[j]) + 1, int(x[j] + w[j]) + lead)
-            bases = [b for b in (base_l, base_r) if b is not None]
-            if not bases:
-                continue  # a pulse sits on the trace's baseline (lead-in or the trace after it)
-            base_y = float(np.mean(bases))
+            if base_l is not None:  # a lead-in: the pulse stands on the baseline drawn before it (and after it)
+                base_y = float(np.mean([b for b in (base_l, base_r) if b is not None]))
+            else:
+                # no lead-in (ECG-Image-Kit's pulse abuts the trace, whose first value is anywhere): the foot of
+                # the rising stroke is the baseline, its ink ending half a stroke below the line's centre
+                c0, c1 = max(0, int(x[i]) - 1), int(x[i] + w[i]) + 1
+                mid = int(y[i] + h[i] / 2)
+                below = darkness[mid : min(darkness.shape[0], int(y[i] + h[i]) + pad), c0:c1]
+                base_y = mid - 0.5 + _extent(below, 0) - 0.5 * stroke
             if top_y is None:
                 top_y = top - 0.5 + stroke / 2
             height = base_y - top_y
@@ -144,6 +149,8 @@ def find_pulses(rgb: np.ndarray, min_height_px: float | None = None) -> PulseEst
         return None
     med = float(np.median(ppm_h[ok]))
     ok &= np.abs(ppm_h / med - 1.0) < 0.05
+    if not ok.any():
+        return None  # two pulses that disagree by more than 10 %: neither is convincing
     sel = [p for p, o in zip(pulses, ok, strict=True) if o]
     ppm = float(np.median(0.8 * ppm_h[ok] + 0.2 * ppm_s[ok]))
     # skew from pulses stacked in one column (rows start at the same x)

@@ -120,9 +120,69 @@ def _gridless_page(pulse: bool) -> np.ndarray:
 
 
 def test_gridless_page_uses_the_pulse():
-    est = estimate_grid(_gridless_page(pulse=True))
+    """A page that is not a whole Letter render (here trimmed by 40 px) takes its scale from the pulses."""
+    est = estimate_grid(_gridless_page(pulse=True)[20:-20, 20:-20])
     assert est.method == "pulse" and est.confidence <= 0.6
     assert est.px_per_mm == pytest.approx(PPM, rel=0.01)
+
+
+def test_a_whole_letter_render_is_scaled_by_its_width_rather_than_its_pulses():
+    est = estimate_grid(_gridless_page(pulse=True))
+    assert est.method == "page_width" and est.px_per_mm == pytest.approx(W / 279.4)
+    assert est.info["pulse_px_per_mm"] == pytest.approx(PPM, rel=0.01)  # found, and reported
+
+
+def _abutting_pulse_image(trace_start_mm: float, ppm: float = 6.5) -> np.ndarray:
+    """ECG-Image-Kit's pulse: a foot of two samples, up 10 mm, 5 mm across, down to 0 mV, and the trace
+    starting right there at its own first value (``trace_start_mm`` above the baseline), drawn at ``ppm``."""
+    img = np.full((240, 520, 3), 250, np.uint8)
+    x0, base = 60.0, 160.0
+    step = 25 * ppm / 500  # one sample at 500 Hz
+    pulse = [(x0, base), (x0 + 2 * step, base), (x0 + 3 * step, base - 10 * ppm),
+             (x0 + 5 * ppm, base - 10 * ppm), (x0 + 5 * ppm + step, base)]
+    t = np.arange(0.0, 2.0, 1 / 500)
+    trace = np.stack([x0 + 5 * ppm + step + 25 * ppm * t,
+                      base - ppm * (trace_start_mm + 3.0 * np.sin(2 * np.pi * 1.3 * t))], axis=1)
+    for pts in (np.array(pulse), trace):
+        cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, (20, 20, 20), 2, cv2.LINE_AA, 4)
+    return img
+
+
+@pytest.mark.parametrize("trace_start_mm", [4.0, -3.0])
+def test_a_pulse_without_lead_in_is_measured_from_its_own_foot(trace_start_mm):
+    """The trace after the pulse starts anywhere (it used to be taken for the baseline: 4 mm above it read the
+    pulse 40 % short, then several % off once averaged): the rising stroke's foot is the baseline."""
+    from stage0_rectify.pulse import find_pulses
+
+    est = find_pulses(_abutting_pulse_image(trace_start_mm))
+    assert est is not None and est.px_per_mm == pytest.approx(6.5, rel=0.01), est
+
+
+def test_a_grid_too_faint_for_the_comb_is_found_where_the_pulses_point():
+    """A 1 mm grid the comb alone does not trust (here: it trusts nothing) is fitted at the frequency the
+    calibration pulses give, to a fraction of their own precision; without pulses there is nothing to guide it."""
+    import stage0_rectify.grid as grid_module
+
+    ppm = 6.5
+    img = _abutting_pulse_image(0.0, ppm)
+    for x in np.arange(3.0, img.shape[1], ppm):
+        img[:, int(round(x))] = np.minimum(img[:, int(round(x))], 215)
+    for y in np.arange(5.0, img.shape[0], ppm):
+        img[int(round(y)), :] = np.minimum(img[int(round(y)), :], 215)
+    noise = np.random.default_rng(0).normal(0.0, 12.0, img.shape[:2])[..., None]
+    img = np.clip(img + noise, 0, 255).astype(np.uint8)
+    assert estimate_grid(img).method.startswith("grid")  # the comb itself sees this grid
+    original = grid_module.MIN_COMB_SCORE
+    grid_module.MIN_COMB_SCORE = np.inf
+    try:
+        est = estimate_grid(img)
+        assert est.method == "grid_minor" and est.info.get("pulse_guided"), est.info
+        assert est.px_per_mm == pytest.approx(ppm, rel=0.002)
+        blank = img.copy()
+        blank[80:200, 30:110] = 250  # no pulse: no guide
+        assert estimate_grid(blank).method == "page_width"
+    finally:
+        grid_module.MIN_COMB_SCORE = original
 
 
 def test_gridless_page_without_pulse_falls_back_to_page_width():
@@ -208,10 +268,10 @@ def test_dark_same_coloured_grids_give_the_pitch():
     assert checked == 4
 
 
-def test_a_gridless_letter_render_is_scaled_by_its_width_when_pulses_disagree():
+def test_a_gridless_letter_render_is_scaled_by_its_width():
     import dataclasses
 
-    """A 2200 x 1700 render is a Letter page at 200 dpi; a pulse read several per cent off is reported, not used."""
+    """A 2200 x 1700 render is a Letter page at 200 dpi: its width gives the scale; a pulse that disagrees is reported."""
     from common.geometry import CANONICAL
     from stage0_rectify.grid import estimate_grid
     from synth.render import eik_look_of, render_page, sample_style
@@ -220,10 +280,9 @@ def test_a_gridless_letter_render_is_scaled_by_its_width_when_pulses_disagree():
     style = dataclasses.replace(eik_look_of(sample_style(np.random.default_rng(1), "3x4+II"), np.random.default_rng(1)),
                                 grid="none", grid_rgb=None, calibration_pulse=True)
     est = estimate_grid(render_page(record.leads_mv, 250.0, "r", style).sheet_rgb)
-    assert est.method in ("page_width", "pulse")
-    assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.01
-    if est.method == "page_width" and "pulse_px_per_mm" in est.info:
-        assert "pitch_disagree" in est.info
+    assert est.method == "page_width" and est.px_per_mm == pytest.approx(CANONICAL.px_per_mm)
+    if "pitch_disagree" in est.info:
+        assert abs(est.info["pulse_px_per_mm"] / CANONICAL.px_per_mm - 1) > 0.01
 
 
 def test_a_tinted_page_keeps_its_grid():
