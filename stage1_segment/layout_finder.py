@@ -38,21 +38,30 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from common.geometry import CANONICAL, PULSE_WIDTH_S
 from common.layouts import LAYOUTS, Layout, Placement, get_layout
-from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX, ink_darkness
+from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX
 from stage2_signal.separators import find_bars
 
 _REDUCE = 2  # the ink mask is at half the sheet's resolution (1 px there = 2 sheet px)
 PX_PER_S = CANONICAL.px_per_s  # sheet px per s of chart (25 mm/s)
 PX_PER_MV = CANONICAL.px_per_mv  # sheet px per mV (10 mm/mV)
+PAGE_LINE_PX = 2050.0  # sheet px: a flat run of ink this long (more than a 10 s row and its pulse) is a frame line
 VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
+INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
+SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
 GRID_MARGIN = 8.0  # darkness levels above the page's 95th percentile (a dense grid darker than half the ink fills it)
+GRID_CAP = 0.8  # ... unless that is above this fraction of the ink's darkness (thick traces, 12 rows, fill 5 %)
+FAINT_INK_LEVEL = 0.3  # second try, for pages where nothing fits: a thin navy or grey trace under big black letters,
+# its page full of trace (a 12x1 page's rows overlap), keeps a third of their darkness and is above any guard
 TEXT_LEVEL = 0.25  # text is ink at least this fraction of the traces' darkness ...
 GLYPH_MAX_PX = 60.0  # sheet px: ... in pieces no wider or taller than this (a letter; "aVR" is three)
 MIN_PITCH_PX = 60.0  # sheet px (7.6 mm): rows closer than this are one row (12x1 pages print them >= 76 px apart)
 SPLIT_FRACTION = 0.55  # see _find_row_peaks
-ROW_STRENGTH = 0.4  # a row's ink profile peak is at least this fraction of the page's strongest
-MIN_PROFILE = 0.1  # ... and at least this fraction of the columns
-MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace (a text line in the header does not)
+EDGE_PX = 60.0  # sheet px: no row's baseline lies this close to the sheet's top or bottom (a scan's dark border)
+ROW_STRENGTH = 0.15  # a row's ink profile peak is at least this fraction of the page's strongest
+MIN_PROFILE = 0.08  # ... and at least this fraction of the columns
+MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace ...
+MAX_STACKED = 0.5  # ... in columns that mostly hold one piece of ink (lines of text stack two or more) ...
+ROW_SHARE = 0.5  # ... and at least this fraction of the longest row's trace
 REACH_MV = 1.2  # mV: the outer rows' territories reach this far beyond their baselines
 GAP_CLOSE_PX = 6  # sheet px: breaks in a row's ink this short are bridged (a scanned trace's dropouts)
 GAP_MIN_PX = 8.0  # sheet px (1 mm): a break at least this long between runs of ink is a gap between panels
@@ -65,7 +74,9 @@ PULSE_HEIGHTS_MV = (1.0, 0.5, 2.0)  # tried in this order: a pulse drawn at gain
 PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
 PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
 END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
-START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end within 0.15 s (a pulse's lead-out runs into the row)
+START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end at most 0.15 s late ...
+EARLY_TOL_PX = 0.45 * PX_PER_S  # ... or 0.45 s early (a pulse with its lead-in and -out, not found where the page
+# cuts it, runs into the row)
 BOUNDARY_TIMES_S = (2.5, 5.0, 7.5)  # chart times where the known layouts put panel boundaries in a 10 s row
 CONTROL_OFFSET_S = 1.25  # label ink is compared with the same window this far from any boundary
 LABEL_WINDOW_S = 0.25  # a lead name stands within this after its panel's start ...
@@ -76,6 +87,7 @@ BAR_HALF_BAND_MV = 0.25  # separator bars cross the baseline by at least 0.3 mV 
 BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the layout's boundary
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
+RETRY_BELOW = 0.75  # a page no layout fits this well is read again with FAINT_INK_LEVEL; the surer reading stays
 
 
 @dataclass(frozen=True)
@@ -139,42 +151,74 @@ class FoundLayout:
 
 
 # --- ink ------------------------------------------------------------------------------------------------
-def ink_masks(sheet_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H/2, W/2) uint8 0/1 masks: the trace-dark ink of the sheet without its grid (see the module doc), and
     text: fainter ink too (a scan greys thin letters), in pieces no bigger than a printed character (the
-    traces' pieces are bigger)."""
+    traces' pieces are bigger). ``faint_ink``: the second try's lower threshold (FAINT_INK_LEVEL)."""
     h, w = sheet_rgb.shape[:2]
-    bright = 255 - cv2.resize(ink_darkness(sheet_rgb), (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
+    # the brightest channel, at half resolution the darkest of each 2 x 2 block: a 1 px navy or grey trace keeps
+    # its darkness (averaging would halve it, below that of big black letters beside it)
+    r, g, b = cv2.split(np.ascontiguousarray(sheet_rgb))
+    bright = cv2.erode(cv2.max(cv2.max(r, g), b), np.ones((_REDUCE, _REDUCE), np.uint8), anchor=(0, 0))
+    bright = np.ascontiguousarray(bright[: h - h % _REDUCE : _REDUCE, : w - w % _REDUCE : _REDUCE])
     window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
     paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
     dark = cv2.subtract(paper, bright)
     sample = dark[::2, ::2]
     level = float(np.percentile(sample, 99.8))
-    threshold = max(0.5 * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 24.0)
+    if faint_ink:
+        threshold = max(FAINT_INK_LEVEL * level, 24.0)
+    else:
+        grid_floor = float(np.percentile(sample, 95.0)) + GRID_MARGIN
+        if grid_floor > GRID_CAP * level:  # not a dark grid: the page is that full of ink (thick traces, 12 rows)
+            grid_floor = INK_LEVEL * level
+        threshold = max(INK_LEVEL * level, grid_floor, 24.0)
     ink = (dark >= threshold).astype(np.uint8)
-    # grid lines as dark as the traces: horizontal ones as anchors.py finds them; vertical ones only when much
-    # longer and with their like one grid pitch away on both sides (the pulses of a 12x1 page stand above each
-    # other like one long upright line, and a pulse's two sides are 5 mm apart)
-    run, bridge = max(3, int(round(LINE_RUN_PX / _REDUCE))), LINE_GAP_PX // _REDUCE + 1
-    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, bridge), np.uint8))
-    ink &= 1 - cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
-    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
-    upright = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((int(round(VLINE_RUN_PX / _REDUCE)), 1), np.uint8))
-    if upright.any():
-        near = cv2.dilate(upright, np.ones((1, 3), np.uint8))
-        grid = np.zeros_like(upright)
-        for mm in (CANONICAL.small_box_mm, CANONICAL.big_box_mm):
-            p = int(round(mm * CANONICAL.px_per_mm / _REDUCE))
-            both = np.zeros_like(upright)
-            both[:, p:-p] = near[:, : -2 * p] & near[:, 2 * p :]
-            grid |= upright & both
-        ink &= 1 - cv2.dilate(grid, np.ones((1, 3), np.uint8))
+    # specks (a dotted grid's dots, scan noise) are not ink: a trace or a letter is bigger
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    speck = stats[:, cv2.CC_STAT_AREA] <= SPECK_PX
+    speck[0] = False
+    ink[speck[lab]] = 0
+    # grid lines as dark as the traces: straight runs longer than any QRS stroke (upright) or anchors.py's
+    # LINE_RUN_PX (flat), that have their like one grid pitch away (a flat lead is one long flat line alone; a
+    # 12x1 page's pulses stand above each other like one long upright line, with the pulses' other sides 5 mm
+    # away on one side only, so upright lines need their like on both sides)
+    # and a frame or border line: a flat line longer than any row of chart
+    ink &= 1 - _grid_lines(ink, LINE_RUN_PX, axis=1, both_sides=False, frame_px=PAGE_LINE_PX)
+    ink &= 1 - _grid_lines(ink, VLINE_RUN_PX, axis=0, both_sides=True)
     faint = (dark >= max(TEXT_LEVEL * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 12.0)).astype(np.uint8)
     _, lab, stats, _ = cv2.connectedComponentsWithStats(faint, connectivity=8)
     size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) * _REDUCE
     small = size <= GLYPH_MAX_PX
     small[0] = False
     return ink, small[lab].astype(np.uint8)
+
+
+def _grid_lines(ink: np.ndarray, run_px: float, axis: int, both_sides: bool, frame_px: float | None = None):
+    """uint8 mask (widened by a px) of the runs of ink along ``axis`` (1: rows, flat lines; 0: upright) at least
+    ``run_px`` sheet px long, breaks of up to LINE_GAP_PX bridged, with another such run one grid pitch (1 or 5
+    mm) away on one side (on both with ``both_sides``), and of those at least ``frame_px`` long."""
+    bridge, run = LINE_GAP_PX // _REDUCE + 1, int(round(run_px / _REDUCE))
+    along = (1, bridge) if axis == 1 else (bridge, 1)
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones(along, np.uint8))
+    lines = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, run) if axis == 1 else (run, 1), np.uint8))
+    if not lines.any():
+        return lines
+    lines_t = lines if axis == 0 else lines.T  # pitch offsets run along the last axis
+    near = cv2.dilate(lines_t, np.ones((1, 3), np.uint8))
+    grid = np.zeros_like(lines_t)
+    for mm in (CANONICAL.small_box_mm, CANONICAL.big_box_mm):
+        p = int(round(mm * CANONICAL.px_per_mm / _REDUCE))
+        left, right = np.zeros_like(lines_t), np.zeros_like(lines_t)
+        left[:, p:], right[:, :-p] = near[:, :-p], near[:, p:]
+        grid |= lines_t & ((left & right) if both_sides else (left | right))
+    grid = np.ascontiguousarray(grid if axis == 0 else grid.T)
+    if frame_px is not None:
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
+        long = stats[:, cv2.CC_STAT_WIDTH if axis == 1 else cv2.CC_STAT_HEIGHT] * _REDUCE >= frame_px
+        long[0] = False
+        grid |= long[lab].astype(np.uint8)
+    return cv2.dilate(grid, np.ones((1, 3) if axis == 0 else (3, 1), np.uint8))
 
 
 def _row_profile(ink: np.ndarray) -> np.ndarray:
@@ -201,16 +245,22 @@ def _close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
 
 # --- rows -----------------------------------------------------------------------------------------------
 def _find_row_peaks(profile: np.ndarray) -> list[float]:
-    """Reduced y (sub-px) of the row peaks of the ink profile. A trace that wanders (or swings far one way)
-    can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
+    """Reduced y (sub-px) of the row peaks of the ink profile, EDGE_PX inside the sheet. A trace that wanders (or
+    swings far one way) can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
     (SPLIT_FRACTION of the median gap) is such a second peak, and the weaker of the two is dropped."""
     sep = max(1, int(round(MIN_PITCH_PX / _REDUCE)))
-    is_peak = profile >= maximum_filter1d(profile, size=2 * sep + 1)
+    # local maxima over +-sep/2 (wider, a close row's flank would hide a weak row), strongest first, at least
+    # sep apart (a flat-topped peak is one peak)
+    is_peak = profile >= maximum_filter1d(profile, size=sep + 1)
     top = float(profile.max()) if profile.size else 0.0
+    edge = int(round(EDGE_PX / _REDUCE))
+    inside = (np.arange(profile.size) >= edge) & (np.arange(profile.size) < profile.size - edge)
+    candidates = np.flatnonzero(is_peak & inside & (profile >= max(MIN_PROFILE, ROW_STRENGTH * top)))
     peaks: list[int] = []
-    for i in np.flatnonzero(is_peak & (profile >= max(MIN_PROFILE, ROW_STRENGTH * top))):
-        if not peaks or i - peaks[-1] >= sep:  # a flat-topped peak is one peak
+    for i in candidates[np.argsort(-profile[candidates], kind="stable")]:
+        if all(abs(int(i) - j) >= sep for j in peaks):
             peaks.append(int(i))
+    peaks.sort()
     while len(peaks) > 2:
         gaps = np.diff(peaks)
         k = int(np.argmin(gaps))
@@ -281,15 +331,22 @@ class _RowInk:
     runs: np.ndarray  # (n, 2) reduced [start, end) of the trace's runs
     pulse: tuple | None  # reduced box
     pulse_outside: bool
+    length_px: float  # sheet px of trace in the runs
+    stacked: float  # fraction of the trace's columns holding two or more separate pieces of ink (lines of text)
+
+    @property
+    def is_trace(self) -> bool:
+        return self.length_px >= MIN_ROW_S * PX_PER_S and self.stacked <= MAX_STACKED
 
 
 def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | None:
-    """The row's runs of trace and its pulse, and its baseline (``y``, or the foot of its pulse); None when it
-    holds less than MIN_ROW_S of trace."""
-    occ = ink[band[0] : band[1]].any(axis=0)
-    occ = _close_gaps(occ, GAP_CLOSE_PX // _REDUCE)
+    """The row's runs of trace and its pulse, and its baseline (``y``, or the foot of its pulse); None without
+    a run of trace."""
+    territory = ink[band[0] : band[1]]
+    occ = _close_gaps(territory.any(axis=0), GAP_CLOSE_PX // _REDUCE)
+    pieces = np.count_nonzero(np.diff(territory, axis=0) == 1, axis=0) + territory[0]
     trace = _trace_runs(occ)
-    if trace.size == 0 or (trace[:, 1] - trace[:, 0]).sum() * _REDUCE < MIN_ROW_S * PX_PER_S:
+    if trace.size == 0:
         return None
     near = int(round(PULSE_NEAR_S * PX_PER_S / _REDUCE))
     pw = int(round(PULSE_WIDTH_S * PX_PER_S / _REDUCE))
@@ -316,8 +373,13 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
         if trace.size == 0:
             return None
         gap_px = min(abs(trace[0, 0] - (x1 + 3)), abs(x0 - 2 - trace[-1, 1])) * _REDUCE
-        outside = gap_px >= GAP_MIN_PX
-    return _RowInk(y, occ, trace, pulse, outside)
+        outside = bool(gap_px >= GAP_MIN_PX)
+    inked = np.zeros(occ.size, bool)
+    for a, b in trace:
+        inked[a:b] = True
+    inked &= pieces > 0
+    stacked = float(np.mean(pieces[inked] >= 2)) if inked.any() else 1.0
+    return _RowInk(y, occ, trace, pulse, outside, float((trace[:, 1] - trace[:, 0]).sum() * _REDUCE), stacked)
 
 
 def _trace_runs(occ: np.ndarray) -> np.ndarray:
@@ -399,7 +461,8 @@ def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -
             continue
         durations = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)]) * PX_PER_S
         x0 = float(np.median(ends - durations))
-        agree = (np.abs(ends - durations - x0) <= END_TOL_PX) & (np.abs(starts - x0) <= START_TOL_PX)
+        agree = ((np.abs(ends - durations - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX)
+                 & (starts >= x0 - EARLY_TOL_PX))
         score, count = 0.0, 0
         for k, row in enumerate(rows):
             key = (k, round(x0))
@@ -419,14 +482,18 @@ def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
     """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
-    ink, text = ink_masks(sheet_rgb)
+    found = _find(sheet_rgb, faint_ink=False)
+    if max(found.fits.values()) < RETRY_BELOW:
+        again = _find(sheet_rgb, faint_ink=True)
+        if again.confidence > found.confidence:
+            return again
+    return found
+
+
+def _find(sheet_rgb: np.ndarray, faint_ink: bool) -> FoundLayout:
+    ink, text = ink_masks(sheet_rgb, faint_ink)
     peaks = _find_row_peaks(_row_profile(ink))
-    measured = [_measure_row(ink, y, band) for y, band in zip(peaks, _territories(peaks, ink.shape[0]), strict=True)]
-    rows = [r for r in measured if r is not None]
-    if len(rows) != len(measured):  # a peak without trace (text) moved the territories: measure again
-        ys = [r.y for r in rows]
-        rows = [r for r in (_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]),
-                                                                            strict=True)) if r is not None]
+    rows = _rows_of_trace(ink, peaks)
     if not rows:
         return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None)
     fits, origins = _fit_layouts(sheet_rgb, text, rows)
@@ -437,6 +504,21 @@ def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
     x0 = None if name is None else float(origins[name])
     return FoundLayout(name, float(confidence), tuple(_found_row(r, k, name, x0) for k, r in enumerate(rows)),
                        fits, x0)
+
+
+def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> list[_RowInk]:
+    """The peaks that are rows of trace: at least MIN_ROW_S of it, not stacked like lines of text, and at least
+    ROW_SHARE as long as the longest row (a line of text under the chart is shorter). Dropping a peak widens its
+    neighbours' territories, so the rest are measured again until none is dropped."""
+    ys = list(peaks)
+    for _ in range(len(peaks) + 1):
+        measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
+        longest = max((r.length_px for r in measured if r is not None and r.is_trace), default=0.0)
+        keep = [r is not None and r.is_trace and r.length_px >= ROW_SHARE * longest for r in measured]
+        if all(keep):
+            return [r for r in measured if r is not None]
+        ys = [y for y, k in zip(ys, keep, strict=True) if k]
+    return []
 
 
 def _found_row(row: _RowInk, k: int, layout_name: str | None, x0: float | None) -> FoundRow:
