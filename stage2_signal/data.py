@@ -2,6 +2,11 @@
 
     python -m stage2_signal.data --signals ../shared/data/signals --weights weights --out runs/refiner/train.npz \
         --pages 400 --split train [--types 0001,0003,0004,...] [--seed 21] [--workers 2]
+    python -m stage2_signal.data --pool /work/pool/eik_train2 --weights weights --out runs/refiner/eik_train.npz \
+        --pages 150 [--workers 2]
+
+With ``--pool``, the pages are a train-layout folder's labelled images (``synth.eik``'s pages of ECG-Image-Kit,
+rendered from stage 1's training or validation records as that folder was made), the first ``--pages`` of them.
 
 Each page is rendered from a record window of the chosen split, degraded as one image type, and read by the
 pipeline without a refiner (stage 0 grid rectification, the stage-1 bundle, stage-2 reading). Per lead the
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from common.layouts import LEADS
 from common.types import Page
@@ -34,6 +40,7 @@ from stage2_signal.infer import ExtractorConfig, extract
 from stage2_signal.model import REFINE_FS_HZ
 from stage2_signal.refine import resample_linear
 from synth.factory import make_page
+from synth.labels import SheetLabels
 from synth.make import parse_types
 
 DEFAULT_TYPES = ("0001", "0003", "0004", "0006", "0009", "0010", "0011", "0012")
@@ -58,11 +65,11 @@ def reading_config(stage2_bundle: Path) -> ExtractorConfig:
                    refiner=None)
 
 
-def _init_worker(weights_dir: str, signals_dir: str, split: str) -> None:
+def _init_worker(weights_dir: str, signals_dir: str | None, split: str) -> None:
     torch.set_num_threads(1)
     _WORKER.update(segmenter=TraceSegmenter.from_bundle(Path(weights_dir) / "stage1_segment"),
                    config=reading_config(Path(weights_dir) / "stage2_signal"),
-                   records=refiner_records(Path(signals_dir), split))
+                   records=refiner_records(Path(signals_dir), split) if signals_dir else None)
 
 
 def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np.ndarray, labels,
@@ -99,15 +106,43 @@ def _collect_one(task: tuple) -> tuple[int, str, float, dict | None]:
     return index, image_type, float(synth_page.labels.fs_hz), got
 
 
-def collect(signals_dir: Path, weights_dir: Path, out: Path, pages: int, split: str, types: list[str],
-            seed: int, workers: int) -> dict:
-    tasks = [(i, seed, types[i % len(types)]) for i in range(pages)]
+def pool_pages(pool: Path, pages: int) -> list[tuple[str, str, str]]:
+    """(image path, labels path, image id) of the first ``pages`` labelled images of a train-layout folder."""
+    found = []
+    for image in sorted(Path(pool).glob("train/*/*-*.png")):
+        labels = image.parent / f"{image.parent.name}.labels"
+        if labels.with_suffix(".labels.json").is_file():
+            found.append((str(image), str(labels), image.stem))
+        if len(found) == pages:
+            break
+    if not found:
+        raise FileNotFoundError(f"no labelled images under {Path(pool) / 'train'}")
+    return found
+
+
+def _collect_pool_one(task: tuple) -> tuple[int, str, float, dict | None]:
+    index, (image_path, labels_path, image_id) = task
+    labels = SheetLabels.load(Path(labels_path))
+    with Image.open(image_path) as im:
+        image = np.asarray(im.convert("RGB"))
+    got = read_page(_WORKER["segmenter"], _WORKER["config"], image, labels, image_id)
+    return index, image_id.rsplit("-", 1)[1], float(labels.fs_hz), got
+
+
+def collect(signals_dir: Path | None, weights_dir: Path, out: Path, pages: int, split: str, types: list[str],
+            seed: int, workers: int, pool: Path | None = None) -> dict:
+    if pool is not None:
+        tasks, work = list(enumerate(pool_pages(pool, pages))), _collect_pool_one
+        pages, split = len(tasks), f"pool:{pool}"
+    else:
+        tasks, work = [(i, seed, types[i % len(types)]) for i in range(pages)], _collect_one
     rows = {"x": [], "c": [], "y": [], "lead": [], "page": [], "fs_hz": [], "image_type": []}
     failed = 0
     start = time.time()
     ctx = get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(weights_dir), str(signals_dir), split)) as pool:
-        for done, (index, image_type, fs, got) in enumerate(pool.imap_unordered(_collect_one, tasks), 1):
+    signals = None if signals_dir is None else str(signals_dir)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(weights_dir), signals, split)) as procs:
+        for done, (index, image_type, fs, got) in enumerate(procs.imap_unordered(work, tasks), 1):
             if got is None:
                 failed += 1
             else:
@@ -138,7 +173,9 @@ def load_leads(path: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--signals", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--signals", type=Path, help="render factory pages from these records")
+    source.add_argument("--pool", type=Path, help="read a train-layout folder's labelled pages instead")
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--pages", type=int, default=400)
@@ -150,7 +187,8 @@ def main(argv=None) -> int:
     if args.pages < 1:
         parser.error("--pages must be at least 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(collect(args.signals, args.weights, args.out, args.pages, args.split, args.types, args.seed, args.workers))
+    print(collect(args.signals, args.weights, args.out, args.pages, args.split, args.types, args.seed, args.workers,
+                  args.pool))
     return 0
 
 
