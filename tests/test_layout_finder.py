@@ -1,0 +1,99 @@
+"""The layout found on a sheet: rows, panel extents, pulses and the known layout they fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from common.layouts import Layout, Placement, get_layout
+from stage1_segment.layout_finder import FoundLayout, find_layout
+from synth.factory import make_page
+from synth.signals import simulate_record
+
+MM = CANONICAL.px_per_mm
+
+
+def _factory_sheet(layout_name: str, seed: int, image_type: str):
+    rec = simulate_record(np.random.default_rng(seed))
+    page = make_page(rec, seed, seed, [image_type], layouts=[layout_name], fs_choices=[500])
+    image = page.images[image_type]
+    return image.sheet_map.rectify(image.image_rgb), page.labels
+
+
+@pytest.mark.parametrize(
+    ("layout_name", "seed", "image_type"),
+    [("3x4+II", 0, "0001"), ("6x2", 1, "0003"), ("12x1", 2, "0001"), ("3x4+II,V1,V5", 3, "0001")],
+)
+def test_factory_pages_are_found(layout_name, seed, image_type):
+    sheet, labels = _factory_sheet(layout_name, seed, image_type)
+    found = find_layout(sheet)
+    layout = get_layout(layout_name)
+    assert found.layout_name == layout_name
+    assert found.confidence > 0.3
+    assert found.n_rows == layout.n_rows
+    # rows sit on the 0 mV lines the page was drawn with
+    np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
+    for k, row in enumerate(found.rows):
+        panels = layout.row_panels(k)
+        truth = [(float(labels.placement.panel_x_px(p, p.t0_s)), float(labels.placement.panel_x_px(p, p.t1_s)))
+                 for p in panels]
+        assert row.leads == tuple(p.lead for p in panels)
+        # every panel's start and end within 1 mm
+        np.testing.assert_allclose(np.ravel(row.panels), np.ravel(truth), atol=MM)
+        box = labels.pulse_boxes_px[k]
+        if np.isfinite(box).all():
+            assert row.pulse is not None
+            assert abs(0.5 * (row.pulse[0] + row.pulse[2]) - 0.5 * (box[0] + box[2])) <= MM
+        else:
+            assert row.pulse is None
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_a_page_without_traces_has_no_layout(grid):
+    sheet = np.full((*CANONICAL.shape_hw, 3), 250, np.uint8)
+    if grid:  # a pink grid, with its 5 mm lines darker
+        sheet[:, ::8] = (240, 170, 180)
+        sheet[::8] = (240, 170, 180)
+        sheet[:, ::39] = (220, 90, 110)
+        sheet[::39] = (220, 90, 110)
+    found = find_layout(sheet)
+    assert found.layout_name is None
+    assert found.confidence == 0.0
+    assert found.rows == ()
+    assert found.as_layout() is None
+
+
+def _wavy_rows(sheet: np.ndarray, rows: list[float], x_start: int, x_end: int) -> None:
+    """3 px black traces with QRS-like spikes, isoelectric at each y of ``rows``, from x_start to x_end."""
+    x = np.arange(x_start, x_end)
+    for y in rows:
+        trace = y + 3 * np.sin(x / 40.0) - 60 * ((x % 160) < 6)
+        for dy in (-1, 0, 1):
+            sheet[np.round(trace).astype(int) + dy, x] = 10
+
+
+def test_rows_of_no_known_layout_keep_their_measured_extents():
+    """Five rows of 8 s: no known layout has five rows; the panels are the runs of ink as drawn."""
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    rows = [300.0, 520.0, 740.0, 960.0, 1180.0]
+    _wavy_rows(sheet, rows, 300, 1875)
+    found = find_layout(sheet)
+    assert found.layout_name is None
+    assert found.confidence == 0.0
+    np.testing.assert_allclose([r.y_px for r in found.rows], rows, atol=3.0)
+    for row in found.rows:
+        assert row.leads is None
+        assert len(row.panels) == 1
+        np.testing.assert_allclose(row.panels[0], (300, 1875), atol=4.0)
+
+
+def test_found_layout_json_round_trip(tmp_path):
+    sheet, labels = _factory_sheet("3x4+II", 0, "0001")
+    found = find_layout(sheet)
+    loaded = FoundLayout.load(found.save(tmp_path / "page.layout.json"))
+    assert loaded == found
+    layout, placement = loaded.as_layout()
+    assert isinstance(layout, Layout) and layout.name == "3x4+II"
+    assert isinstance(placement, Placement)
+    assert abs(placement.x0_px - labels.x0_px) <= MM
