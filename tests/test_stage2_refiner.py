@@ -182,3 +182,28 @@ def test_a_bundle_copy_without_config_fails_loudly(tmp_path):
     (tmp_path / "s2" / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match="config not found"):
         SignalExtractor.from_bundle(tmp_path / "s2")
+
+
+def test_readings_are_collected_from_a_labelled_pool(tmp_path):
+    """``--pool``: a train-layout folder's labelled pages (ECG-Image-Kit's, as synth.eik writes them) are read
+    like the factory's; a folder without labelled pages is an error that says where it looked."""
+    import cv2
+
+    from stage2_signal.data import collect, load_leads, pool_pages
+    from synth.factory import make_page
+    from synth.signals import simulate_record
+
+    page = make_page(simulate_record(np.random.default_rng(4)), 4, 4, ["0001"], layouts=["3x4+II"], fs_choices=[500])
+    folder = tmp_path / "pool" / "train" / "30000"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "30000-0001.png"), cv2.cvtColor(page.images["0001"].image_rgb, cv2.COLOR_RGB2BGR))
+    page.labels.save(folder / "30000.labels")
+    (tmp_path / "pool" / "train" / "30001").mkdir()
+    (tmp_path / "pool" / "train" / "30001" / "30001-0001.png").write_bytes(b"")  # no labels: not a page of the pool
+    assert [p[2] for p in pool_pages(tmp_path / "pool", 10)] == ["30000-0001"]
+    with pytest.raises(FileNotFoundError, match="no labelled images"):
+        pool_pages(tmp_path / "empty", 10)
+    summary = collect(None, WEIGHTS, tmp_path / "pool.npz", 10, "train", [], 0, 1, pool=tmp_path / "pool")
+    assert summary["pages"] == 1 and summary["unreadable"] == 0
+    leads = load_leads(tmp_path / "pool.npz")
+    assert list(leads["lead"]) == list(range(len(LEADS))) and set(leads["image_type"]) == {"0001"}
