@@ -1,13 +1,16 @@
 """The layout found on a rectified sheet: its rows, each row's panels, the calibration pulses, and the known
 layout (:data:`common.layouts.LAYOUTS`) they fit best.
 
-Everything is read from the page's ink without the grid (the rule of :mod:`stage1_segment.anchors`: darkness
-against the local paper, above a threshold set by the page's darkest ink; straight runs longer than any trace's
-flat stretch are grid lines, here vertical ones too), at half the sheet's resolution (1 px = 2 sheet px):
+Everything is read from the page's ink without the grid, at half the sheet's resolution (1 px = 2 sheet px; each
+the darkest of its 2 x 2 block, so a 1 px trace keeps its darkness). Ink is darkness against the local paper (the
+rule of :mod:`stage1_segment.anchors`) above half the page's darkest ink, and above a grid that fills more than
+5 % of the page; a page no layout fits is read again at :data:`FAINT_INK_LEVEL` of it (a thin navy trace under big
+black letters). Straight runs that repeat one grid pitch away, and frame lines longer than any row, are grid.
 
 * Rows: the y where ink piles up across the chart (a trace sits on its isoelectric line most of the time):
-  peaks of the per-y fraction of columns holding ink, at least :data:`MIN_PITCH_PX` apart and at least
-  :data:`ROW_STRENGTH` as strong as the strongest, that hold at least :data:`MIN_ROW_S` of trace. Any count.
+  peaks of the per-y fraction of columns holding ink, at least :data:`MIN_PITCH_PX` apart and
+  :data:`EDGE_PX` inside the sheet, that hold at least :data:`MIN_ROW_S` of trace, not stacked like lines of
+  text, and at least half as long as the longest row (a line of text under the chart). Any count.
 * A row's territory reaches half way to its neighbours (at most :data:`REACH_MV` beyond the outer rows); a
   column "holds the row" when the territory has ink there, so a trace is one continuous run whatever its
   amplitude, and a panel ends where that run ends or breaks (a gap between panels).
@@ -15,13 +18,14 @@ flat stretch are grid lines, here vertical ones too), at half the sheet's resolu
   inside, read from running sums of the ink), near either end of the row.
 * The prior: every known layout with as many rows is fitted. A layout places each row's panels at fixed chart
   times from one origin x0 shared by all rows; x0 comes from the rows' right ends (a row's left end can carry a
-  pulse's flat lead-out, which is not the trace). Its fit is the share of rows whose measured extent agrees
-  with it, times how well the page's panel boundaries agree: at every 2.5 s chart time where some layout puts a
-  boundary, the page shows one when a separator bar stands there
-  (:func:`stage2_signal.separators.find_bars`), the row's ink breaks there, or a lead name's ink stands just
-  after it (more ink above or below the baseline than at the same place in the row's other quarters). The best
-  fit is the layout found; its confidence is its fit, lowered when a second layout fits almost as well.
-  Without a fitting layout the panels are the measured runs of ink.
+  pulse's flat lead-out, which is not the trace), or, where the rows are a few per cent longer or shorter than
+  the layout's 10 s at the sheet's 25 mm/s, from their common start and end, which then also set the scale. Its
+  fit is the share of rows whose measured extent agrees with it, times how well the page's panel boundaries
+  agree: at every 2.5 s chart time where some layout puts a boundary, the page shows one when a separator bar
+  stands there (:func:`stage2_signal.separators.find_bars`), the row's ink breaks there, or a lead name's ink
+  stands just after it (more ink above or below the baseline than at the same place in the row's other
+  quarters). The best fit is the layout found; its confidence is its fit, lowered when a second layout fits
+  almost as well. Without a fitting layout the panels are the measured runs of ink.
 
 Lead names are not read from the page: a found layout names its panels by the prior.
 """
@@ -77,6 +81,8 @@ END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with 
 START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end at most 0.15 s late ...
 EARLY_TOL_PX = 0.45 * PX_PER_S  # ... or 0.45 s early (a pulse with its lead-in and -out, not found where the page
 # cuts it, runs into the row)
+SCALE_TOL = 0.08  # a chart drawn up to 8 % off the sheet's 25 mm/s still fits a layout ...
+SCALED_WEIGHT = 0.8  # ... counting this much
 BOUNDARY_TIMES_S = (2.5, 5.0, 7.5)  # chart times where the known layouts put panel boundaries in a 10 s row
 CONTROL_OFFSET_S = 1.25  # label ink is compared with the same window this far from any boundary
 LABEL_WINDOW_S = 0.25  # a lead name stands within this after its panel's start ...
@@ -111,6 +117,7 @@ class FoundLayout:
     rows: tuple[FoundRow, ...]
     fits: dict  # known layout name -> its fit in [0, 1] (0 for another row count)
     x0_px: float | None  # chart time 0 of the matched layout (every row's first panel start)
+    px_per_s: float | None  # sheet px per s of chart the layout was placed with (the sheet's 25 mm/s, or measured)
 
     @property
     def n_rows(self) -> int:
@@ -121,7 +128,8 @@ class FoundLayout:
         return tuple(r.pulse for r in self.rows)
 
     def as_layout(self) -> tuple[Layout, Placement] | None:
-        """The matched known layout and where its rows sit on this sheet; None without a match."""
+        """The matched known layout and where its rows sit on this sheet (at ``px_per_s`` px per s of chart,
+        the sheet's own 25 mm/s unless the rows showed another); None without a match."""
         if self.layout_name is None or self.x0_px is None:
             return None
         return get_layout(self.layout_name), Placement(self.x0_px, tuple(r.y_px for r in self.rows))
@@ -138,7 +146,7 @@ class FoundLayout:
                               tup(r["pulse"]), bool(r["pulse_outside"]), tuple(tuple(p) for p in r["runs"]))
                      for r in data["rows"])
         return cls(data["layout_name"], float(data["confidence"]), rows,
-                   {str(k): float(v) for k, v in data["fits"].items()}, data["x0_px"])
+                   {str(k): float(v) for k, v in data["fits"].items()}, data["x0_px"], data["px_per_s"])
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -432,9 +440,10 @@ def _label_evidence(text: np.ndarray, y: float, xs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0: float) -> np.ndarray:
+def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0: float,
+                       px_per_s: float) -> np.ndarray:
     """(len(BOUNDARY_TIMES_S),) bool: whether the page shows a panel boundary at each chart time of the row."""
-    xs = x0 + np.asarray(BOUNDARY_TIMES_S) * PX_PER_S
+    xs = x0 + np.asarray(BOUNDARY_TIMES_S) * px_per_s
     y_sheet = (row.y + 0.5) * _REDUCE - 0.5
     bars = find_bars(sheet_rgb, xs, np.full(xs.size, y_sheet), BAR_HALF_BAND_MV * PX_PER_MV, BAR_SEARCH_PX,
                      (CANONICAL.px_per_mm, CANONICAL.big_box_mm * CANONICAL.px_per_mm))
@@ -442,7 +451,7 @@ def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0
     reach = int(round(CANONICAL.px_per_mm / _REDUCE))
     idx = np.clip(np.round(xs / _REDUCE).astype(np.int64), reach, row.occupied.size - reach - 1)
     gaps = np.array([not row.occupied[i - reach : i + reach + 1].all() for i in idx])
-    controls = np.concatenate([xs - CONTROL_OFFSET_S * PX_PER_S, xs[-1:] + CONTROL_OFFSET_S * PX_PER_S])
+    controls = np.concatenate([xs - CONTROL_OFFSET_S * px_per_s, xs[-1:] + CONTROL_OFFSET_S * px_per_s])
     label = _label_evidence(text, row.y, xs)
     base = float(np.median(_label_evidence(text, row.y, controls)))
     labels = label >= max(LABEL_RATIO * base, LABEL_MIN_PX)
@@ -450,31 +459,53 @@ def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0
 
 
 def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> tuple[dict, dict]:
-    """Per known layout, its fit in [0, 1] and its chart origin x0 (sheet px)."""
-    fits, origins = {}, {}
+    """Per known layout, its fit in [0, 1] and its chart origin and scale (x0 sheet px, px per s)."""
+    fits, placements = {}, {}
     ends = np.array([r.runs[-1, 1] * _REDUCE for r in rows], dtype=np.float64)
     starts = np.array([r.runs[0, 0] * _REDUCE for r in rows], dtype=np.float64)
     evidence: dict = {}
     for name, layout in LAYOUTS.items():
+        fits[name] = 0.0
         if layout.n_rows != len(rows):
-            fits[name] = 0.0
             continue
-        durations = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)]) * PX_PER_S
-        x0 = float(np.median(ends - durations))
-        agree = ((np.abs(ends - durations - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX)
-                 & (starts >= x0 - EARLY_TOL_PX))
+        seconds = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)])
+        x0, px_per_s, agree, weight = _place(starts, ends, seconds)
+        if agree is None:
+            continue
         score, count = 0.0, 0
         for k, row in enumerate(rows):
-            key = (k, round(x0))
+            key = (k, round(x0), round(px_per_s, 1))
             if key not in evidence:
-                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0)
+                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0, px_per_s)
             expected = np.array([any(abs(p.x_offset_s - t) < 1e-6 for p in layout.row_panels(k))
                                  for t in BOUNDARY_TIMES_S])
             score += float((evidence[key] == expected).sum())
             count += expected.size
-        fits[name] = float(agree.mean()) * (1.0 - BOUNDARY_WEIGHT * (1.0 - score / count))
-        origins[name] = x0
-    return fits, origins
+        fits[name] = weight * float(agree.mean()) * (1.0 - BOUNDARY_WEIGHT * (1.0 - score / count))
+        placements[name] = (x0, px_per_s)
+    return fits, placements
+
+
+def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
+    """Chart origin x0, px per s, which rows agree, and the weight of such a placement, for rows of ``seconds``
+    measured from ``starts`` to ``ends`` (sheet px); agree is None when the rows fit neither way.
+
+    At the sheet's own scale x0 comes from the right ends (a row's left end can carry a pulse's flat lead-out);
+    a row agrees when its end is within END_TOL_PX of x0 + its length and its start no later than START_TOL_PX
+    and no earlier than EARLY_TOL_PX. Where most rows do not, the chart may be drawn at another scale than the
+    sheet's (a real page's grid read a few per cent off, a printer's own speed): the rows' common start and end
+    then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much."""
+    x0 = float(np.median(ends - seconds * PX_PER_S))
+    agree = ((np.abs(ends - seconds * PX_PER_S - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX)
+             & (starts >= x0 - EARLY_TOL_PX))
+    if agree.mean() > 0.5 or np.ptp(seconds) > 0:
+        return x0, PX_PER_S, agree, 1.0
+    x0, x1 = float(np.median(starts)), float(np.median(ends))
+    px_per_s = (x1 - x0) / float(seconds[0])
+    if abs(px_per_s / PX_PER_S - 1.0) > SCALE_TOL:
+        return x0, px_per_s, None, 0.0
+    agree = (np.abs(ends - x1) <= END_TOL_PX) & (np.abs(starts - x0) <= START_TOL_PX)
+    return x0, px_per_s, agree, SCALED_WEIGHT
 
 
 # --- the finder -----------------------------------------------------------------------------------------
@@ -495,15 +526,19 @@ def _find(sheet_rgb: np.ndarray, faint_ink: bool) -> FoundLayout:
     peaks = _find_row_peaks(_row_profile(ink))
     rows = _rows_of_trace(ink, peaks)
     if not rows:
-        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None)
-    fits, origins = _fit_layouts(sheet_rgb, text, rows)
+        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None, None)
+    fits, placements = _fit_layouts(sheet_rgb, text, rows)
     ranked = sorted(fits, key=fits.get, reverse=True)
     best, second = fits[ranked[0]], fits[ranked[1]]
-    name = ranked[0] if best > 0 else None
-    confidence = best * (MARGIN_FLOOR + (1 - MARGIN_FLOOR) * (best - second) / best) if best > 0 else 0.0
-    x0 = None if name is None else float(origins[name])
-    return FoundLayout(name, float(confidence), tuple(_found_row(r, k, name, x0) for k, r in enumerate(rows)),
-                       fits, x0)
+    if best <= 0:
+        return FoundLayout(None, 0.0, tuple(_found_row(r, k, None, None, None) for k, r in enumerate(rows)), fits,
+                           None, None)
+    name = ranked[0]
+    confidence = best * (MARGIN_FLOOR + (1 - MARGIN_FLOOR) * (best - second) / best)
+    x0, px_per_s = placements[name]
+    return FoundLayout(name, float(confidence),
+                       tuple(_found_row(r, k, name, x0, px_per_s) for k, r in enumerate(rows)), fits, float(x0),
+                       float(px_per_s))
 
 
 def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> list[_RowInk]:
@@ -521,13 +556,14 @@ def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> list[_RowInk]:
     return []
 
 
-def _found_row(row: _RowInk, k: int, layout_name: str | None, x0: float | None) -> FoundRow:
-    """Sheet px; the panels are the layout's, placed at ``x0``, or the measured runs without a layout."""
+def _found_row(row: _RowInk, k: int, layout_name: str | None, x0: float | None, px_per_s: float | None) -> FoundRow:
+    """Sheet px; the panels are the layout's, placed at ``x0`` and ``px_per_s``, or the measured runs without
+    a layout."""
     runs = tuple((float(s) * _REDUCE, float(e) * _REDUCE) for s, e in row.runs)
     pulse = None if row.pulse is None else tuple(float(v) * _REDUCE for v in row.pulse)
     y = (row.y + 0.5) * _REDUCE - 0.5
-    if layout_name is None or x0 is None:
+    if layout_name is None or x0 is None or px_per_s is None:
         return FoundRow(float(y), runs, None, pulse, row.pulse_outside, runs)
     panels = get_layout(layout_name).row_panels(k)
-    extents = tuple((x0 + p.x_offset_s * PX_PER_S, x0 + (p.x_offset_s + p.duration_s) * PX_PER_S) for p in panels)
+    extents = tuple((x0 + p.x_offset_s * px_per_s, x0 + (p.x_offset_s + p.duration_s) * px_per_s) for p in panels)
     return FoundRow(float(y), extents, tuple(p.lead for p in panels), pulse, row.pulse_outside, runs)
