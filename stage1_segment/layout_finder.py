@@ -441,12 +441,15 @@ def _label_evidence(text: np.ndarray, y: float, xs: np.ndarray) -> np.ndarray:
 
 
 def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0: float,
-                       px_per_s: float) -> np.ndarray:
-    """(len(BOUNDARY_TIMES_S),) bool: whether the page shows a panel boundary at each chart time of the row."""
+                       px_per_s: float, with_bars: bool) -> np.ndarray:
+    """(len(BOUNDARY_TIMES_S),) bool: whether the page shows a panel boundary at each chart time of the row
+    (separator bars looked for only ``with_bars``: they cost more than the rest)."""
     xs = x0 + np.asarray(BOUNDARY_TIMES_S) * px_per_s
-    y_sheet = (row.y + 0.5) * _REDUCE - 0.5
-    bars = find_bars(sheet_rgb, xs, np.full(xs.size, y_sheet), BAR_HALF_BAND_MV * PX_PER_MV, BAR_SEARCH_PX,
-                     (CANONICAL.px_per_mm, CANONICAL.big_box_mm * CANONICAL.px_per_mm))
+    bars = np.full(xs.size, np.nan)
+    if with_bars:
+        y_sheet = (row.y + 0.5) * _REDUCE - 0.5
+        bars = find_bars(sheet_rgb, xs, np.full(xs.size, y_sheet), BAR_HALF_BAND_MV * PX_PER_MV, BAR_SEARCH_PX,
+                         (CANONICAL.px_per_mm, CANONICAL.big_box_mm * CANONICAL.px_per_mm))
     # a break in the row's ink at the boundary (+-1 mm)
     reach = int(round(CANONICAL.px_per_mm / _REDUCE))
     idx = np.clip(np.round(xs / _REDUCE).astype(np.int64), reach, row.occupied.size - reach - 1)
@@ -464,6 +467,8 @@ def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -
     ends = np.array([r.runs[-1, 1] * _REDUCE for r in rows], dtype=np.float64)
     starts = np.array([r.runs[0, 0] * _REDUCE for r in rows], dtype=np.float64)
     evidence: dict = {}
+    # bars decide between layouts of one row count (3x4+II,V1,V5 and 6x2); labels and breaks check the others
+    with_bars = sum(layout.n_rows == len(rows) for layout in LAYOUTS.values()) > 1
     for name, layout in LAYOUTS.items():
         fits[name] = 0.0
         if layout.n_rows != len(rows):
@@ -476,7 +481,7 @@ def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -
         for k, row in enumerate(rows):
             key = (k, round(x0), round(px_per_s, 1))
             if key not in evidence:
-                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0, px_per_s)
+                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0, px_per_s, with_bars)
             expected = np.array([any(abs(p.x_offset_s - t) < 1e-6 for p in layout.row_panels(k))
                                  for t in BOUNDARY_TIMES_S])
             score += float((evidence[key] == expected).sum())
@@ -513,47 +518,51 @@ def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
     """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
-    found = _find(sheet_rgb, faint_ink=False)
-    if max(found.fits.values()) < RETRY_BELOW:
-        again = _find(sheet_rgb, faint_ink=True)
+    found, lost_a_row = _find(sheet_rgb, faint_ink=False)
+    if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
+        again, _ = _find(sheet_rgb, faint_ink=True)
         if again.confidence > found.confidence:
             return again
     return found
 
 
-def _find(sheet_rgb: np.ndarray, faint_ink: bool) -> FoundLayout:
+def _find(sheet_rgb: np.ndarray, faint_ink: bool) -> tuple[FoundLayout, bool]:
+    """The layout read with one ink threshold, and whether that reading lost a row of faint trace."""
     ink, text = ink_masks(sheet_rgb, faint_ink)
     peaks = _find_row_peaks(_row_profile(ink))
-    rows = _rows_of_trace(ink, peaks)
+    rows, dropped_inside = _rows_of_trace(ink, peaks)
     if not rows:
-        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None, None)
+        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None, None), False
     fits, placements = _fit_layouts(sheet_rgb, text, rows)
     ranked = sorted(fits, key=fits.get, reverse=True)
     best, second = fits[ranked[0]], fits[ranked[1]]
     if best <= 0:
         return FoundLayout(None, 0.0, tuple(_found_row(r, k, None, None, None) for k, r in enumerate(rows)), fits,
-                           None, None)
+                           None, None), dropped_inside
     name = ranked[0]
     confidence = best * (MARGIN_FLOOR + (1 - MARGIN_FLOOR) * (best - second) / best)
     x0, px_per_s = placements[name]
     return FoundLayout(name, float(confidence),
                        tuple(_found_row(r, k, name, x0, px_per_s) for k, r in enumerate(rows)), fits, float(x0),
-                       float(px_per_s))
+                       float(px_per_s)), dropped_inside
 
 
-def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> list[_RowInk]:
+def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], bool]:
     """The peaks that are rows of trace: at least MIN_ROW_S of it, not stacked like lines of text, and at least
     ROW_SHARE as long as the longest row (a line of text under the chart is shorter). Dropping a peak widens its
-    neighbours' territories, so the rest are measured again until none is dropped."""
+    neighbours' territories, so the rest are measured again until none is dropped. Also: whether a peak between
+    the rows kept was dropped (a row whose trace the ink mask lost: a faint trace)."""
     ys = list(peaks)
     for _ in range(len(peaks) + 1):
         measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
         longest = max((r.length_px for r in measured if r is not None and r.is_trace), default=0.0)
         keep = [r is not None and r.is_trace and r.length_px >= ROW_SHARE * longest for r in measured]
         if all(keep):
-            return [r for r in measured if r is not None]
+            rows = [r for r in measured if r is not None]
+            dropped_inside = bool(rows) and any(rows[0].y < y < rows[-1].y for y in set(peaks) - set(ys))
+            return rows, dropped_inside
         ys = [y for y, k in zip(ys, keep, strict=True) if k]
-    return []
+    return [], False
 
 
 def _found_row(row: _RowInk, k: int, layout_name: str | None, x0: float | None, px_per_s: float | None) -> FoundRow:
