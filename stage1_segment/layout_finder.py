@@ -76,6 +76,7 @@ PULSE_MIN_SCORE = 0.7  # a pulse's top, sides and empty inside each score at lea
 PULSE_HEIGHTS_MV = (1.0, 0.5, 2.0)  # tried in this order: a pulse drawn at gain 5 or 20 mm/mV is still a pulse (a
 # 1 mV pulse's upper half is not taken for a 0.5 mV one)
 PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
+PULSE_FOOT_MV = 0.6  # mV: see _measure_row
 PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
 END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
 START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end at most 0.15 s late ...
@@ -93,7 +94,7 @@ BAR_HALF_BAND_MV = 0.25  # separator bars cross the baseline by at least 0.3 mV 
 BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the layout's boundary
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
-RETRY_BELOW = 0.75  # a page no layout fits this well is read again with FAINT_INK_LEVEL; the surer reading stays
+RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout)
 
 
 @dataclass(frozen=True)
@@ -252,8 +253,8 @@ def _close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
 
 
 # --- rows -----------------------------------------------------------------------------------------------
-def _find_row_peaks(profile: np.ndarray) -> list[float]:
-    """Reduced y (sub-px) of the row peaks of the ink profile, EDGE_PX inside the sheet. A trace that wanders (or
+def _find_row_peaks(profile: np.ndarray) -> list[int]:
+    """Reduced y of the row peaks of the ink profile, EDGE_PX inside the sheet. A trace that wanders (or
     swings far one way) can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
     (SPLIT_FRACTION of the median gap) is such a second peak, and the weaker of the two is dropped."""
     sep = max(1, int(round(MIN_PITCH_PX / _REDUCE)))
@@ -275,6 +276,11 @@ def _find_row_peaks(profile: np.ndarray) -> list[float]:
         if gaps[k] >= SPLIT_FRACTION * float(np.median(gaps)):
             break
         del peaks[k if profile[peaks[k]] < profile[peaks[k + 1]] else k + 1]
+    return peaks
+
+
+def _sub_px(profile: np.ndarray, peaks) -> list[float]:
+    """Reduced y of each peak to a fraction of a px: the top of a parabola through it and its neighbours."""
     ys = []
     for i in peaks:
         lo, hi = profile[max(i - 1, 0)], profile[min(i + 1, profile.size - 1)]
@@ -358,9 +364,13 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
         return None
     near = int(round(PULSE_NEAR_S * PX_PER_S / _REDUCE))
     pw = int(round(PULSE_WIDTH_S * PX_PER_S / _REDUCE))
+    # the pulse's foot lies in the middle half of the territory, within PULSE_FOOT_MV of the peak (a neighbour's
+    # pulse stands at the territory's edge)
+    reach = PULSE_FOOT_MV * PX_PER_MV / _REDUCE
+    feet = (int(round(max(y - reach, 0.5 * (y + band[0])))), int(round(min(y + reach, 0.5 * (y + band[1])))) + 1)
     best = None
     for lo, hi in ((trace[0, 0] - near - pw, trace[0, 0] + near), (trace[-1, 1] - near, trace[-1, 1] + near)):
-        found = _find_pulse(ink, band, int(lo), int(hi))
+        found = _find_pulse(ink, feet, int(lo), int(hi))
         if found is not None and (best is None or found[0] > best[0]):
             best = found
     pulse, outside = None, False
@@ -515,36 +525,42 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
 
 # --- the finder -----------------------------------------------------------------------------------------
 def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
-    """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200)."""
+    """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200).
+
+    Read once; a page that no layout fits well (RETRY_BELOW), or where a row between the rows found was lost, is
+    read again with the fainter ink level, and the surer reading is kept."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
-    found, lost_a_row = _find(sheet_rgb, faint_ink=False)
-    if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
-        again, _ = _find(sheet_rgb, faint_ink=True)
-        if again.confidence > found.confidence:
-            return again
-    return found
+    found, lost_a_row = _read(sheet_rgb, faint_ink=False)
+    if not (lost_a_row or max(found.fits.values()) < RETRY_BELOW):
+        return found
+    return max((found, _read(sheet_rgb, faint_ink=True)[0]), key=lambda r: r.confidence)
 
 
-def _find(sheet_rgb: np.ndarray, faint_ink: bool) -> tuple[FoundLayout, bool]:
-    """The layout read with one ink threshold, and whether that reading lost a row of faint trace."""
+def _read(sheet_rgb: np.ndarray, faint_ink: bool) -> tuple[FoundLayout, bool]:
+    """The layout read with one ink threshold, and whether a row between the rows found was lost."""
     ink, text = ink_masks(sheet_rgb, faint_ink)
-    peaks = _find_row_peaks(_row_profile(ink))
-    rows, dropped_inside = _rows_of_trace(ink, peaks)
+    profile = _row_profile(ink)
+    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, _find_row_peaks(profile)))
+    return _reading(sheet_rgb, text, rows), lost_a_row
+
+
+def _reading(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> FoundLayout:
+    """The found layout of these rows: the best-fitting known layout, or none."""
     if not rows:
-        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None, None), False
+        return FoundLayout(None, 0.0, (), {name: 0.0 for name in LAYOUTS}, None, None)
     fits, placements = _fit_layouts(sheet_rgb, text, rows)
     ranked = sorted(fits, key=fits.get, reverse=True)
     best, second = fits[ranked[0]], fits[ranked[1]]
     if best <= 0:
         return FoundLayout(None, 0.0, tuple(_found_row(r, k, None, None, None) for k, r in enumerate(rows)), fits,
-                           None, None), dropped_inside
+                           None, None)
     name = ranked[0]
     confidence = best * (MARGIN_FLOOR + (1 - MARGIN_FLOOR) * (best - second) / best)
     x0, px_per_s = placements[name]
     return FoundLayout(name, float(confidence),
                        tuple(_found_row(r, k, name, x0, px_per_s) for k, r in enumerate(rows)), fits, float(x0),
-                       float(px_per_s)), dropped_inside
+                       float(px_per_s))
 
 
 def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], bool]:
