@@ -6,7 +6,8 @@
 ``--data-dir`` is a train-layout folder (``synth.make``, ``synth.eik``, ``benchmarks.make_eval_set``). The first
 run digitizes every image once and keeps each image's rectified sheet and trace maps under ``--cache`` (a folder
 per data set; delete it after changing stage 0 or 1). Every combination of the ``--set`` values (dotted
-``section.field`` of the stage-2 bundle's config) is then read from the cache and scored with the competition
+``section.field`` of the stage-2 bundle's config, with the bundle's refiner if it has one) is then read from the
+cache and scored with the competition
 metric; printed per combination: the score over all images and per image type (and per variant where the folder
 has a ``variants.csv``).
 """
@@ -59,14 +60,14 @@ def with_overrides(base: dict, overrides: dict) -> ExtractorConfig:
     return ExtractorConfig.from_dict(d)
 
 
-def score(config: ExtractorConfig, jobs, truth: dict, outputs: dict) -> pd.DataFrame:
+def score(config: ExtractorConfig, jobs, truth: dict, outputs: dict, refiner=None) -> pd.DataFrame:
     rows = []
     for job in jobs:
         try:
             if outputs[job.image_id] is None:
                 raise ValueError("the shipped pipeline could not read it")
             rectified, maps = outputs[job.image_id]
-            ex = extract(maps, rectified.px_per_mm, job.fs_hz, job.samples_per_lead, config,
+            ex = extract(maps, rectified.px_per_mm, job.fs_hz, job.samples_per_lead, config, refiner,
                          sheet_rgb=rectified.sheet_rgb)
             pred = ex.signals.leads_mv
         except ValueError:
@@ -110,8 +111,9 @@ def main(argv=None) -> int:
     for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         overrides = dict(zip(keys, combo, strict=True))
         config = with_overrides(base, overrides)
-        SignalExtractor(config)  # the same checks as a bundle
-        images = score(config, jobs, truth, outputs)
+        # the same checks as a bundle; a bundle's refiner (its weights beside its config) reads every setting
+        SignalExtractor(config, args.weights / "stage2_signal")
+        images = score(config, jobs, truth, outputs, pipeline.extractor.refiner)
         parts = [f"all {snr_db_from_linear(images['snr']):.2f}"]
         parts += [f"{t} {snr_db_from_linear(g['snr']):.2f}" for t, g in images.groupby("type")]
         if variants is not None and "grid" in variants:
