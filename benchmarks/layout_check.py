@@ -7,7 +7,8 @@
 sheet by its exact map (the finder alone is measured), or by stage 0 (``--stage0``: the truth is carried into
 the rectified sheet through both maps). A page is right when it has the labelled number of rows, every panel's
 start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
-the layout's name is right. Also printed: pulses right (a row's pulse found where one is printed, its centre
+the layout's name is right (an image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed
+and not scored). Also printed: pulses right (a row's pulse found where one is printed, its centre
 within 1 mm, and none found where none is), the rows' baseline error (found vs the labelled 0 mV line, sheet
 px), and the finder's time per page on ``--threads`` threads: wall clock (``seconds``) and CPU time over all
 threads (``cpu_s``; on a shared machine the wall clock includes waiting for a core).
@@ -98,9 +99,12 @@ def main(argv=None) -> int:
         pngs = [p for p in pngs if p.stem.rsplit("-", 1)[1] in args.types]
     if not pngs:
         parser.error(f"no train-layout images under {args.data_dir}/train")
-    rows = []
+    rows, unmapped = [], []
     for png in pngs:
         record = png.parent.name
+        if not png.with_suffix(".map.json").exists():  # an image whose map onto the sheet is not known
+            unmapped.append(png.stem)
+            continue
         truth = truth_of(png.parent / f"{record}.labels.json")
         true_map = SheetMap.from_dict(json.loads(png.with_suffix(".map.json").read_text()))
         image = read_image_rgb(png)
@@ -120,6 +124,10 @@ def main(argv=None) -> int:
         rows.append({"image": png.stem, "layout": truth["layout"], "found": found.layout_name,
                      "n_rows": found.n_rows, "confidence": round(found.confidence, 3), "seconds": seconds,
                      "cpu_s": cpu_s, **score})
+    if unmapped:
+        print(f"{len(unmapped)} images without a map onto the sheet are not scored: {', '.join(unmapped)}")
+    if not rows:
+        parser.error("no image with a map onto the sheet to score")
     df = pd.DataFrame(rows)
     if args.out:
         df.to_csv(args.out, index=False)
