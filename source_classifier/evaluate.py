@@ -6,7 +6,8 @@
 With ``--signals``: renders N FRESH factory pages from the validation records (every 10th record path of each
 source, which training never sees; seed 2, while training's validation pool uses seed 1 and training seed 0),
 degrades each page as all nine types, and prints the accuracy, the per-type accuracy, the share routed as
-low-confidence, the 9x9 confusion matrix (rows: true type, columns: predicted) and the time per image.
+low-confidence, how often the route taken has the true type's rectifier (and all its settings), the 9x9
+confusion matrix (rows: true type, columns: predicted) and the time per image.
 With ``--images``: unlabelled pictures; prints how many are predicted as each type and how many are
 low-confidence (a sanity check on real images).
 """
@@ -36,12 +37,13 @@ def confusion_table(cm: np.ndarray) -> str:
 
 def evaluate_synthetic(clf, signals: Path, n_per_type: int, seed: int, eik_pools: list[Path]) -> dict:
     from source_classifier.data import PageSource, eik_sheets, split_records
+    from source_classifier.routing import route, settings_for
 
     _, val_recs, _ = split_records(signals)
     source = PageSource(val_recs, "val", seed, eik_sheets(eik_pools))
     k = len(IMAGE_TYPES)
     cm = np.zeros((k, k), np.int64)
-    low = 0
+    low = same_rectifier = same_route = 0
     times = []
     for index in range(n_per_type):
         sheet = source.sheet(index)
@@ -52,9 +54,14 @@ def evaluate_synthetic(clf, signals: Path, n_per_type: int, seed: int, eik_pools
             times.append(time.perf_counter() - t0)
             cm[ti, IMAGE_TYPES.index(pred.image_type)] += 1
             low += int(pred.low_confidence)
+            got, want = route(pred), settings_for(t)
+            same_rectifier += int(got.rectifier == want.rectifier)
+            same_route += int(got == want)
         if (index + 1) % 10 == 0:
             print(f"{index + 1}/{n_per_type} pages: accuracy so far {np.trace(cm) / cm.sum():.4f}", flush=True)
-    return {"cm": cm, "accuracy": float(np.trace(cm) / cm.sum()), "low_confidence": low / cm.sum(),
+    n = cm.sum()
+    return {"cm": cm, "accuracy": float(np.trace(cm) / n), "low_confidence": low / n,
+            "same_rectifier": same_rectifier / n, "same_route": same_route / n,
             "ms_per_image": 1000 * float(np.mean(times))}
 
 
@@ -81,6 +88,8 @@ def main(argv=None) -> int:
         print(f"accuracy {res['accuracy']:.4f} on {int(cm.sum())} images ({args.n_per_type} per type, seed "
               f"{args.seed}, validation records); low-confidence {100 * res['low_confidence']:.1f} %; "
               f"{res['ms_per_image']:.0f} ms/image on {args.threads} threads")
+        print(f"routed with the true type's rectifier {100 * res['same_rectifier']:.1f} %, with all its settings "
+              f"{100 * res['same_route']:.1f} % (low-confidence pages get the general route)")
         print("per type: " + ", ".join(f"{t} {cm[i, i] / max(1, cm[i].sum()):.3f}" for i, t in enumerate(IMAGE_TYPES)))
         print(confusion_table(cm))
         return 0

@@ -36,11 +36,13 @@ def normalise_input(x_u8: torch.Tensor) -> torch.Tensor:
 
 @MODEL_REGISTRY.register("timm_classifier")
 def _timm_classifier(timm_name: str = "tinynet_c", in_chans: int = 4, num_classes: int = 9,
-                     drop_rate: float = 0.2) -> nn.Module:
+                     drop_rate: float = 0.2, global_pool: str = "avg") -> nn.Module:
+    """``global_pool`` "avgmax" (timm: the mean of average and max pooling) lets one strong local feature (a mold
+    colony, a stain) decide, where the plain average dilutes it over the page; it adds no weights."""
     if timm_name not in EFFICIENTNETS:
         raise ValueError(f"timm_name must be an EfficientNet of b0 size or smaller {EFFICIENTNETS}, got {timm_name!r}")
     ensure_torchvision()
     import timm
 
     return timm.create_model(timm_name, pretrained=False, in_chans=int(in_chans), num_classes=int(num_classes),
-                             drop_rate=float(drop_rate))
+                             drop_rate=float(drop_rate), global_pool=global_pool)

@@ -38,7 +38,7 @@ from source_classifier.data import (
     read_description,
     split_records,
 )
-from source_classifier.infer import DEFAULT_THRESHOLD, bf16_native, save_bundle
+from source_classifier.infer import DEFAULT_THRESHOLD, bf16_native, load_bundle, save_bundle
 from source_classifier.model import create_model, normalise_input
 
 DEFAULT_MODEL = {"name": "timm_classifier",
@@ -137,6 +137,9 @@ def main(argv=None) -> int:
                     help="ECG-Image-Kit pool folders whose plain drawings the producers use as sheets")
     ap.add_argument("--input-hw", type=int, nargs=2, default=list(DEFAULT_INPUT_HW))
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this bundle's weights (a continued run); its network unless --model names "
+                         "another configuration the weights fit")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-decay", type=float, default=0.02)
@@ -160,6 +163,19 @@ def main(argv=None) -> int:
     input_hw = (int(args.input_hw[0]), int(args.input_hw[1]))
     args.run_dir.mkdir(parents=True, exist_ok=True)
     model_cfg = json.loads(args.model) if args.model else DEFAULT_MODEL
+    init_model, init_desc = None, None
+    if args.init is not None:
+        init_model, init_cfg = load_bundle(args.init)
+        init_desc = {"bundle": str(args.init), "model_kwargs": init_cfg["model_kwargs"],
+                     "training": init_cfg.get("training"),
+                     "validation_accuracy": (init_cfg.get("validation") or {}).get("accuracy")}
+        if args.model:  # another configuration of the same weights (e.g. its global pooling)
+            init_model = create_model(model_cfg["name"], **model_cfg["kwargs"])
+            init_model.load_state_dict(load_bundle(args.init)[0].state_dict(), strict=True)
+        else:
+            model_cfg = {"name": init_cfg["model_name"], "kwargs": init_cfg["model_kwargs"]}
+        if tuple(init_cfg["input_hw"]) != tuple(args.input_hw):
+            ap.error(f"--init bundle's input is {init_cfg['input_hw']}, not --input-hw {args.input_hw}")
     bf16 = bf16_native(torch.device("cpu"))
     log(f"bf16 autocast: {bf16} (native bf16 on this CPU: {bf16})")
 
@@ -219,12 +235,18 @@ def main(argv=None) -> int:
         rescan()
     log(f"buffer: {len(buf)} images")
 
-    model = create_model(model_cfg["name"], **model_cfg["kwargs"]).train().to(memory_format=torch.channels_last)
+    model = init_model if init_model is not None else create_model(model_cfg["name"], **model_cfg["kwargs"])
+    model = model.train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     t0 = time.time()
     last_eval = last_scan = t0
     step = 0
     best: tuple | None = None
+    if init_model is not None:  # a continued run writes its bundle only when it beats the bundle it started from
+        res0 = evaluate(model, x_val, y_val, bf16)
+        best = (res0["accuracy"], -res0["loss"])
+        log(f"--init bundle: accuracy {res0['accuracy']:.4f} loss {res0['loss']:.4f}")
+    written = False
     losses: list[float] = []
     history: list[dict] = []
     minutes = float(args.minutes)
@@ -255,6 +277,7 @@ def main(argv=None) -> int:
                         "steps": step, "minutes": round(elapsed / 60, 2), "batch": args.batch, "lr": args.lr,
                         "images_seen": int(step * args.batch), "distinct_images": buf.seen,
                         "threads": args.threads, "bf16": bf16, "seed": args.seed,
+                        "init": init_desc,
                     },
                     "training_data": {
                         "signals": str(args.signals), "sources": data_desc,
@@ -267,6 +290,7 @@ def main(argv=None) -> int:
                     "history": history,
                 }
                 save_bundle(model, cfg, args.out)
+                written = True
                 log(f"bundle written to {args.out}")
             last_eval = time.time()
         if done:
@@ -294,7 +318,8 @@ def main(argv=None) -> int:
                 f"({(time.time() - t0) / step:.2f} s/step)")
     for p in procs:
         p.terminate()
-    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min; best validation accuracy {best[0]:.4f}")
+    log(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min; best validation accuracy {best[0]:.4f}"
+        + ("" if written else f"; never better than the --init bundle, nothing written to {args.out}"))
     return 0
 
 
