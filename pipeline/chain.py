@@ -4,7 +4,9 @@
     result = pipeline(page)            # PipelineResult: signals, intermediate contracts, timings
     signals = pipeline.digitize(page)  # the same, never raising: a failed page gets a fallback
 
-Stage 0 is the grid-based rectifier (the keypoint network will take its place and keep it as fallback).
+Stage 0 is the grid-based rectifier; with a keypoint bundle (``weights/stage0_rectify``) the keypoint network's
+homography takes over where the grid cannot undo the view (phone photos), the grid rectifier staying the
+fallback (:mod:`stage0_rectify.infer`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from common.layouts import LEADS
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from stage0_rectify.grid import rectify_from_grid
+from stage0_rectify.infer import KeypointRectifier
 from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage2_signal.infer import Extraction, SignalExtractor
@@ -27,6 +30,7 @@ from stage2_signal.infer import Extraction, SignalExtractor
 log = logging.getLogger("pipeline")
 
 STAGE_BUNDLES = {"stage1": "stage1_segment", "stage2": "stage2_signal"}
+KEYPOINT_BUNDLE = "stage0_rectify"  # optional: without it stage 0 is the grid rectifier alone
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -76,7 +80,7 @@ class PipelineResult:
         if self.error is not None:
             return [f"digitizing failed ({self.error}): flat 0 mV fallback"]
         out = []
-        if self.rectified is not None and not self.rectified.method.startswith("grid"):
+        if self.rectified is not None and self.rectified.method in ("pulse", "page_width"):
             source = "the calibration pulse" if self.rectified.method == "pulse" else "the page width"
             out.append(f"grid not found: scale taken from {source} (amplitudes and times may be off)")
         if self.extraction is not None:
@@ -90,21 +94,25 @@ class PipelineResult:
 class Pipeline:
     segmenter: TraceSegmenter
     extractor: SignalExtractor
+    rectifier: KeypointRectifier | None = None  # None: the grid rectifier alone
 
     @classmethod
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu") -> Pipeline:
-        """Load every stage from its bundle folder under ``weights_dir``; a missing bundle is an error.
-        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest is numpy/OpenCV on the CPU."""
+        """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
+        error, the keypoint bundle is used when its folder is there (and must then be complete).
+        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
+        keypoints = root / KEYPOINT_BUNDLE
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
-                   SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]))
+                   SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
+                   KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None)
 
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         start = time.perf_counter()
-        rectified = rectify_from_grid(page)
+        rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
         check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()

@@ -1,6 +1,14 @@
 """Accuracy and speed of the grid rectifier on factory pages, against their labelled sheet maps.
 
     python -m stage0_rectify.evaluate [--pages 12] [--seed 7] [--types 0001,0003,0004,0011,0012]
+    python -m stage0_rectify.evaluate --data-dir /tmp/eval --bundle weights/stage0_rectify [--types ...]
+
+With ``--data-dir`` (a train-layout folder written by ``synth.make`` / ``benchmarks.make_eval_set``, with its
+labels) and ``--bundle`` (a keypoint bundle): per image type, the grid-point error of the grid rectifier alone
+and of the keypoint route (:class:`stage0_rectify.infer.KeypointRectifier`, as the pipeline runs it): every
+labelled 5 mm grid intersection is taken into the image by the true map and back onto the sheet by the
+estimated one; median and 95th percentile of those distances over all the type's pages (sheet px), which
+route each page took, and the seconds per page (both routes on one thread).
 
 Per image type: how often each method was used, |px/mm error| (%, grid methods; against the labelled map's
 scale at the sheet centre), the map error (px on the sheet, worst of the four corners and the centre: where
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,13 +43,67 @@ def _true_ppm(sheet_map: SheetMap) -> float:
     return CANONICAL.px_per_mm * float(np.sqrt(np.linalg.norm(p[1] - p[0]) * np.linalg.norm(p[3] - p[2]))) / (2 * e)
 
 
+def grid_point_errors(image_to_sheet: SheetMap, true_map: SheetMap, grid_points: np.ndarray) -> np.ndarray:
+    """Sheet-px distances between labelled sheet points and where the estimated map puts their true image
+    positions."""
+    return np.linalg.norm(image_to_sheet.image_to_sheet(true_map.sheet_to_image(grid_points)) - grid_points, axis=1)
+
+
+def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
+    import json
+
+    import torch
+
+    from pipeline.chain import read_image_rgb
+    from stage0_rectify.grid import rectify_from_grid
+    from stage0_rectify.infer import KeypointRectifier
+    from synth.labels import SheetLabels
+
+    torch.set_num_threads(1)
+    rect = KeypointRectifier.from_bundle(bundle)
+    rows: dict[str, list] = {t: [] for t in types}
+    for folder in sorted(p for p in (data_dir / "train").iterdir() if p.is_dir()):
+        labels = SheetLabels.load(folder / f"{folder.name}.labels")
+        pts = labels.keypoints_px[np.array(labels.keypoint_kinds) == "grid"].astype(np.float64)
+        for t in types:
+            png = folder / f"{folder.name}-{t}.png"
+            if not png.is_file() or len(pts) == 0:
+                continue
+            true_map = SheetMap.from_dict(json.loads((folder / f"{folder.name}-{t}.map.json").read_text()))
+            rgb = read_image_rgb(png)
+            t0 = time.perf_counter()
+            grid = rectify_from_grid(rgb)
+            t1 = time.perf_counter()
+            kp = rect.rectify(rgb)
+            t2 = time.perf_counter()
+            rows[t].append((grid_point_errors(grid.sheet_map, true_map, pts),
+                            grid_point_errors(kp.sheet_map, true_map, pts), kp.method, t1 - t0, t2 - t1))
+    print("type | pages | grid route: median / p95 px | with keypoints: median / p95 px | keypoint route taken | "
+          "s per page grid / with keypoints")
+    for t, r in rows.items():
+        if not r:
+            continue
+        g, k = np.concatenate([x[0] for x in r]), np.concatenate([x[1] for x in r])
+        n_kp = sum(x[2] == "keypoints" for x in r)
+        print(f"{t} | {len(r)} | {np.median(g):.1f} / {np.percentile(g, 95):.1f} | {np.median(k):.1f} / "
+              f"{np.percentile(k, 95):.1f} | {n_kp}/{len(r)} | {np.mean([x[3] for x in r]):.2f} / "
+              f"{np.mean([x[4] for x in r]):.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pages", type=int, default=12)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--types", default="0001,0003,0004,0011,0012")
+    ap.add_argument("--data-dir", type=Path, default=None, help="a labelled train-layout folder")
+    ap.add_argument("--bundle", type=Path, default=None, help="keypoint bundle (with --data-dir)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
+    if args.data_dir is not None:
+        if args.bundle is None:
+            ap.error("--data-dir needs --bundle")
+        return evaluate_folder(args.data_dir, args.bundle, args.types.split(","))
     types = args.types.split(",")
     rows: dict[str, list] = {t: [] for t in types}
     for i in range(args.pages):

@@ -1,0 +1,309 @@
+"""Stage 0 with the keypoint network: photo -> sheet corners (dense sheet coordinates where a corner is not
+found) -> homography -> warp onto the canonical sheet -> a displacement field from the grid on it
+(:mod:`stage0_rectify.refine`); the grid rectifier stays the fallback.
+
+A bundle is a folder with ``model.safetensors`` and ``config.json`` (model name + kwargs, input side, the
+SHA-256 of the weights, the routing thresholds, how it was trained and its validation score). Loading is
+offline and strict (:func:`common.weights.load_checked_weights`): a missing or altered file is an error that
+names it, never a random network.
+
+Routing (:meth:`KeypointRectifier.rectify`): the grid rectifier runs first, as it always did; a confident
+grid reading (``grid_trust``: one affine grid explains the page, as on scans and renders) is kept as it is,
+and the network is not even run. Otherwise the network's homography replaces it when the network is
+confident (every corner's peak holds at least ``min_corner_conf`` of its softmax mass and the corners form a
+plausible page, or, with a corner missing, enough dense correspondences are RANSAC inliers) and the two
+maps disagree by more than ``agree_px`` sheet px somewhere on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common.geometry import CANONICAL, SheetGeometry
+from common.sheet_map import SheetMap, apply_homography
+from common.types import Page, Rectified
+from common.weights import load_checked_weights, sha256_file
+from stage0_rectify.data import SHEET_CORNERS, downscale
+from stage0_rectify.grid import as_rgb, estimate_grid
+from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
+from stage0_rectify.refine import grid_displacement
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLE_FORMAT = 1
+PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
+PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
+MIN_CORNER_SEP = 1 / 16  # two page corners are at least this share of the input side apart
+DENSE_STRIDE = 2  # every 2nd input px (each axis) of the page mask gives a dense correspondence
+# sheet points whose distance between two maps says whether they agree (corners and centre of the sheet)
+CHECK_POINTS = np.concatenate([SHEET_CORNERS, [[(CANONICAL.width_px - 1) / 2, (CANONICAL.height_px - 1) / 2]]])
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """When the keypoint homography replaces the grid rectifier's map (see the module doc). Units: sheet px."""
+
+    enabled: bool = True
+    grid_trust: float = 0.5  # a grid reading at least this confident is kept: one affine grid explains the
+    # page (the held-out factory set: scans and renders 0.6-0.97, a frontal screen photo 0.92, perspective
+    # photos 0.05-0.26)
+    min_corner_conf: float = 0.15  # softmax mass within PEAK_RADIUS of a corner's peak (low: this is asked only
+    # where the grid reading is unsure, and there the grid's map was 170-2400 px off on every held-out photo)
+    min_inliers: int = 200  # dense correspondences agreeing with the fitted homography
+    ransac_px: float = 12.0  # RANSAC reprojection threshold on the sheet
+    agree_px: float = 25.0  # grid and keypoint maps closer than this everywhere: keep the grid's
+    refine: bool = True  # correct the keypoint homography by the grid's displacement field (refine.py)
+
+
+def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (temp files, then rename)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_w = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
+    cfg = dict(config, bundle_format=BUNDLE_FORMAT, weights_sha256=sha256_file(tmp_w),
+               weights_bytes=tmp_w.stat().st_size)
+    tmp_c = out / (CONFIG_FILE + ".tmp")
+    tmp_c.write_text(json.dumps(cfg, indent=1))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_c.replace(out / CONFIG_FILE)
+    return out
+
+
+def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    path = Path(path)
+    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"stage-0 keypoint bundle is incomplete: {p} is missing")
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("model_name", "model_kwargs", "input_side", "weights_sha256"):
+        if key not in cfg:
+            raise ValueError(f"{cfg_path} lacks {key!r}")
+    if cfg.get("bundle_format") != BUNDLE_FORMAT:
+        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
+    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
+    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
+
+
+def letterbox(image_rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image downscaled to long side ``side`` and centred on a ``side`` x ``side`` grey canvas; returns
+    the canvas and the full-image -> canvas homography."""
+    small, a = downscale(image_rgb, side)
+    h, w = small.shape[:2]
+    oy, ox = (side - h) // 2, (side - w) // 2
+    canvas = np.full((side, side, 3), PAD_VALUE, np.uint8)
+    canvas[oy : oy + h, ox : ox + w] = small
+    shift = np.array([[1.0, 0, ox], [0, 1.0, oy], [0, 0, 1.0]])
+    return canvas, shift @ a
+
+
+def _parabola_offset(lo: float | None, mid: float, hi: float | None) -> float:
+    """Vertex of the parabola through (-1, lo), (0, mid), (1, hi), clipped to half a pixel (0 at a border)."""
+    if lo is None or hi is None or not lo - 2.0 * mid + hi < 0:
+        return 0.0
+    return float(np.clip(0.5 * (lo - hi) / (lo - 2.0 * mid + hi), -0.5, 0.5))
+
+
+def decode_corners(log_probs: np.ndarray, radius: int = PEAK_RADIUS) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sub-pixel corner positions, confidences and the orientation's confidence from (4, H, W) log
+    spatial-softmax maps (channels TL, TR, BR, BL in sheet terms).
+
+    Where the page's corners are and which is which are read apart: the four strongest peaks of the summed
+    maps (at least :data:`MIN_CORNER_SEP` of the side apart) are the page's corners, in clockwise order as
+    displayed; the channels name them by the cyclic turn of that order their probability mass agrees with
+    best (a page turned by a quarter is often found corner by corner but named ambiguously, and a turn keeps
+    the page a page where a swap would mirror it). Position: the peak pixel moved by the vertex of a parabola
+    through the summed map's log-probabilities at the peak and its two neighbours, per axis (exact for the
+    Gaussian the network is trained to output); confidence: the summed maps' probability mass within
+    ``radius`` px (each axis) of the peak, at most 1; orientation confidence: the chosen turn's share of
+    exp(score) over the four turns, a score being the sum of log(channel mass at its corner)."""
+    n, h, w = log_probs.shape
+    p = np.exp(log_probs.astype(np.float64))
+    total = p.sum(0)
+    log_total = np.log(np.maximum(total, 1e-300))
+    sep = max(2, int(round(MIN_CORNER_SEP * max(h, w))))
+    work = total.copy()
+    peaks = []
+    for _ in range(n):
+        iy, ix = np.unravel_index(int(np.argmax(work)), work.shape)
+        peaks.append((iy, ix))
+        work[max(0, iy - sep) : iy + sep + 1, max(0, ix - sep) : ix + sep + 1] = -1.0
+    centre = np.mean(peaks, axis=0)
+    peaks.sort(key=lambda q: math.atan2(q[0] - centre[0], q[1] - centre[1]))  # clockwise as displayed (y down)
+
+    def window(m: np.ndarray, q) -> float:
+        return float(m[max(0, q[0] - radius) : q[0] + radius + 1, max(0, q[1] - radius) : q[1] + radius + 1].sum())
+
+    mass = np.array([[window(p[i], q) for q in peaks] for i in range(n)])  # channel x peak
+    scores = np.array([sum(math.log(mass[i, (i + k) % n] + 1e-9) for i in range(n)) for k in range(n)])
+    k = int(np.argmax(scores))
+    turn_conf = float(1.0 / np.exp(scores - scores[k]).sum())
+    pts = np.zeros((n, 2))
+    conf = np.zeros(n)
+    for i in range(n):
+        iy, ix = peaks[(i + k) % n]
+        lt = log_total
+        dx = _parabola_offset(lt[iy, ix - 1] if ix > 0 else None, lt[iy, ix], lt[iy, ix + 1] if ix < w - 1 else None)
+        dy = _parabola_offset(lt[iy - 1, ix] if iy > 0 else None, lt[iy, ix], lt[iy + 1, ix] if iy < h - 1 else None)
+        pts[i] = [ix + dx, iy + dy]
+        conf[i] = min(1.0, window(total, (iy, ix)))
+    return pts, conf, turn_conf
+
+
+@dataclass(frozen=True)
+class KeypointFit:
+    """What the network says about an image, in full-resolution image px."""
+
+    corners_px: np.ndarray  # (4, 2) sheet corners TL, TR, BR, BL in the image
+    corner_conf: np.ndarray  # (4,)
+    image_to_sheet_h: np.ndarray | None  # None when no homography could be fitted
+    n_inliers: int
+    confident: bool
+    info: dict = field(default_factory=dict)
+
+
+def _plausible_quad(corners_px: np.ndarray, image_hw: tuple[int, int]) -> bool:
+    """The corners TL, TR, BR, BL form a convex quadrilateral turning the way a page seen from its printed side
+    does (clockwise with y downwards) and cover at least 5 % of the image."""
+    edges = np.roll(corners_px, -1, axis=0) - corners_px
+    cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    x, y = corners_px[:, 0], corners_px[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return bool((cross > 0).all() and area >= 0.05 * image_hw[0] * image_hw[1])
+
+
+def fit_homography(corners_px: np.ndarray, corner_conf: np.ndarray, dense_img: np.ndarray,
+                   dense_sheet: np.ndarray, routing: RoutingConfig, image_hw: tuple[int, int],
+                   geometry: SheetGeometry = CANONICAL) -> tuple[np.ndarray | None, int, bool]:
+    """Image -> sheet homography. With all four corners confident and forming a plausible page, the homography
+    through them: their sub-pixel peaks beat the regressed dense coordinates by far (validation pages at step
+    861 of training: median map error 9.8 px through the corners, 76 px with the dense set in one RANSAC).
+    Otherwise RANSAC over the confident corners (each counted as a tenth of the dense set) and the dense
+    correspondences, trusted with ``min_inliers`` dense inliers. Returns (H or None, dense inliers of H,
+    confident)."""
+    good = corner_conf >= routing.min_corner_conf
+    sheet_corners = geometry.corners_px()
+
+    def dense_inliers(h: np.ndarray) -> int:
+        if len(dense_img) == 0:
+            return 0
+        return int((np.linalg.norm(apply_homography(h, dense_img) - dense_sheet, axis=1) < routing.ransac_px).sum())
+
+    if good.all() and _plausible_quad(corners_px, image_hw):
+        h = cv2.getPerspectiveTransform(corners_px.astype(np.float32), sheet_corners.astype(np.float32))
+        return h / h[2, 2], dense_inliers(h), True
+    weight = max(10, len(dense_img) // 10)
+    src_a = np.concatenate([dense_img, np.repeat(corners_px[good], weight, axis=0)]).astype(np.float32)
+    dst_a = np.concatenate([dense_sheet, np.repeat(sheet_corners[good], weight, axis=0)]).astype(np.float32)
+    if len(src_a) < 8:
+        return None, 0, False
+    h, _ = cv2.findHomography(src_a, dst_a, cv2.RANSAC, routing.ransac_px, maxIters=2000, confidence=0.999)
+    if h is None or not np.isfinite(h).all() or abs(np.linalg.det(h)) < 1e-12:
+        return None, 0, False
+    h = h / h[2, 2]
+    n_in = dense_inliers(h)
+    page = apply_homography(np.linalg.inv(h), sheet_corners)
+    return h, n_in, bool(n_in >= routing.min_inliers and _plausible_quad(page, image_hw))
+
+
+def fixed_point_iterations(disp: np.ndarray, geometry: SheetGeometry = CANONICAL, tol_px: float = 0.05) -> int:
+    """Iterations of the inverse p = s - d(p) that bring it within ``tol_px`` sheet px: the error shrinks by the
+    field's slope each time (a smooth cubic field's slope is a few hundredths: 2-3 iterations, not the 8 that
+    :meth:`SheetMap.sheet_to_image_maps` takes by default for any field: the warp took 0.3-0.4 s instead of
+    1.1-1.7 s on a factory photo, on the shared 2-core machine)."""
+    gh, gw = disp.shape[:2]
+    step = (geometry.width_px - 1) / (gw - 1), (geometry.height_px - 1) / (gh - 1)
+    slope = max(float(np.abs(np.diff(disp, axis=1)).max()) / step[0],
+                float(np.abs(np.diff(disp, axis=0)).max()) / step[1])
+    peak = float(np.abs(disp).max())
+    if peak <= tol_px:
+        return 1
+    if slope >= 0.5:
+        return 8
+    return int(np.clip(math.ceil(math.log(tol_px / peak) / math.log(max(slope, 1e-6))), 1, 8))
+
+
+class KeypointRectifier:
+    """``KeypointRectifier.from_bundle(path).rectify(page) -> Rectified`` (method "keypoints" when the
+    network's homography is taken, else the grid rectifier's result as before)."""
+
+    def __init__(self, model: torch.nn.Module, config: dict, routing: RoutingConfig | None = None):
+        self.model = model.eval()
+        self.config = config
+        self.side = int(config["input_side"])
+        self.routing = routing or RoutingConfig(**config.get("routing", {}))
+        self.last_info: dict = {}  # how the last page was routed (JSON-able)
+        self.last_estimate = None  # the grid rectifier's GridEstimate of the last page
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, routing: RoutingConfig | None = None) -> KeypointRectifier:
+        model, cfg = load_bundle(path)
+        return cls(model, cfg, routing)
+
+    @torch.inference_mode()
+    def detect(self, rgb: np.ndarray) -> KeypointFit:
+        canvas, full_to_canvas = letterbox(rgb, self.side)
+        x = normalise_image(torch.from_numpy(canvas).permute(2, 0, 1)[None])
+        out = self.model(x)[0].float()
+        lp = corner_log_probs(out[None])[0].numpy()
+        pts_c, conf, turn_conf = decode_corners(lp)
+        to_full = np.linalg.inv(full_to_canvas)
+        corners = apply_homography(to_full, pts_c)
+        mask = torch.sigmoid(out[N_CORNERS + 2]).numpy()
+        uv = out[N_CORNERS : N_CORNERS + 2].numpy()
+        ys, xs = np.nonzero(mask[::DENSE_STRIDE, ::DENSE_STRIDE] > 0.5)
+        ys, xs = ys * DENSE_STRIDE, xs * DENSE_STRIDE
+        dense_img = apply_homography(to_full, np.stack([xs, ys], 1).astype(np.float64))
+        g = CANONICAL
+        dense_sheet = np.stack([uv[0, ys, xs] * (g.width_px - 1), uv[1, ys, xs] * (g.height_px - 1)], 1)
+        h, n_in, confident = fit_homography(corners, conf, dense_img, dense_sheet, self.routing, rgb.shape[:2])
+        info = {"corners_px": np.round(corners, 1).tolist(), "corner_conf": [round(float(c), 3) for c in conf],
+                "orientation_conf": round(turn_conf, 3),
+                "dense": int(len(xs)), "dense_inliers": n_in}
+        return KeypointFit(corners, conf, h, n_in, confident, info)
+
+    def rectify(self, page_or_image, image_id: str | None = None,
+                geometry: SheetGeometry = CANONICAL) -> Rectified:
+        if isinstance(page_or_image, Page):
+            image, image_id = page_or_image.image_rgb, image_id or page_or_image.image_id
+        else:
+            image = page_or_image
+        rgb = as_rgb(image)
+        est = estimate_grid(rgb, geometry)
+        info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
+        h = est.image_to_sheet_h
+        method, conf = est.method, est.confidence
+        if self.routing.enabled and est.confidence < self.routing.grid_trust:
+            fit = self.detect(rgb)
+            info.update(fit.info)
+            if fit.confident and fit.image_to_sheet_h is not None:
+                back = apply_homography(est.image_to_sheet_h, apply_homography(
+                    np.linalg.inv(fit.image_to_sheet_h), CHECK_POINTS))
+                disagree = float(np.linalg.norm(back - CHECK_POINTS, axis=1).max())
+                info["disagree_px"] = round(disagree, 1)
+                if disagree > self.routing.agree_px:
+                    h, method = fit.image_to_sheet_h, "keypoints"
+                    conf = float(np.clip(fit.corner_conf.min(), 0.05, 0.99))
+        sheet_map = SheetMap(h, None, geometry)
+        sheet = sheet_map.rectify(rgb)
+        if method == "keypoints" and self.routing.refine:
+            disp, refine_info = grid_displacement(sheet, geometry)
+            info.update(refine_info)
+            if disp is not None:
+                sheet_map = SheetMap(h, disp, geometry)
+                mx, my = sheet_map.sheet_to_image_maps(fixed_point_iterations(disp, geometry))
+                sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=(255, 255, 255))
+        self.last_info, self.last_estimate = info, est
+        return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, method, conf)

@@ -1,0 +1,169 @@
+"""Stage 0's keypoint route: peak decoding, homography fit, bundles, routing and the grid fallback."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from common.geometry import CANONICAL
+from common.sheet_map import SheetMap, apply_homography
+from stage0_rectify.data import targets
+from stage0_rectify.grid import rectify_from_grid
+from stage0_rectify.infer import (
+    CHECK_POINTS,
+    KeypointRectifier,
+    RoutingConfig,
+    decode_corners,
+    fit_homography,
+    letterbox,
+    load_bundle,
+    save_bundle,
+)
+from stage0_rectify.model import N_CORNERS, create_model
+from synth.factory import make_page
+from synth.signals import simulate_record
+
+SIDE = 128  # input side of the test networks (px)
+TINY = {"encoder_name": "tu-mobilenetv4_conv_small", "encoder_depth": 5, "decoder_channels": [16, 16, 8, 8, 8]}
+
+
+@pytest.fixture(scope="module")
+def sheet() -> np.ndarray:
+    return make_page(simulate_record(np.random.default_rng(5)), 0, 5, ["0001"]).sheet_rgb
+
+
+@pytest.fixture(scope="module")
+def photo(sheet):
+    """The sheet seen in perspective on a dark table, 1600 x 1200: (image, true image -> sheet map)."""
+    corners_img = np.array([[260, 190], [1390, 120], [1480, 1050], [170, 1000]], np.float32)
+    s2i = cv2.getPerspectiveTransform(CANONICAL.corners_px().astype(np.float32), corners_img)
+    img = cv2.warpPerspective(sheet, s2i, (1600, 1200), flags=cv2.INTER_AREA, borderValue=(60, 50, 40))
+    return img, SheetMap(np.linalg.inv(s2i))
+
+
+class Oracle(torch.nn.Module):
+    """Stands in for a trained network: sharp corner peaks and exact sheet coordinates of one known image."""
+
+    def __init__(self, image: np.ndarray, true_map: SheetMap, side: int = SIDE, flat: bool = False):
+        super().__init__()
+        _, full_to_canvas = letterbox(image, side)
+        canvas_map = true_map.then_image_transform(full_to_canvas)
+        t = targets(canvas_map, (side, side))
+        ys, xs = np.mgrid[0:side, 0:side]
+        out = np.zeros((N_CORNERS + 3, side, side), np.float32)
+        for k, (x, y) in enumerate(t["corners"]):
+            out[k] = -0.5 * ((xs - x) ** 2 + (ys - y) ** 2) / 1.5**2
+        out[N_CORNERS : N_CORNERS + 2] = t["uv"]
+        out[N_CORNERS + 2] = np.where(t["mask"] > 0, 10.0, -10.0)
+        self.out = torch.from_numpy(np.zeros_like(out) if flat else out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out[None].expand(x.shape[0], -1, -1, -1)
+
+
+def _gaussian_log_maps(points, sigmas, hw=(64, 80)) -> np.ndarray:
+    ys, xs = np.mgrid[0 : hw[0], 0 : hw[1]]
+    maps = []
+    for (x0, y0), sigma in zip(points, sigmas, strict=True):
+        lp = -0.5 * ((xs - x0) ** 2 + (ys - y0) ** 2) / sigma**2
+        maps.append(lp - np.log(np.exp(lp).sum()))
+    return np.stack(maps)
+
+
+def test_peak_decoding_recovers_a_sub_pixel_point():
+    truth = np.array([[8.3, 6.7], [70.45, 9.9], [66.8, 55.2], [5.0, 50.0]])  # TL, TR, BR, BL
+    pts, conf, turn_conf = decode_corners(_gaussian_log_maps(truth, (1.5, 1.0, 2.0, 1.5)))
+    assert np.abs(pts - truth).max() < 0.01
+    assert (conf > 0.8).all() and turn_conf > 0.99
+    # a page turned by a quarter: the channels still name the corners they peak at
+    turned = truth[[3, 0, 1, 2]]
+    pts, _, _ = decode_corners(_gaussian_log_maps(turned, (1.5,) * 4))
+    assert np.abs(pts - turned).max() < 0.01
+    # two channels swapped (a mirrored page, which a photo cannot show): the decoder answers with a turn
+    pts, _, _ = decode_corners(_gaussian_log_maps(truth[[0, 2, 1, 3]], (1.5,) * 4))
+    assert any(np.abs(pts - np.roll(truth, k, axis=0)).max() < 0.01 for k in range(4))
+    _, flat_conf, _ = decode_corners(np.full((4, 64, 80), -np.log(64 * 80)))
+    assert (flat_conf < 0.05).all()
+
+
+def test_homography_from_exact_keypoints_maps_the_page_back_within_a_pixel(photo):
+    img, true_map = photo
+    corners = true_map.sheet_to_image(CANONICAL.corners_px())
+    rng = np.random.default_rng(0)
+    sheet_pts = rng.uniform([0, 0], [CANONICAL.width_px - 1, CANONICAL.height_px - 1], (500, 2))
+    h, n_in, confident = fit_homography(corners, np.ones(4), true_map.sheet_to_image(sheet_pts), sheet_pts,
+                                        RoutingConfig(), img.shape[:2])
+    assert confident and n_in == 500
+    err = np.linalg.norm(apply_homography(h, true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS, axis=1)
+    assert err.max() < 1.0
+    # one corner not found (a crop): RANSAC over the other three and the dense correspondences
+    h3, n3, confident3 = fit_homography(corners, np.array([1.0, 1.0, 1.0, 0.0]), true_map.sheet_to_image(sheet_pts),
+                                        sheet_pts, RoutingConfig(), img.shape[:2])
+    err3 = np.linalg.norm(apply_homography(h3, true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS, axis=1)
+    assert confident3 and n3 == 500 and err3.max() < 1.0
+    # a mirrored or collapsed quadrilateral is no page
+    assert not fit_homography(corners[::-1], np.ones(4), sheet_pts[:0], sheet_pts[:0], RoutingConfig(),
+                              img.shape[:2])[2]
+    # the warped page itself lands on the sheet: pixel for pixel as through the true map
+    back = SheetMap(h).rectify(img).astype(np.float32)
+    truth = true_map.rectify(img).astype(np.float32)
+    assert np.abs(back - truth)[20:-20, 20:-20].mean() < 1.0
+
+
+def test_keypoint_route_rectifies_a_perspective_photo(photo):
+    img, true_map = photo
+    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
+    out = rect.rectify(img, "p")
+    assert out.method == "keypoints" and out.confidence > 0.5
+    err = np.linalg.norm(out.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS, axis=1)
+    assert err.max() < 3.0, (err, rect.last_info)
+    grid = rectify_from_grid(img)
+    grid_err = np.linalg.norm(grid.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS,
+                              axis=1)
+    assert grid_err.max() > 25.0  # the grid alone cannot undo the view: the route was needed
+
+
+def test_unconfident_keypoints_fall_back_to_the_grid(photo, sheet):
+    img, true_map = photo
+    for image in (img, sheet):
+        rect = KeypointRectifier(Oracle(img, true_map, flat=True), {"input_side": SIDE})
+        out, grid = rect.rectify(image), rectify_from_grid(image)
+        assert out.method == grid.method != "keypoints"
+        assert np.allclose(out.sheet_map.image_to_sheet_h, grid.sheet_map.image_to_sheet_h)
+    off = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE}, RoutingConfig(enabled=False))
+    assert off.rectify(img).method == rectify_from_grid(img).method
+    # a confident grid reading (a render) is kept even where confident keypoints say otherwise
+    sure = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
+    out = sure.rectify(sheet)
+    assert out.method.startswith("grid") and "corners_px" not in sure.last_info
+
+
+def test_bundle_round_trip_and_missing_files(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("unet_keypoints", **TINY).eval()
+    cfg = {"model_name": "unet_keypoints", "model_kwargs": TINY, "input_side": SIDE,
+           "routing": RoutingConfig().__dict__}
+    save_bundle(model, cfg, tmp_path / "b")
+    loaded, cfg2 = load_bundle(tmp_path / "b")
+    x = torch.randn(1, 3, SIDE, SIDE)
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+    assert cfg2["input_side"] == SIDE and len(cfg2["weights_sha256"]) == 64
+    rect = KeypointRectifier.from_bundle(tmp_path / "b")
+    assert rect.routing == RoutingConfig()
+    (tmp_path / "b" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_bundle(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_bundle(tmp_path / "nothing")
+    cfg_path = tmp_path / "b" / "config.json"
+    save_bundle(model, cfg, tmp_path / "b")
+    bad = json.loads(cfg_path.read_text())
+    bad["weights_sha256"] = "0" * 64
+    cfg_path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="not the file"):
+        load_bundle(tmp_path / "b")
