@@ -61,7 +61,9 @@ GLYPH_MAX_PX = 60.0  # sheet px: ... in pieces no wider or taller than this (a l
 MIN_PITCH_PX = 60.0  # sheet px (7.6 mm): rows closer than this are one row (12x1 pages print them >= 76 px apart)
 SPLIT_FRACTION = 0.55  # see _find_row_peaks
 EDGE_PX = 60.0  # sheet px: no row's baseline lies this close to the sheet's top or bottom (a scan's dark border)
-ROW_STRENGTH = 0.15  # a row's ink profile peak is at least this fraction of the page's strongest
+ROW_STRENGTH = 0.4  # a row's ink profile peak is at least this fraction of the page's strongest (a shadow's or
+# a grid's weak peaks between the rows would cut their territories short) ...
+WEAK_ROW_STRENGTH = 0.15  # ... or this, read again where nothing fits (a thin wandering trace piles up less)
 MIN_PROFILE = 0.08  # ... and at least this fraction of the columns
 MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace ...
 MAX_STACKED = 0.5  # ... in columns that mostly hold one piece of ink (lines of text stack two or more) ...
@@ -253,7 +255,7 @@ def _close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
 
 
 # --- rows -----------------------------------------------------------------------------------------------
-def _find_row_peaks(profile: np.ndarray) -> list[int]:
+def _find_row_peaks(profile: np.ndarray, strength: float) -> list[int]:
     """Reduced y of the row peaks of the ink profile, EDGE_PX inside the sheet. A trace that wanders (or
     swings far one way) can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
     (SPLIT_FRACTION of the median gap) is such a second peak, and the weaker of the two is dropped."""
@@ -264,7 +266,7 @@ def _find_row_peaks(profile: np.ndarray) -> list[int]:
     top = float(profile.max()) if profile.size else 0.0
     edge = int(round(EDGE_PX / _REDUCE))
     inside = (np.arange(profile.size) >= edge) & (np.arange(profile.size) < profile.size - edge)
-    candidates = np.flatnonzero(is_peak & inside & (profile >= max(MIN_PROFILE, ROW_STRENGTH * top)))
+    candidates = np.flatnonzero(is_peak & inside & (profile >= max(MIN_PROFILE, strength * top)))
     peaks: list[int] = []
     for i in candidates[np.argsort(-profile[candidates], kind="stable")]:
         if all(abs(int(i) - j) >= sep for j in peaks):
@@ -527,21 +529,27 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
 def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
     """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200).
 
-    Read once; a page that no layout fits well (RETRY_BELOW), or where a row between the rows found was lost, is
-    read again with the fainter ink level, and the surer reading is kept."""
+    Read once from the strong peaks of the ink profile; a page that no layout fits well (RETRY_BELOW), or where
+    a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
+    trace's rows), with the ink as it is and at the fainter ink level, and the surest reading is kept."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
-    found, lost_a_row = _read(sheet_rgb, faint_ink=False)
+    ink, text = ink_masks(sheet_rgb, faint_ink=False)
+    profile = _row_profile(ink)
+    found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
     if not (lost_a_row or max(found.fits.values()) < RETRY_BELOW):
         return found
-    return max((found, _read(sheet_rgb, faint_ink=True)[0]), key=lambda r: r.confidence)
+    readings = [found, _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]]
+    ink, text = ink_masks(sheet_rgb, faint_ink=True)
+    readings.append(_read(sheet_rgb, ink, text, _row_profile(ink), WEAK_ROW_STRENGTH)[0])
+    return max(readings, key=lambda r: r.confidence)
 
 
-def _read(sheet_rgb: np.ndarray, faint_ink: bool) -> tuple[FoundLayout, bool]:
-    """The layout read with one ink threshold, and whether a row between the rows found was lost."""
-    ink, text = ink_masks(sheet_rgb, faint_ink)
-    profile = _row_profile(ink)
-    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, _find_row_peaks(profile)))
+def _read(sheet_rgb: np.ndarray, ink: np.ndarray, text: np.ndarray, profile: np.ndarray,
+          strength: float) -> tuple[FoundLayout, bool]:
+    """The layout read from the profile's peaks at least ``strength`` of its strongest, and whether a row
+    between the rows found was lost."""
+    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, _find_row_peaks(profile, strength)))
     return _reading(sheet_rgb, text, rows), lost_a_row
 
 
