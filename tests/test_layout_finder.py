@@ -86,6 +86,7 @@ def test_rows_of_no_known_layout_keep_their_measured_extents():
         assert row.leads is None
         assert len(row.panels) == 1
         np.testing.assert_allclose(row.panels[0], (300, 1875), atol=4.0)
+    assert FoundLayout.from_dict(found.to_dict()) == found
 
 
 def test_found_layout_json_round_trip(tmp_path):
