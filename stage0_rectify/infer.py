@@ -234,6 +234,30 @@ def fixed_point_iterations(disp: np.ndarray, geometry: SheetGeometry = CANONICAL
     return int(np.clip(math.ceil(math.log(tol_px / peak) / math.log(max(slope, 1e-6))), 1, 8))
 
 
+def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`SheetMap.sheet_to_image_maps` evaluated every ``factor`` sheet px and upsampled bilinearly: the
+    map is smooth (a homography and a cubic field), so on factory photos it differs by a few hundredths of a
+    px while taking a twentieth of the time."""
+    g = sheet_map.geometry
+    hh, ww = -(-g.height_px // factor) + 2, -(-g.width_px // factor) + 2  # one node beyond each edge
+    # coarse node j sits where cv2.resize (INTER_LINEAR) takes it: output px (j + 0.5) * factor - 0.5, which is
+    # sheet px (j - 0.5) * factor - 0.5 (the output is cropped by ``factor`` px on each side)
+    sx = np.broadcast_to(((np.arange(ww) - 0.5) * factor - 0.5).astype(np.float32), (hh, ww))
+    sy = np.broadcast_to(((np.arange(hh) - 0.5) * factor - 0.5).astype(np.float32)[:, None], (hh, ww))
+    px, py = sx, sy
+    for _ in range(iterations):
+        dx, dy = sheet_map.displacement_maps(px, py)
+        px, py = sx - dx, sy - dy
+    hi = sheet_map.sheet_to_image_h.astype(np.float32)
+    den = hi[2, 0] * px + hi[2, 1] * py + hi[2, 2]
+    out = []
+    for row in (0, 1):
+        m = (hi[row, 0] * px + hi[row, 1] * py + hi[row, 2]) / den
+        big = cv2.resize(m, (ww * factor, hh * factor), interpolation=cv2.INTER_LINEAR)
+        out.append(np.ascontiguousarray(big[factor : factor + g.height_px, factor : factor + g.width_px]))
+    return out[0], out[1]
+
+
 class KeypointRectifier:
     """``KeypointRectifier.from_bundle(path).rectify(page) -> Rectified`` (method "keypoints" when the
     network's homography is taken, else the grid rectifier's result as before)."""
@@ -302,7 +326,7 @@ class KeypointRectifier:
             info.update(refine_info)
             if disp is not None:
                 sheet_map = SheetMap(h, disp, geometry)
-                mx, my = sheet_map.sheet_to_image_maps(fixed_point_iterations(disp, geometry))
+                mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
                 sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=(255, 255, 255))
         self.last_info, self.last_estimate = info, est

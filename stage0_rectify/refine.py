@@ -12,9 +12,11 @@ a robust cubic surface per axis (moire from a screen or an unwrapping slip moves
 correction is d = -e on the :class:`~common.sheet_map.SheetMap`'s displacement grid: sheet = H(u) + d(H(u)).
 
 On 16 factory photos (/tmp/eval_kp, 4 held-out records x 0005/0006/0009/0010), starting from the homography of
-the TRUE corners, the 95th percentile of the grid-point error fell on 9 pages (0005: 10.4 -> 5.6, 5.1 -> 4.1 px)
-and rose on 6 (five 0006 pages, whose true map is an exact homography: 0 -> 0.4-7.6 px); from corners off by
-4 px (sd, image px) it fell on 12 and rose on 2. Folded 0010 pages can get worse (a fold is not smooth).
+the TRUE corners, the 95th percentile of the grid-point error fell on 7 pages (0005: 10.4 -> 5.5, 5.1 -> 4.0 px)
+and rose on 6 (four 0006 pages, whose true map is an exact homography: 0 -> 0.6-6.7 px, and two folded 0010
+pages: a fold is not smooth); from corners off by 4 px (sd, image px) it fell on 10 and rose on 4. End to end
+(``pipeline cv`` on the 24 photos of that set) the correction is worth 0005 7.81 -> 12.54 dB, 0009 5.10 -> 7.42,
+0010 4.61 -> 7.81 and 0006 9.03 -> 8.95 (screens: moire disturbs the phase).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from common.geometry import CANONICAL, SheetGeometry
 from stage0_rectify.grid import grid_map
 
-WORK_SCALE = 0.5  # the sheet is read at half resolution (5 mm = 19.7 px: plenty for the fundamental)
+WORK_SCALE = 0.25  # the sheet is read at a quarter of its resolution (5 mm = 9.8 px: enough for the fundamental)
 NODES_HW = (15, 19)  # displacement grid nodes (rows, columns), corner to corner: ~120 sheet px apart
 BLUR_SHEET_PX = 45.0  # Gaussian sigma of the demodulation low-pass (sheet px): about one 5 mm box
 MIN_REL_AMP = 0.25  # a node whose phasor is below this share of the strong nodes' (90th pct) is not read
