@@ -187,8 +187,8 @@ def fit_homography(corners_px: np.ndarray, corner_conf: np.ndarray, dense_img: n
                    dense_sheet: np.ndarray, routing: RoutingConfig, image_hw: tuple[int, int],
                    geometry: SheetGeometry = CANONICAL) -> tuple[np.ndarray | None, int, bool]:
     """Image -> sheet homography. With all four corners confident and forming a plausible page, the homography
-    through them: their sub-pixel peaks beat the regressed dense coordinates by far (validation pages at step
-    861 of training: median map error 9.8 px through the corners, 76 px with the dense set in one RANSAC).
+    through them: their sub-pixel peaks beat the regressed dense coordinates by far (0005 validation pages at
+    step 861 of training: median map error 9.8 px through the corners, 76 px with the dense set in one RANSAC).
     Otherwise RANSAC over the confident corners (each counted as a tenth of the dense set) and the dense
     correspondences, trusted with ``min_inliers`` dense inliers. Returns (H or None, dense inliers of H,
     confident)."""
