@@ -529,7 +529,7 @@ def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> 
 
     pulse = find_pulses(rgb)
     page_ppm = full_w / LETTER_WIDTH_MM
-    whole_page = _is_letter_render(full_w, full_h)
+    whole_page = is_letter_render(full_w, full_h)
     if pulse is not None:
         info.update(pulse.info)
         info["pulse_px_per_mm"] = round(pulse.px_per_mm, 4)
@@ -573,7 +573,7 @@ def _pulse_guided_grid(g, s_all, s_h, s_v, f, rgb, full_hw, geometry, pulse_ppm:
     return replace(grid, info=info)
 
 
-def _is_letter_render(width_px: int, height_px: int) -> bool:
+def is_letter_render(width_px: int, height_px: int) -> bool:
     """Whether an image is exactly a US-letter landscape page at a whole number of dpi (a render such as
     ECG-Image-Kit's 2200 x 1700 at 200 dpi, or a page scanned edge to edge): its width then gives px/mm."""
     dpi = width_px / (LETTER_WIDTH_MM / 25.4)

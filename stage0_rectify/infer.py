@@ -31,7 +31,7 @@ from common.sheet_map import SheetMap, apply_homography
 from common.types import Page, Rectified
 from common.weights import load_checked_weights, sha256_file
 from stage0_rectify.data import SHEET_CORNERS, downscale
-from stage0_rectify.grid import as_rgb, estimate_grid
+from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
 from stage0_rectify.refine import grid_displacement
 
@@ -308,7 +308,10 @@ class KeypointRectifier:
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
         method, conf = est.method, est.confidence
-        if self.routing.enabled and est.confidence < self.routing.grid_trust:
+        # a whole Letter render with no grid (ECG-Image-Kit's gridless pages, wrinkled or not) is the page itself:
+        # its width gives the scale exactly and there is no view to undo
+        whole_page = est.method == "page_width" and is_letter_render(rgb.shape[1], rgb.shape[0])
+        if self.routing.enabled and est.confidence < self.routing.grid_trust and not whole_page:
             fit = self.detect(rgb)
             info.update(fit.info)
             if fit.confident and fit.image_to_sheet_h is not None:

@@ -167,3 +167,19 @@ def test_bundle_round_trip_and_missing_files(tmp_path):
     cfg_path.write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="not the file"):
         load_bundle(tmp_path / "b")
+
+
+def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
+    """A whole 2200 x 1700 render without grid or pulses (ECG-Image-Kit draws such pages, wrinkled too) is read
+    at its page width even where confident keypoints would warp it (a wrinkled one lost 23 dB that way)."""
+    from stage0_rectify.grid import estimate_grid
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    img, true_map = photo
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=False), np.random.default_rng(0))
+    assert estimate_grid(page.sheet_rgb).method == "page_width"
+    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
+    assert rect.rectify(page.sheet_rgb).method == "page_width"
+    assert rect.rectify(page.sheet_rgb[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
