@@ -131,3 +131,10 @@ def test_input_keeps_fine_texture():
     assert a.shape == b.shape == (192, 240, 4) and a.dtype == np.uint8
     assert abs(float(a[..., :3].mean()) - float(b[..., :3].mean())) < 1.0
     assert a[..., 3].mean() == 0 and b[..., 3].mean() > 10
+
+
+def test_committed_bundle_loads_and_names_a_type():
+    clf = SourceClassifier.from_bundle("weights/source_classifier", num_threads=1)
+    assert clf.input_hw == tuple(clf.config["input_hw"]) and 0 < clf.threshold < 1
+    pred = clf(_page(3))
+    assert pred.image_type in IMAGE_TYPES and pred.threshold == clf.threshold
