@@ -136,8 +136,15 @@ def overlay_png(image_rgb: np.ndarray, polylines: list[np.ndarray]) -> bytes:
     thickness = max(1, int(round(max(picture.shape[:2]) / 1100)))
     shift = 4  # cv2 draws at 1/16 px
     for line in polylines:
-        pts = np.round((line + 0.5) * scale * (1 << shift) - 0.5 * (1 << shift)).astype(np.int32)
-        cv2.polylines(picture, [pts.reshape(-1, 1, 2)], False, (20, 60, 220), thickness, cv2.LINE_AA, shift)
+        # a point the sheet map cannot take back into the image (beyond a warped page's edge) is NaN: the line
+        # breaks there instead of running to a garbage point
+        finite = np.isfinite(line).all(axis=1)
+        for piece in np.split(line, np.flatnonzero(~finite)):
+            piece = piece[np.isfinite(piece).all(axis=1)]
+            if len(piece) < 2:
+                continue
+            pts = np.round((piece + 0.5) * scale * (1 << shift) - 0.5 * (1 << shift)).astype(np.int32)
+            cv2.polylines(picture, [pts.reshape(-1, 1, 2)], False, (20, 60, 220), thickness, cv2.LINE_AA, shift)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("could not encode the overlay picture")

@@ -74,3 +74,23 @@ def test_predict_writes_every_id_for_odd_files(tmp_path, capsys):
     for case in cases:
         assert case.reason in failures.loc[failures["id"] == paths[case.name].stem, "reason"].iloc[0]
     assert f"{len(cases)} pages, {len(cases)} failed" in capsys.readouterr().out
+
+
+def test_the_overlay_breaks_a_line_at_points_off_the_image():
+    """Points the sheet map cannot take back into the image come as NaN: the drawing skips them (no garbage
+    vertex, no cast warning) and still draws the finite pieces."""
+    import warnings
+
+    import cv2
+
+    from pipeline.outputs import overlay_png
+
+    image = np.full((300, 400, 3), 255, np.uint8)
+    line = np.array([[10.0, 150.0], [100.0, 150.0], [np.nan, np.nan], [200.0, 150.0], [390.0, 150.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = overlay_png(image, [line])
+    drawn = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    blue = (drawn[:, :, 0] > 150) & (drawn[:, :, 2] < 120)  # BGR: the line's (20, 60, 220) RGB
+    assert blue[140:160, 20:90].any() and blue[140:160, 210:380].any()
+    assert not blue[:130].any() and not blue[170:].any()
