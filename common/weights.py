@@ -4,6 +4,7 @@ strictly into the configured network. Offline only; never a silently random netw
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -15,6 +16,30 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BUNDLE_FORMAT = 1
+
+
+def save_model_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` (the config plus the weights' SHA-256 and size), atomically:
+    temp files, then rename, so a bundle is never half written."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp_w = out / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
+    cfg = dict(config, bundle_format=BUNDLE_FORMAT, weights_sha256=sha256_file(tmp_w),
+               weights_bytes=tmp_w.stat().st_size)
+    tmp_c = out / (CONFIG_FILE + ".tmp")
+    tmp_c.write_text(json.dumps(cfg, indent=1))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_c.replace(out / CONFIG_FILE)
+    return out
 
 
 def load_checked_weights(model: torch.nn.Module, weights_path: str | Path, expected_sha256: str,

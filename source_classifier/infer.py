@@ -20,14 +20,11 @@ import numpy as np
 import torch
 
 from common.types import IMAGE_TYPES, Page, SourcePrediction
-from common.weights import load_checked_weights, sha256_file
+from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
 from source_classifier.data import prepare_input
 from source_classifier.model import create_model, normalise_input
 from stage1_segment.infer import bf16_native
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-BUNDLE_FORMAT = 1
 DEFAULT_THRESHOLD = 0.6  # top-type probability under which a prediction counts as low-confidence
 PRECISIONS = ("auto", "fp32", "bf16")
 REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "input_hw", "low_confidence_threshold",
@@ -37,23 +34,8 @@ __all__ = ["SourceClassifier", "bf16_native", "load_bundle", "save_bundle"]
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (atomically: temp files, then rename)."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
-    cfg = dict(config)
-    cfg["bundle_format"] = BUNDLE_FORMAT
-    cfg["weights_sha256"] = sha256_file(tmp_w)
-    cfg["weights_bytes"] = tmp_w.stat().st_size
-    tmp_c = out / (CONFIG_FILE + ".tmp")
-    tmp_c.write_text(json.dumps(cfg, indent=1))
-    tmp_w.replace(out / WEIGHTS_FILE)
-    tmp_c.replace(out / CONFIG_FILE)
-    return out
+    """Write ``model.safetensors`` + ``config.json`` (:func:`common.weights.save_model_bundle`)."""
+    return save_model_bundle(model, config, out_dir)
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:

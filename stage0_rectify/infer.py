@@ -29,15 +29,12 @@ import torch
 from common.geometry import CANONICAL, SheetGeometry
 from common.sheet_map import SheetMap, apply_homography
 from common.types import Page, Rectified
-from common.weights import load_checked_weights, sha256_file
+from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
 from stage0_rectify.refine import grid_displacement
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-BUNDLE_FORMAT = 1
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
 MIN_CORNER_SEP = 1 / 16  # two page corners are at least this share of the input side apart
@@ -63,21 +60,8 @@ class RoutingConfig:
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (temp files, then rename)."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
-    cfg = dict(config, bundle_format=BUNDLE_FORMAT, weights_sha256=sha256_file(tmp_w),
-               weights_bytes=tmp_w.stat().st_size)
-    tmp_c = out / (CONFIG_FILE + ".tmp")
-    tmp_c.write_text(json.dumps(cfg, indent=1))
-    tmp_w.replace(out / WEIGHTS_FILE)
-    tmp_c.replace(out / CONFIG_FILE)
-    return out
+    """Write ``model.safetensors`` + ``config.json`` (:func:`common.weights.save_model_bundle`)."""
+    return save_model_bundle(model, config, out_dir)
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:

@@ -30,34 +30,15 @@ import numpy as np
 import torch
 
 from common.types import Rectified, TraceMaps
-from common.weights import load_checked_weights, sha256_file
+from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import create_model, normalise_image, split_logits
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-BUNDLE_FORMAT = 1
-
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (atomically: temp files, then rename)."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp_w = out / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": str(BUNDLE_FORMAT)})
-    cfg = dict(config)
-    cfg["bundle_format"] = BUNDLE_FORMAT
-    cfg["weights_sha256"] = sha256_file(tmp_w)
-    cfg["weights_bytes"] = tmp_w.stat().st_size
-    tmp_c = out / (CONFIG_FILE + ".tmp")
-    tmp_c.write_text(json.dumps(cfg, indent=1))
-    tmp_w.replace(out / WEIGHTS_FILE)
-    tmp_c.replace(out / CONFIG_FILE)
-    return out
+    """Write ``model.safetensors`` + ``config.json`` (:func:`common.weights.save_model_bundle`)."""
+    return save_model_bundle(model, config, out_dir)
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:

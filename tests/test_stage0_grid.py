@@ -271,7 +271,8 @@ def test_dark_same_coloured_grids_give_the_pitch():
 def test_a_gridless_letter_render_is_scaled_by_its_width():
     import dataclasses
 
-    """A 2200 x 1700 render is a Letter page at 200 dpi: its width gives the scale; a pulse that disagrees is reported."""
+    """A 2200 x 1700 render is a Letter page at 200 dpi: its width gives the scale; a pulse that disagrees is
+    reported."""
     from common.geometry import CANONICAL
     from stage0_rectify.grid import estimate_grid
     from synth.render import eik_look_of, render_page, sample_style
