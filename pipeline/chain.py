@@ -44,10 +44,9 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
 
 def check_shows_ecg(rectified: Rectified, layout_name: str) -> None:
     """Raise :class:`NoECGFoundError` when stage 0 found neither grid nor calibration pulse (it fell back to
-    the page width, or the keypoint network placed a page it saw) and no rows of trace run across the sheet: a
-    photo, a blank page or text. Factory pages of real ECGs in that state are read into noise anyway (-8 to
-    -15 dB, below the flat fallback's 0 dB); the keypoint network finds "page corners" on any photo."""
-    if rectified.method not in ("page_width", "keypoints"):
+    the page width) and no rows of trace run across the sheet: a photo, a blank page or text. Factory pages
+    of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB)."""
+    if rectified.method != "page_width":
         return
     if find_anchors(rectified.sheet_rgb, layout_name).method == "default":
         raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
@@ -114,7 +113,12 @@ class Pipeline:
         timings = {}
         start = time.perf_counter()
         rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
-        check_shows_ecg(rectified, self.segmenter.layout_name)
+        layout_name = self.segmenter.layout_name
+        if rectified.method == "keypoints" and find_anchors(rectified.sheet_rgb, layout_name).method == "default":
+            # the network finds "page corners" on any photo; a sheet without rows of trace keeps the grid's reading
+            # (and a picture that is no ECG is then refused below, as without the network)
+            rectified = rectify_from_grid(page)
+        check_shows_ecg(rectified, layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
         maps = self.segmenter(rectified)
