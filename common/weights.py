@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -60,3 +61,26 @@ def load_checked_weights(model: torch.nn.Module, weights_path: str | Path, expec
     except RuntimeError as exc:
         raise ValueError(f"{weights_path} does not fit the network configured in {named_in}: {exc}") from exc
     return model.eval()
+
+
+def load_model_bundle(path: str | Path, what: str, required_keys: Iterable[str],
+                      create_model: Callable[..., torch.nn.Module],
+                      check: Callable[[dict, Path], None] | None = None) -> tuple[torch.nn.Module, dict]:
+    """A bundle folder written by :func:`save_model_bundle`: its network (``create_model(name, **kwargs)`` from the
+    config) with the checked weights, and the config. ``what`` names the bundle in errors; ``check`` may refuse
+    a config before the network is built. FileNotFoundError for a missing file, ValueError for a bad config."""
+    path = Path(path)
+    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{what} bundle is incomplete: {p} is missing")
+    cfg = json.loads(cfg_path.read_text())
+    for key in required_keys:
+        if key not in cfg:
+            raise ValueError(f"{cfg_path} lacks {key!r}")
+    if cfg.get("bundle_format") != BUNDLE_FORMAT:
+        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
+    if check is not None:
+        check(cfg, cfg_path)
+    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
+    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg

@@ -12,7 +12,6 @@ bf16 natively, else fp32; "fp32" / "bf16" force it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from common.types import IMAGE_TYPES, Page, SourcePrediction
-from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
+from common.weights import load_model_bundle, save_model_bundle
 from source_classifier.data import prepare_input
 from source_classifier.model import create_model, normalise_input
 from stage1_segment.infer import bf16_native
@@ -38,22 +37,13 @@ def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Pa
     return save_model_bundle(model, config, out_dir)
 
 
-def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    path = Path(path)
-    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"source-classifier bundle is incomplete: {p} is missing")
-    cfg = json.loads(cfg_path.read_text())
-    for key in REQUIRED_KEYS:
-        if key not in cfg:
-            raise ValueError(f"{cfg_path} lacks {key!r}")
-    if cfg.get("bundle_format") != BUNDLE_FORMAT:
-        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
+def _check_classes(cfg: dict, cfg_path: Path) -> None:
     if tuple(cfg["class_names"]) != IMAGE_TYPES:
         raise ValueError(f"{cfg_path}: class names {cfg['class_names']} are not the image types {IMAGE_TYPES}")
-    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
-    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
+
+
+def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    return load_model_bundle(path, "source-classifier", REQUIRED_KEYS, create_model, _check_classes)
 
 
 class SourceClassifier:

@@ -17,7 +17,6 @@ maps disagree by more than ``agree_px`` sheet px somewhere on the page.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from common.geometry import CANONICAL, SheetGeometry
 from common.sheet_map import SheetMap, apply_homography
 from common.types import Page, Rectified
-from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
+from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
@@ -65,19 +64,8 @@ def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Pa
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    path = Path(path)
-    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"stage-0 keypoint bundle is incomplete: {p} is missing")
-    cfg = json.loads(cfg_path.read_text())
-    for key in ("model_name", "model_kwargs", "input_side", "weights_sha256"):
-        if key not in cfg:
-            raise ValueError(f"{cfg_path} lacks {key!r}")
-    if cfg.get("bundle_format") != BUNDLE_FORMAT:
-        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
-    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
-    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
+    return load_model_bundle(path, "stage-0 keypoint", ("model_name", "model_kwargs", "input_side", "weights_sha256"),
+                             create_model)
 
 
 def letterbox(image_rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:

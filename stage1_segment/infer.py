@@ -21,7 +21,6 @@ network's choice of trace the mass moves onto the drawn line; where the network 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from common.types import Rectified, TraceMaps
-from common.weights import BUNDLE_FORMAT, CONFIG_FILE, WEIGHTS_FILE, load_checked_weights, save_model_bundle
+from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import create_model, normalise_image, split_logits
@@ -42,19 +41,8 @@ def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Pa
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    path = Path(path)
-    cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"stage-1 bundle is incomplete: {p} is missing")
-    cfg = json.loads(cfg_path.read_text())
-    for key in ("model_name", "model_kwargs", "scale_x", "scale_y", "layout", "weights_sha256"):
-        if key not in cfg:
-            raise ValueError(f"{cfg_path} lacks {key!r}")
-    if cfg.get("bundle_format") != BUNDLE_FORMAT:
-        raise ValueError(f"{cfg_path}: bundle format {cfg.get('bundle_format')} is not {BUNDLE_FORMAT}")
-    model = create_model(cfg["model_name"], **cfg["model_kwargs"])
-    return load_checked_weights(model, w_path, cfg["weights_sha256"], cfg_path), cfg
+    return load_model_bundle(path, "stage-1", ("model_name", "model_kwargs", "scale_x", "scale_y", "layout",
+                                               "weights_sha256"), create_model)
 
 
 VIEWS = ("identity", "flip_x")

@@ -12,8 +12,9 @@ import torch
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap
 from common.types import Rectified, TraceMaps
+from common.weights import CONFIG_FILE, WEIGHTS_FILE
 from stage1_segment.data import MapSpec, PageToSample, column_targets
-from stage1_segment.infer import CONFIG_FILE, WEIGHTS_FILE, TraceSegmenter, bf16_native, save_bundle
+from stage1_segment.infer import TraceSegmenter, bf16_native, save_bundle
 from stage1_segment.model import (
     ANCHOR_CLIP,
     ANCHOR_SCALE_PX,
