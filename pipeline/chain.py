@@ -109,16 +109,21 @@ class Pipeline:
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None)
 
+    def rectify(self, page: Page) -> Rectified:
+        """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
+        rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
+        if (rectified.method == "keypoints"
+                and find_anchors(rectified.sheet_rgb, self.segmenter.layout_name).method == "default"):
+            # the network finds "page corners" on any photo; a sheet without rows of trace keeps the grid's reading
+            # (and a picture that is no ECG is then refused by check_shows_ecg, as without the network)
+            rectified = rectify_from_grid(page)
+        return rectified
+
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         start = time.perf_counter()
-        rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
-        layout_name = self.segmenter.layout_name
-        if rectified.method == "keypoints" and find_anchors(rectified.sheet_rgb, layout_name).method == "default":
-            # the network finds "page corners" on any photo; a sheet without rows of trace keeps the grid's reading
-            # (and a picture that is no ECG is then refused below, as without the network)
-            rectified = rectify_from_grid(page)
-        check_shows_ecg(rectified, layout_name)
+        rectified = self.rectify(page)
+        check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
         maps = self.segmenter(rectified)
