@@ -1,8 +1,13 @@
 """The routing table: per image type, the pre-processing and rectification settings stage 0 / stage 1 use.
 
-One place, as data (:data:`ROUTES`). A prediction under the classifier's confidence threshold gets the
-"general" entry: the settings that assume least about the page (find the page, flatten the light, allow a
-curved sheet), which cost time and can only lose a little on a clean page.
+One place, as data (:data:`ROUTES`). A prediction under the classifier's confidence threshold is mostly torn
+between types of one family that look alike and share a rectifier (colour scan / with mold, black-and-white
+scan / with mold, plain / stained / damaged photo of a print: 81 of the 89 confusions on 360 fresh factory
+pages, 2026-12-05), so :func:`route` pools the most probable types until their probabilities reach the
+threshold: when they share a rectifier the page gets it with every setting any of them asks for (route
+"0003+0011"); only types that need different rectifiers give the "general" entry: the settings that assume
+least about the page (find the page, flatten the light, allow a curved sheet), which cost time and can only
+lose a little on a clean page.
 
 Settings (names only; the stages decide how each is carried out):
 
@@ -20,6 +25,8 @@ Settings (names only; the stages decide how each is carried out):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+
+import numpy as np
 
 from common.types import IMAGE_TYPES, SourcePrediction
 
@@ -41,8 +48,9 @@ class RouteSettings:
     RECTIFIERS = ("grid", "keypoints")
 
     def __post_init__(self) -> None:
-        if self.route not in ROUTES:
-            raise ValueError(f"route must be an image type or {GENERAL!r}, got {self.route!r}")
+        if self.route not in ROUTES and not all(t in IMAGE_TYPES for t in self.route.split("+")):
+            raise ValueError(f"route must be an image type, image types joined by '+' or {GENERAL!r}, "
+                             f"got {self.route!r}")
         if self.rectifier not in self.RECTIFIERS:
             raise ValueError(f"rectifier must be one of {self.RECTIFIERS}, got {self.rectifier!r}")
         for f in fields(self):
@@ -77,8 +85,22 @@ def settings_for(route_name: str) -> RouteSettings:
 
 
 def route(prediction: SourcePrediction) -> RouteSettings:
-    """The predicted type's settings, or the general ones when the prediction is low-confidence."""
-    return settings_for(GENERAL if prediction.low_confidence else prediction.image_type)
+    """The predicted type's settings; for a low-confidence prediction, those of the most probable types that
+    together reach the threshold when they share a rectifier (each flag set where any of them sets it), else
+    the general ones."""
+    if not prediction.low_confidence:
+        return settings_for(prediction.image_type)
+    names, mass = [], 0.0
+    for i in np.argsort(-prediction.probabilities, kind="stable"):
+        names.append(IMAGE_TYPES[i])
+        mass += float(prediction.probabilities[i])
+        if mass >= prediction.threshold:
+            break
+    if len({ROUTES[t]["rectifier"] for t in names}) > 1:
+        return settings_for(GENERAL)
+    flags = {f.name: any(ROUTES[t][f.name] for t in names) for f in fields(RouteSettings)
+             if f.name not in ("route", "rectifier")}
+    return RouteSettings(route="+".join(sorted(names)), rectifier=ROUTES[names[0]]["rectifier"], **flags)
 
 
 def check_table() -> None:

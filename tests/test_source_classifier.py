@@ -13,7 +13,7 @@ from common.types import IMAGE_TYPES, Page, SourcePrediction
 from source_classifier.data import prepare_input
 from source_classifier.infer import SourceClassifier, load_bundle, save_bundle
 from source_classifier.model import create_model
-from source_classifier.routing import GENERAL, ROUTES, check_table, route, settings_for
+from source_classifier.routing import GENERAL, ROUTES, RouteSettings, check_table, route, settings_for
 
 KWARGS = {"timm_name": "tinynet_e", "in_chans": 4, "num_classes": len(IMAGE_TYPES), "drop_rate": 0.0}
 INPUT_HW = (64, 80)
@@ -120,6 +120,30 @@ def test_routing_table_covers_every_type_and_general():
     p[2] = 1 - 0.08
     assert route(SourcePrediction("a", "0004", p, threshold=0.6)).route == "0004"
     assert route(SourcePrediction("a", "0004", p, threshold=0.95)).route == GENERAL
+
+
+def _probabilities(**named: float) -> np.ndarray:
+    """Probabilities with the named types' values (keys like t0009) and the rest shared evenly."""
+    p = np.zeros(len(IMAGE_TYPES))
+    for key, v in named.items():
+        p[IMAGE_TYPES.index(key[1:])] = v
+    rest = [i for i, t in enumerate(IMAGE_TYPES) if f"t{t}" not in named]
+    p[rest] = (1 - p.sum()) / len(rest)
+    return p
+
+
+def test_low_confidence_within_a_family_keeps_its_rectifier():
+    """Torn between a stained and a damaged print photo: the keypoint rectifier with both types' settings."""
+    pooled = route(SourcePrediction("a", "0009", _probabilities(t0009=0.45, t0010=0.4), threshold=0.6))
+    assert pooled.route == "0009+0010" and pooled.rectifier == "keypoints"
+    assert pooled.paper_normalise and pooled.despeckle and pooled.find_page
+    scan = route(SourcePrediction("a", "0003", _probabilities(t0003=0.5, t0011=0.3), threshold=0.6))
+    assert scan.route == "0003+0011" and scan.rectifier == "grid" and scan.despeckle and not scan.find_page
+    # a colour scan or a photo: rectifiers differ, so the general settings
+    torn = route(SourcePrediction("a", "0003", _probabilities(t0003=0.5, t0005=0.3), threshold=0.6))
+    assert torn.route == GENERAL
+    with pytest.raises(ValueError, match="route must be"):
+        RouteSettings(route="0003+0099", **ROUTES["0003"])
 
 
 def test_input_keeps_fine_texture():
