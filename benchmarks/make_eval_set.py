@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from stage1_segment.data import split_records
-from synth.make import make_dataset, parse_types
+from synth.make import make_dataset, parse_layouts, parse_types
 
 
 def main() -> None:
@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--renderer", choices=["factory", "ecg-image-kit"], default="factory")
     parser.add_argument("--types", type=parse_types, default=["0001", "0003", "0004"], help="factory image types")
+    parser.add_argument("--layouts", type=parse_layouts, default=["3x4+II"],
+                        help="factory page layouts, separated by ';' (each page draws one)")
     parser.add_argument("--n-records", type=int, default=None, help="default: every validation window")
     parser.add_argument("--seed", type=int, default=1234, help="page styles; keep it apart from training seeds")
     parser.add_argument("--workers", type=int, default=2)
@@ -38,7 +40,7 @@ def main() -> None:
     print(f"{len(val)} held-out windows: {desc}")
     if args.renderer == "factory":
         records = val[: args.n_records] if args.n_records else val
-        make_dataset(args.out, records, args.types, args.seed, args.workers, "train", ["3x4+II"])
+        make_dataset(args.out, records, args.types, args.seed, args.workers, "train", args.layouts)
     else:
         from synth import eik
 

@@ -8,9 +8,10 @@
         record-level fold, and with --stages what each stage loses (labelled pages); --cv-dir keeps it all.
     python -m pipeline report --cv-dir RUN [RUN ...] --out docs/
         docs/report.md and its figures from cv runs kept with --cv-dir.
-    python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json]
-        your own images: per image the 12 leads (II for 10 s, the others 2.5 s) as CSV, WFDB record and/or
-        JSON, the signals drawn over the image (<stem>-overlay.png) and plotted on ECG paper (<stem>-leads.png).
+    python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json] [--layout NAME]
+        your own images, each read by the layout found on it (or NAME): per image the 12 leads, each for the
+        seconds its layout prints it (3x4+II: II for 10 s, the others 2.5 s), as CSV, WFDB record and/or JSON, the
+        signals drawn over the image (<stem>-overlay.png) and plotted on ECG paper (<stem>-leads.png).
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--weights DIR] [--workers N]
         the upload web page and its API (POST /api/digitize).
     python -m pipeline demo [--out DIR]
@@ -28,6 +29,8 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from common.layouts import LAYOUTS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEVICES = ("cpu", "cuda")  # where the stage-1 network can run
@@ -76,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     digitize.add_argument("--out", type=Path, default=Path("digitized"))
     digitize.add_argument("--format", type=_formats, default=["csv"], dest="formats",
                           help="comma-separated: csv, wfdb (.hea/.dat, mV), json (default csv)")
+    digitize.add_argument("--layout", choices=list(LAYOUTS), default=None,
+                          help="read every image by this layout (default: the layout found on each image)")
 
     serve = commands.add_parser("serve", help="the upload web page")
     serve.add_argument("--host", default="127.0.0.1")
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.batch import digitize_files
 
         failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers, args.device,
-                                args.formats, progress, args.verbose)
+                                args.formats, progress, args.verbose, args.layout)
         return 1 if failed else 0
     if args.command == "serve":
         from pipeline.server import serve

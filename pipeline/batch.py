@@ -21,10 +21,10 @@ from tqdm import tqdm
 from common.kaggle_io import read_record_signals, read_test_csv, read_train_csv, write_submission
 from common.layouts import LEADS
 from common.metric import MAX_SNR, lead_residuals, snr_db_from_linear
-from common.types import Page, requested_samples
-from pipeline.chain import Pipeline, fallback_signals
+from common.types import Page
+from pipeline.chain import LayoutReading, Pipeline, fallback_signals
 from pipeline.image_io import read_image
-from pipeline.outputs import Digitized, signal_polylines, write_outputs
+from pipeline.outputs import digitized_page, signal_polylines, write_outputs
 
 EDGE_S = 0.02  # the noise budget's "edges": each printed lead's first and last 20 ms (~4 px at 25 mm/s), where
 # panels meet, rows start at the calibration pulse and end at the page's last column
@@ -48,17 +48,18 @@ class Outcome:
     timings_s: dict
     warnings: tuple[str, ...] = ()
     files: tuple[Path, ...] = field(default_factory=tuple)
+    layout: LayoutReading | None = None  # the layout the page was read by (None: it failed first)
 
 
 _WORKER_PIPELINE: Pipeline | None = None
 
 
-def _init_worker(weights_dir: str, threads: int, device: str = "cpu") -> None:
+def _init_worker(weights_dir: str, threads: int, device: str = "cpu", layout: str | None = None) -> None:
     global _WORKER_PIPELINE
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir, device)
+    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir, device, layout)
 
 
 def _run_job(job: Job) -> Outcome:
@@ -72,7 +73,7 @@ def _run_job(job: Job) -> Outcome:
         return _with_files(outcome, job, None, None)
     result = _WORKER_PIPELINE.digitize(page)
     outcome = Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s,
-                      decoded.warnings + tuple(result.warnings))
+                      decoded.warnings + tuple(result.warnings), layout=result.layout)
     return _with_files(outcome, job, page, result)
 
 
@@ -80,7 +81,8 @@ def _with_files(outcome: Outcome, job: Job, page: Page | None, result) -> Outcom
     """Write the job's outputs in the worker (the images and maps they are drawn from stay there)."""
     if job.out_dir is None:
         return outcome
-    digitized = Digitized(job.image_id, job.fs_hz, outcome.leads_mv, outcome.warnings, outcome.timings_s)
+    digitized = digitized_page(job.image_id, job.fs_hz, outcome.leads_mv, outcome.warnings, outcome.timings_s,
+                               outcome.layout)
     drawn = result is not None and not result.failed
     files = write_outputs(digitized, job.out_dir, job.formats, page.image_rgb if drawn else None,
                           signal_polylines(digitized, result.rectified, result.extraction) if drawn else None)
@@ -94,14 +96,15 @@ def summary_line(n_pages: int, n_failed: int, seconds: float) -> str:
 
 
 def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True,
-             device: str = "cpu") -> Iterator[Outcome]:
-    """Outcomes in job order; ``workers`` processes share the machine's cores (and ``device``)."""
+             device: str = "cpu", layout: str | None = None) -> Iterator[Outcome]:
+    """Outcomes in job order; ``workers`` processes share the machine's cores (and ``device``); ``layout``
+    forces one layout on every page (see :class:`pipeline.chain.Pipeline`)."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
-        _init_worker(str(weights_dir), threads, device)
+        _init_worker(str(weights_dir), threads, device, layout)
         yield from tqdm(map(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
         return
-    with get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads, device)) as pool:
+    with get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads, device, layout)) as pool:
         yield from tqdm(pool.imap(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
 
 
@@ -178,6 +181,7 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
         images.append({"image_id": job.image_id, "record_id": record_id, "type": image_type, "fs": job.fs_hz,
                        "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "signal": signal, "noise": noise,
                        "noise_uncovered": uncovered, "noise_edges": edges, "error": outcome.error or "",
+                       "layout_read": "" if outcome.layout is None else outcome.layout.name,
                        **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
     images = pd.DataFrame(images)
     variants_path = data_dir / VARIANTS_CSV
@@ -188,7 +192,7 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
 
 
 VARIANTS_CSV = "variants.csv"  # optional, beside train.csv: image_id + columns that describe how each was drawn
-VARIANT_KEYS = ("renderer", "grid", "header", "pulse", "augment", "wrinkles")  # reported when present
+VARIANT_KEYS = ("layout", "renderer", "grid", "header", "pulse", "augment", "wrinkles")  # reported when present
 
 
 def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str:
@@ -225,13 +229,15 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
 
 def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1,
                    device: str = "cpu", formats: Sequence[str] = ("csv",), progress: bool = True,
-                   verbose: bool = False) -> int:
-    """Digitize image files (the competition's layout and lengths) into ``out_dir``: per image ``<stem>.csv``
-    (the 12 leads as columns, NaN where a lead was not printed), ``.json``, a WFDB record, as ``formats`` asks,
-    and the pictures (see :mod:`pipeline.outputs`). A file that fails gets the flat fallback and its reason,
-    on stderr and in ``<out_dir>/failures.csv``; nothing is skipped. Returns the number of failed images."""
+                   verbose: bool = False, layout: str | None = None) -> int:
+    """Digitize image files into ``out_dir``, each by the layout found on it (or ``layout``), each lead as long
+    as that layout prints it: per image ``<stem>.csv`` (the 12 leads as columns, NaN where a lead was not
+    printed), ``.json``, a WFDB record, as ``formats`` asks, and the pictures (see :mod:`pipeline.outputs`);
+    unless ``progress`` is off, each image's layout. A file that fails gets the flat fallback (the competition's
+    lengths) and its reason, on stderr and in ``<out_dir>/failures.csv``; nothing is skipped. Returns the
+    number of failed images."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {lead: requested_samples(fs_hz, {}, lead) for lead in LEADS}
+    counts: dict = {}  # nothing asked: the lengths the page's layout prints
     jobs, seen = [], set()
     for path in images:
         image_id, k = Path(path).stem, 1
@@ -242,7 +248,11 @@ def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_
         jobs.append(Job(image_id, Path(path), fs_hz, counts, out_dir, tuple(formats)))
     start = time.perf_counter()
     failures = []
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout), strict=True):
+        if progress and outcome.layout is not None:
+            reading = outcome.layout
+            tqdm.write(f"{job.path}: layout {reading.name} ({reading.how}; the layout finder's confidence "
+                       f"{reading.confidence:.2f})")
         if outcome.error:
             failures.append((str(job.path), job.image_id, outcome.error))
             tqdm.write(f"FAILED {job.path}: {outcome.error} (flat 0 mV fallback written)", file=sys.stderr)

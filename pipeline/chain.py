@@ -7,6 +7,11 @@
 Stage 0 is the grid-based rectifier; with a keypoint bundle (``weights/stage0_rectify``) the keypoint network's
 homography takes over where the grid cannot undo the view (phone photos), the grid rectifier staying the
 fallback (:mod:`stage0_rectify.infer`).
+
+Layout: every sheet's rows and panels are looked for (:func:`stage1_segment.layout_finder.find_layout`); a page
+found to be another known layout than the competition's 3x4 + II, with at least :data:`LAYOUT_CONFIDENCE`, is
+read by its own rows and panels (:func:`choose_reading`); every other page is read as 3x4 + II, as before the
+finder. ``Pipeline(..., layout=NAME)`` forces a layout.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.layouts import LEADS
+from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from stage0_rectify.grid import rectify_from_grid
 from stage0_rectify.infer import KeypointRectifier
 from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
+from stage1_segment.layout_finder import FoundLayout, find_layout
 from stage2_signal.infer import Extraction, SignalExtractor
 
 log = logging.getLogger("pipeline")
@@ -35,6 +41,48 @@ KEYPOINT_BUNDLE = "stage0_rectify"  # optional: without it stage 0 is the grid r
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
 # read into noise 0.1-0.5 (factory pages of every image type, 2026-12-04)
+
+
+LAYOUT_CONFIDENCE = 0.35  # a found layout other than the competition's is read by its panels from this confidence
+# up (factory 6x2 and 3x4+II,V1,V5 pages, which share a row count, are found at 0.45-1.0, the other layouts
+# near 1.0; below it the page is read as 3x4 + II, as before the finder)
+
+
+@dataclass(frozen=True)
+class LayoutReading:
+    """The layout a page is read by: its name, its rows' baselines (sheet px; None: the segmenter finds the
+    competition layout's rows itself, exactly as before the finder) and why it was chosen."""
+
+    name: str
+    baselines_y_px: tuple[float, ...] | None
+    how: str  # "found" (the finder's, confident), "forced" (asked for), "default" (the competition's)
+    confidence: float  # the finder's confidence in the layout it found (0 when it found none)
+
+
+def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
+                   forced: str | None = None) -> LayoutReading:
+    """The reading for a sheet whose finder result is ``found``: ``forced`` when given (on the found rows when the
+    finder found that many, else on the rows :func:`find_anchors` places for it), the found layout when it is
+    not ``default_name`` and the finder is at least LAYOUT_CONFIDENCE sure, else ``default_name`` read as it
+    always was."""
+    rows = tuple(r.y_px for r in found.rows)
+    if forced is not None:
+        if forced == default_name:
+            return LayoutReading(forced, None, "forced", found.confidence)
+        if len(rows) != get_layout(forced).n_rows:
+            rows = find_anchors(sheet_rgb, forced).baselines_y_px
+        return LayoutReading(forced, rows, "forced", found.confidence)
+    if found.layout_name not in (None, default_name) and found.confidence >= LAYOUT_CONFIDENCE:
+        return LayoutReading(found.layout_name, rows, "found", found.confidence)
+    return LayoutReading(default_name, None, "default", found.confidence)
+
+
+def printed_samples(layout_name: str, fs_hz: float) -> dict:
+    """Samples per lead from its first printed instant to its last (the competition layout's: II 10 s, the
+    others 2.5 s)."""
+    layout = get_layout(layout_name)
+    spans = {lead: [(p.t0_s, p.t1_s) for p in layout.lead_panels(lead)] for lead in LEADS}
+    return {lead: int(round((max(t1 for _, t1 in s) - min(t0 for t0, _ in s)) * fs_hz)) for lead, s in spans.items()}
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
@@ -69,6 +117,7 @@ class PipelineResult:
     error: str | None = None
     extraction: Extraction | None = None  # stage 2's traces, panel readings and timing info, for debugging
     refused: bool = False  # the error says the input is not a readable ECG (rather than that a stage broke)
+    layout: LayoutReading | None = None  # the layout the page was read by (None: it failed before)
 
     @property
     def failed(self) -> bool:
@@ -95,19 +144,26 @@ class Pipeline:
     segmenter: TraceSegmenter
     extractor: SignalExtractor
     rectifier: KeypointRectifier | None = None  # None: the grid rectifier alone
+    layout: str | None = None  # a layout name to read every page by; None: the layout found on each page
+
+    def __post_init__(self) -> None:
+        if self.layout is not None:
+            get_layout(self.layout)  # an unknown name fails here, naming the known ones
 
     @classmethod
-    def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu") -> Pipeline:
+    def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
+                     layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
         error, the keypoint bundle is used when its folder is there (and must then be complete).
-        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU."""
+        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
+        :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
         keypoints = root / KEYPOINT_BUNDLE
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
-                   KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None)
+                   KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -126,12 +182,20 @@ class Pipeline:
         check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
-        maps = self.segmenter(rectified)
+        reading = choose_reading(find_layout(rectified.sheet_rgb), rectified.sheet_rgb, self.segmenter.layout_name,
+                                 self.layout)
+        if reading.baselines_y_px is None:
+            maps = self.segmenter(rectified)
+        else:
+            maps = self.segmenter(rectified, reading.name, reading.baselines_y_px)
         timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
-        extraction = self.extractor.extract_page(maps, rectified.px_per_mm, page, rectified.sheet_rgb)
+        # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
+        counts = {lead: page.n_samples(lead) for lead in LEADS} if page.samples_per_lead else printed_samples(
+            reading.name, page.fs_hz)
+        extraction = self.extractor.extract(maps, rectified.px_per_mm, page.fs_hz, counts, rectified.sheet_rgb)
         timings["stage2_signal"] = time.perf_counter() - start
-        return PipelineResult(extraction.signals, rectified, maps, timings, extraction=extraction)
+        return PipelineResult(extraction.signals, rectified, maps, timings, extraction=extraction, layout=reading)
 
     def digitize(self, page: Page) -> PipelineResult:
         """Like calling the pipeline, but a failure gives the fallback signals and the reason."""

@@ -1,8 +1,10 @@
 """What a digitized page is written as, for the command line and the web page alike.
 
-    csv   the 12 leads as columns on one 10 s time base at fs (NaN where a lead was not printed)
-    wfdb  a WFDB record (<name>.hea + <name>.dat, format 16, units mV, 1 µV per ADC unit) of the same table
-    json  {"image_id", "fs_hz", "leads": {lead: [mV, ...]}, "warnings", "timings_s"}: each lead's printed samples
+    csv   time_s, then the 12 leads as columns on one 10 s time base at fs (NaN where a lead was not printed)
+    wfdb  a WFDB record (<name>.hea + <name>.dat, format 16, units mV, 1 µV per ADC unit) of the 12 leads' table
+    json  {"image_id", "fs_hz", "layout": {"name", "how", "finder_confidence"}, "leads": {lead: [mV, ...]},
+          "spans_s": {lead: [first s, end s]}, "warnings", "timings_s"}: each lead's printed samples and which
+          seconds of the record they are
     overlay.png  the input image with the signals drawn back onto it through the inverse of stage 0's map
     leads.png    the 12 leads plotted on ECG paper (25 mm/s, 10 mm/mV)
 """
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from common.layouts import COMPETITION_LAYOUT, LEADS, Layout
+from common.layouts import COMPETITION_LAYOUT, LEADS, Layout, get_layout
 from stage2_signal.calibrate import panel_x_px, sheet_geometry
 
 FORMATS = ("csv", "wfdb", "json")  # data formats; the two pictures are written alongside
@@ -40,11 +42,32 @@ class Digitized:
     warnings: tuple[str, ...] = ()
     timings_s: dict | None = None
     layout: Layout = COMPETITION_LAYOUT
+    layout_how: str = "default"  # why the page was read by ``layout``: found on it, forced, or the default
+    layout_confidence: float = 0.0  # the layout finder's confidence in what it found
+
+
+def digitized_page(image_id: str, fs_hz: float, leads_mv: dict, warnings: tuple[str, ...], timings_s: dict,
+                   reading) -> Digitized:
+    """A page's :class:`Digitized` from the pipeline's :class:`pipeline.chain.LayoutReading` (None where the page
+    failed before a layout was chosen: its fallback has the competition layout's lengths)."""
+    if reading is None:
+        return Digitized(image_id, fs_hz, leads_mv, warnings, timings_s)
+    return Digitized(image_id, fs_hz, leads_mv, warnings, timings_s, get_layout(reading.name), reading.how,
+                     reading.confidence)
 
 
 def lead_start_index(layout: Layout, lead: str, fs_hz: float) -> int:
     """Record sample at which a lead's array starts: the start of the first panel that prints it."""
     return int(round(min(p.t0_s for p in layout.lead_panels(lead)) * fs_hz))
+
+
+def lead_spans_s(result: Digitized) -> dict:
+    """Per lead, the seconds of the record its samples cover: [start, end)."""
+    spans = {}
+    for lead in LEADS:
+        start = lead_start_index(result.layout, lead, result.fs_hz)
+        spans[lead] = (start / result.fs_hz, (start + np.asarray(result.leads_mv[lead]).size) / result.fs_hz)
+    return spans
 
 
 def leads_table(result: Digitized) -> pd.DataFrame:
@@ -60,12 +83,18 @@ def leads_table(result: Digitized) -> pd.DataFrame:
 
 
 def csv_text(result: Digitized) -> str:
-    return leads_table(result).to_csv(index=False, float_format="%.5f")
+    """The leads' table with the record time of each row first: a lead's span is where it is not NaN."""
+    table = leads_table(result)
+    table.insert(0, "time_s", np.arange(len(table)) / result.fs_hz)
+    return table.to_csv(index=False, float_format="%.5f")
 
 
 def result_json(result: Digitized) -> dict:
     return {"image_id": result.image_id, "fs_hz": result.fs_hz,
+            "layout": {"name": result.layout.name, "how": result.layout_how,
+                       "finder_confidence": round(float(result.layout_confidence), 3)},
             "leads": {lead: [round(float(x), 5) for x in result.leads_mv[lead]] for lead in LEADS},
+            "spans_s": {lead: [round(t0, 6), round(t1, 6)] for lead, (t0, t1) in lead_spans_s(result).items()},
             "warnings": list(result.warnings),
             "timings_s": {k: round(float(v), 3) for k, v in (result.timings_s or {}).items()}}
 

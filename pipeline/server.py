@@ -29,11 +29,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from common.layouts import LEADS
-from common.types import Page, requested_samples
+from common.types import Page
 from pipeline.chain import Pipeline
 from pipeline.image_io import MAX_FILE_BYTES, ImageReadError, decode_image
-from pipeline.outputs import Digitized, csv_text, leads_png, overlay_png, result_json, signal_polylines, wfdb_zip
+from pipeline.outputs import (
+    Digitized,
+    csv_text,
+    digitized_page,
+    leads_png,
+    overlay_png,
+    result_json,
+    signal_polylines,
+    wfdb_zip,
+)
 
 log = logging.getLogger("pipeline.server")
 
@@ -94,12 +102,11 @@ class Digitizer:
         """Decode, digitize and draw one upload (in a worker thread)."""
         image_id = uuid.uuid4().hex
         decoded = decode_image(data)
-        counts = {lead: requested_samples(fs_hz, {}, lead) for lead in LEADS}
-        result = self.pipeline.digitize(Page(image_id, decoded.rgb, fs_hz, counts))
+        result = self.pipeline.digitize(Page(image_id, decoded.rgb, fs_hz))  # each lead as its layout prints it
         if result.refused:
             raise ApiError(400, result.error)
-        digitized = Digitized(image_id, fs_hz, result.signals.leads_mv, decoded.warnings + tuple(result.warnings),
-                              result.timings_s)
+        digitized = digitized_page(image_id, fs_hz, result.signals.leads_mv,
+                                   decoded.warnings + tuple(result.warnings), result.timings_s, result.layout)
         if result.failed:
             return Stored(digitized, None, None)
         lines = signal_polylines(digitized, result.rectified, result.extraction)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.layouts import default_placement, get_layout
 from common.types import Rectified, TraceMaps
 from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
@@ -49,6 +50,13 @@ VIEWS = ("identity", "flip_x")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_INFERENCE = {"views": ["identity", "flip_x"], "precision": "auto"}  # training writes it into bundles;
 # a bundle that names no views or precision is read with it too
+
+
+CLOSE_PITCH_PX = 160.0  # sheet px: rows closer than this (12x1: ~100 px; the competition's 3x4 + II ~280, 6x2 ~220)
+# are read spread apart (spread_rows); read in place, the network takes a neighbour's trace for the row's
+SPREAD_BAND = 0.8  # each row spread apart keeps the ink within this many row pitches of its baseline: a wider band
+# brings the neighbours' traces back (12x1 factory page: 4.5 dB at 0.8, 0.8 dB at 1.0), a narrower one cuts the
+# row's own QRS tips (3.7 dB at 0.6; a 6x2 page of 154 px pitch: 6.8 dB at 0.8, 5.7 at 0.6, 4.9 read in place)
 
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16 / AMX, Arm BF16
@@ -125,43 +133,75 @@ class TraceSegmenter:
         return cls(model, cfg, num_threads=num_threads, device=device, views=views, precision=precision)
 
     @torch.inference_mode()
-    def probabilities(self, sheet_rgb: np.ndarray) -> np.ndarray:
-        """(n_rows, Hm, Wm) float32 column softmax of the rows' y-logits for a canonical-sheet RGB image,
-        flattened where the mask head sees no trace in the column."""
+    def probabilities(self, sheet_rgb: np.ndarray, baselines_y_px: tuple[float, ...] | None = None) -> np.ndarray:
+        """(rows, Hm, Wm) float32 column softmax of the rows' y-logits for a canonical-sheet RGB image,
+        flattened where the mask head sees no trace in the column. The rows are the bundle layout's, found by
+        :func:`find_anchors`, or the rows at ``baselines_y_px`` (sheet px, top to bottom; any count: an anchored
+        network reads them :attr:`n_rows` at a time, see :func:`row_passes`; rows closer than CLOSE_PITCH_PX
+        are read spread apart, see :func:`spread_rows`)."""
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         t0 = time.perf_counter()
-        img = sheet_to_map_image(sheet_rgb, self.spec)
         hm, wm = self.spec.shape_hw
-        x = normalise_image(torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None])
-        anchors = None
-        if self.model.position == "anchors":
-            self.last_anchors = find_anchors(sheet_rgb, self.layout_name)
-            anchors = self.spec.sheet_to_map_y(self.last_anchors.baselines_y_px)[None]
-        coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y, device=self.device)
+        if self.model.position != "anchors":
+            if baselines_y_px is not None:
+                raise ValueError("this stage-1 model reads rows by sheet position: it cannot read given baselines")
+            passes = [((), list(range(self.n_rows)))]
+        else:
+            if baselines_y_px is None:
+                self.last_anchors = find_anchors(sheet_rgb, self.layout_name)
+                baselines_y_px = self.last_anchors.baselines_y_px
+            else:
+                self.last_anchors = Anchors(tuple(float(y) for y in baselines_y_px), "given", ())
+            passes = row_passes(baselines_y_px, self.n_rows, float(sheet_rgb.shape[0]))
+        pitch = float(np.median(np.diff(baselines_y_px))) if baselines_y_px is not None and len(baselines_y_px) > 1 \
+            else np.inf
+        spread_to = default_placement(get_layout(self.layout_name)).baselines_y_px if pitch < CLOSE_PITCH_PX else None
         t1 = time.perf_counter()
-        ink = None
-        if self.ink_guidance is not None:
-            ink = torch.from_numpy(ink_weights(sheet_rgb, (hm, wm), self.ink_guidance.lo_pct,
-                                               self.ink_guidance.hi_pct)).to(self.device)
-        probs = None
+        rows: dict[int, np.ndarray] = {}
         net_s = 0.0
-        for view in self.views:
-            # one view at a time: on a CPU a batch of two is no faster, and it would double the activations
-            flip = view == "flip_x"
-            v0 = time.perf_counter()
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                # the mirrored sheet is read as a page of its own: the position channels stay in its frame
-                out = self.model(x.flip(-1) if flip else x, coords)
-            if self.device.type == "cuda":  # kernels run asynchronously: wait, so net_s is the network's time
-                torch.cuda.synchronize(self.device)
-            net_s += time.perf_counter() - v0
-            view_probs = self._column_probs(out.flip(-1) if flip else out, ink)
-            probs = view_probs if probs is None else probs + view_probs
-        probs = (probs / len(self.views)).cpu().numpy()
+        for anchors_y, page_rows in passes:
+            image, shifts = (sheet_rgb, None) if spread_to is None else spread_rows(
+                sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+            x = normalise_image(torch.from_numpy(sheet_to_map_image(image, self.spec)).to(self.device)
+                                .permute(2, 0, 1)[None])
+            ink = None
+            if self.ink_guidance is not None:
+                ink = torch.from_numpy(ink_weights(image, (hm, wm), self.ink_guidance.lo_pct,
+                                                   self.ink_guidance.hi_pct)).to(self.device)
+            given = anchors_y if shifts is None else spread_to
+            anchors = self.spec.sheet_to_map_y(np.asarray(given, np.float64))[None] if anchors_y else None
+            coords = self.model.position_channels(1, hm, wm, 0, wm, anchors, self.spec.scale_y, device=self.device)
+            probs = None
+            for view in self.views:
+                # one view at a time: on a CPU a batch of two is no faster, and it would double the activations
+                flip = view == "flip_x"
+                v0 = time.perf_counter()
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    # the mirrored sheet is read as a page of its own: the position channels stay in its frame
+                    out = self.model(x.flip(-1) if flip else x, coords)
+                if self.device.type == "cuda":  # kernels run asynchronously: wait, so net_s is the network's time
+                    torch.cuda.synchronize(self.device)
+                net_s += time.perf_counter() - v0
+                view_probs = self._column_probs(out.flip(-1) if flip else out, ink)
+                probs = view_probs if probs is None else probs + view_probs
+            probs = (probs / len(self.views)).cpu().numpy()
+            for channel, row in enumerate(page_rows):
+                if row >= 0 and row not in rows:  # a row two passes read keeps the first pass's reading
+                    rows[row] = probs[channel] if shifts is None else self._unspread(probs[channel], shifts[channel])
         t2 = time.perf_counter()
         self.last_timing = {"prep_s": t1 - t0, "net_s": net_s, "softmax_s": t2 - t1 - net_s}
-        return probs
+        return np.stack([rows[k] for k in range(len(rows))])
+
+    def _unspread(self, probs: np.ndarray, shift: tuple[int, int, int]) -> np.ndarray:
+        """A row's map read on a :func:`spread_rows` sheet, back at the row's place on the page: its band moved
+        back, the rest of each column at the column's floor (no trace there)."""
+        shift_px, lo_px, hi_px = shift
+        lo, hi = int(np.ceil(self.spec.sheet_to_map_y(lo_px))), int(np.floor(self.spec.sheet_to_map_y(hi_px - 1))) + 1
+        moved = int(round(shift_px * self.spec.scale_y))
+        out = np.repeat(probs.min(axis=0, keepdims=True), probs.shape[0], axis=0)
+        out[lo:hi] = probs[lo + moved:hi + moved]
+        return out / out.sum(axis=0, keepdims=True)
 
     def _column_probs(self, out: torch.Tensor, ink: torch.Tensor | None) -> torch.Tensor:
         """(n_rows, Hm, Wm) column softmax of one view's output (in sheet orientation), ink-guided and
@@ -179,7 +219,57 @@ class TraceSegmenter:
             probs = presence * probs + (1.0 - presence) / probs.shape[1]
         return probs
 
-    def __call__(self, rectified: Rectified) -> TraceMaps:
-        probs = self.probabilities(rectified.sheet_rgb)
-        return TraceMaps(image_id=rectified.image_id, layout_name=self.layout_name, maps=probs.astype(np.float16),
-                         scale_x=self.spec.scale_x, scale_y=self.spec.scale_y)
+    def __call__(self, rectified: Rectified, layout_name: str | None = None,
+                 baselines_y_px: tuple[float, ...] | None = None) -> TraceMaps:
+        """The bundle layout's rows, or ``layout_name``'s at ``baselines_y_px`` (one per row, e.g. as found by
+        :func:`stage1_segment.layout_finder.find_layout`)."""
+        if (layout_name is None) != (baselines_y_px is None):
+            raise ValueError("a layout to read needs its rows' baselines, and baselines need their layout")
+        if layout_name is not None and len(baselines_y_px) != get_layout(layout_name).n_rows:
+            raise ValueError(f"layout {layout_name} has {get_layout(layout_name).n_rows} rows, "
+                             f"got {len(baselines_y_px)} baselines")
+        probs = self.probabilities(rectified.sheet_rgb, baselines_y_px)
+        return TraceMaps(image_id=rectified.image_id, layout_name=layout_name or self.layout_name,
+                         maps=probs.astype(np.float16), scale_x=self.spec.scale_x, scale_y=self.spec.scale_y)
+
+
+def row_passes(baselines_y_px, n_model: int, sheet_h_px: float) -> list[tuple[tuple[float, ...], list[int]]]:
+    """How a network trained on ``n_model`` rows (the competition's: three rows of panels, the rhythm strip
+    below them) reads a page's rows: per pass the anchors it is given and the page row each output channel
+    stands for (-1: a reading dropped). Its last channel learnt the page's bottom row (read rows above the
+    bottom in it were 1-3 px worse on 6x2 pages), so it reads only the page's last row; the other rows go
+    through the first ``n_model - 1`` channels in consecutive runs (the last run moved up to end next to the
+    page's last row, reading some rows twice), the last channel then anchored on the row below the run. A page
+    with fewer rows gets made-up rows one row pitch apart below its last, whose readings are dropped."""
+    ys = [float(y) for y in baselines_y_px]
+    if not ys:
+        raise ValueError("no rows to read")
+    if len(ys) < n_model:
+        pitch = float(np.median(np.diff(ys))) if len(ys) > 1 else sheet_h_px / (n_model + 1)
+        extra = [min(ys[-1] + pitch * (k + 1), sheet_h_px - 1.0) for k in range(n_model - len(ys))]
+        return [(tuple(ys + extra), list(range(len(ys))) + [-1] * len(extra))]
+    run, last = n_model - 1, len(ys) - 1
+    starts = list(range(0, last - run + 1, run))
+    if starts[-1] + run < last:
+        starts.append(last - run)
+    return [(tuple(ys[s:s + n_model]), list(range(s, s + run)) + [last if s + run == last else -1])
+            for s in starts]
+
+
+def spread_rows(sheet_rgb: np.ndarray, rows_y_px, targets_y_px, half_band_px: float
+                ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """A sheet with each of ``rows_y_px``'s bands (``half_band_px`` either side of the row's baseline) moved to
+    the matching ``targets_y_px`` on the page's paper colour, and per row (shift, band top, band bottom) in
+    sheet px (shifts even, so whole map px at half resolution). Rows printed closer than the network ever saw
+    are read like the competition's, one row pitch apart."""
+    h = sheet_rgb.shape[0]
+    half = int(round(half_band_px))
+    canvas = np.empty_like(sheet_rgb)
+    canvas[:] = np.median(sheet_rgb.reshape(-1, sheet_rgb.shape[2]), axis=0).astype(sheet_rgb.dtype)
+    shifts = []
+    for y, target in zip(rows_y_px, targets_y_px, strict=True):
+        shift = 2 * int(round((target - y) / 2))
+        lo, hi = max(int(round(y)) - half, 0, -shift), min(int(round(y)) + half, h, h - shift)
+        canvas[lo + shift:hi + shift] = sheet_rgb[lo:hi]
+        shifts.append((shift, lo, hi))
+    return canvas, shifts

@@ -1,10 +1,11 @@
 """Write a synthetic dataset in the competition's layout, with exact labels beside every image.
 
     python -m synth.make --signals DIR --n-records N --types 0001,0003 --out DIR [--seed S] [--workers W]
-                         [--layout train|test] [--layouts 3x4+II,6x2] [--simulated]
+                         [--layout train|test] [--layouts '3x4+II,V1,V5;6x2'] [--simulated]
 
 train layout: train.csv (id, fs, sig_len), train/<id>/<id>.csv (mV, NaN where not printed),
-    train/<id>/<id>-<type>.png, and labels: train/<id>/<id>.labels.{npz,json} (the sheet's labels) and
+    train/<id>/<id>-<type>.png, variants.csv (image id, the layout it is drawn in),
+    and labels: train/<id>/<id>.labels.{npz,json} (the sheet's labels) and
     train/<id>/<id>-<type>.map.json (the image's exact map onto the canonical sheet).
 test layout: test.csv (id, lead, fs, number_of_rows), test/<image id>.png with image id "<id>-<type>",
     solution.csv (id, value, fs) for scoring, and the same labels under labels/.
@@ -94,14 +95,14 @@ def _write_test(page: SynthPage, out: Path, record_id: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _job(args) -> tuple[str, float, dict, pd.DataFrame | None]:
+def _job(args) -> tuple[str, float, dict, pd.DataFrame | None, str]:
     record, index, record_id, seed, types, layouts, fs_choices, out, layout_kind, eik_look = args
     page = make_page(record, index, seed, types, layouts, fs_choices, record_id=record_id, eik_look=eik_look)
     counts = {lead: int(page.labels.lead_signal(lead).size) for lead in LEADS}
+    solution = _write_test(page, out, record_id) if layout_kind == "test" else None
     if layout_kind == "train":
         _write_train(page, out, record_id)
-        return record_id, page.labels.fs_hz, counts, None
-    return record_id, page.labels.fs_hz, counts, _write_test(page, out, record_id)
+    return record_id, page.labels.fs_hz, counts, solution, page.labels.layout_name
 
 
 def map_jobs(fn, jobs: Sequence, workers: int = 1, progress: bool = True, desc: str = "pages") -> list:
@@ -127,9 +128,12 @@ def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str
     if layout_kind == "train":
         pd.DataFrame({"id": [r[0] for r in results], "fs": [int(r[1]) for r in results],
                       "sig_len": [int(round(10 * r[1])) for r in results]}).to_csv(out / "train.csv", index=False)
+        # which layout each page is drawn in, for `pipeline cv`'s per-layout scores
+        pd.DataFrame([{"image_id": f"{r[0]}-{t}", "layout": r[4]} for r in results for t in image_types]).to_csv(
+            out / "variants.csv", index=False)
     else:
         rows = [(f"{rid}-{t}", lead, int(fs), counts[lead])
-                for rid, fs, counts, _ in results for t in image_types for lead in LEADS]
+                for rid, fs, counts, _, _ in results for t in image_types for lead in LEADS]
         pd.DataFrame(rows, columns=["id", "lead", "fs", "number_of_rows"]).to_csv(out / "test.csv", index=False)
         pd.concat([r[3] for r in results], ignore_index=True).to_csv(out / "solution.csv", index=False,
                                                                       float_format="%.6f")
@@ -144,6 +148,31 @@ def parse_types(text: str) -> list[str]:
     return types
 
 
+def parse_layouts(text: str) -> list[str]:
+    """Layout names from ``;``-separated groups (``"3x4+II,V1,V5;6x2"``); inside a group commas separate names too,
+    the longest known name winning ("3x4+II,V1,V5" is one layout, "3x4+II,6x2" two), so the old comma lists
+    still read."""
+    names: list[str] = []
+    for group in text.split(";"):
+        tokens = [t.strip() for t in group.split(",")]
+        while tokens:
+            for n in range(len(tokens), 0, -1):
+                name = ",".join(tokens[:n])
+                if name in LAYOUTS:
+                    break
+            else:
+                if tokens[0]:
+                    raise argparse.ArgumentTypeError(f"unknown layout {tokens[0]!r} in {text!r}; choose from "
+                                                     f"{'; '.join(LAYOUTS)} (separate several with ';')")
+                n, name = 1, ""
+            if name:
+                names.append(name)
+            tokens = tokens[n:]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no layout named in {text!r}; choose from {'; '.join(LAYOUTS)}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth.make", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--layout", choices=["train", "test"], default="train", help="dataset layout to write")
-    parser.add_argument("--layouts", default="3x4+II", help="comma-separated page layouts to draw from")
+    parser.add_argument("--layouts", type=parse_layouts, default=["3x4+II"],
+                        help="page layouts to draw from, separated by ';' (e.g. '3x4+II,V1,V5;6x2')")
     parser.add_argument("--eik-look", type=float, default=0.0,
                         help="share of pages drawn with ECG-Image-Kit's marks (bold bars across the baseline, a pulse "
                              "abutting the trace, names below it, grey traces, dark same-coloured grids)")
@@ -171,10 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if args.signals is not None and not args.signals.is_dir():
         parser.error(f"--signals {args.signals} is not a folder")
-    layouts = [s.strip() for s in args.layouts.split(",") if s.strip()]
-    unknown = [name for name in layouts if name not in LAYOUTS]
-    if unknown or not layouts:
-        parser.error(f"unknown layouts {unknown}; choose from {','.join(LAYOUTS)}")
+    layouts = args.layouts
     records = collect_windows(None if args.simulated else args.signals, args.n_records, args.seed, args.adc_gain)
     out = make_dataset(args.out, records, args.types, args.seed, args.workers, args.layout, layouts,
                        eik_look=args.eik_look)

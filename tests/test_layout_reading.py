@@ -1,0 +1,159 @@
+"""Pages read by the layout found on them: rows and panels of any known layout, forced layouts, the time spans
+in the outputs, the factory's layout names and cv's per-layout scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.geometry import CANONICAL
+from common.layouts import LEADS, get_layout
+from common.metric import lead_residuals
+from common.types import Page
+from pipeline.__main__ import main
+from pipeline.batch import summarise
+from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading
+from stage1_segment.infer import row_passes, spread_rows
+from stage1_segment.layout_finder import FoundLayout, FoundRow
+from synth.factory import make_page
+from synth.make import make_dataset, parse_layouts
+from synth.signals import simulate_record
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_6X2 = 2  # a simulated record whose 6x2 page the committed weights read at 27 dB by its panels
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline.from_bundles(REPO / "weights")
+
+
+@pytest.fixture(scope="module")
+def page_6x2():
+    rec = simulate_record(np.random.default_rng(SEED_6X2))
+    return make_page(rec, SEED_6X2, SEED_6X2, ["0001"], layouts=["6x2"], fs_choices=[500])
+
+
+def _snr_db(truth: dict, leads_mv: dict, fs_hz: float) -> float:
+    signal = noise = 0.0
+    for lead in LEADS:
+        resid, _, _ = lead_residuals(truth[lead], leads_mv[lead], fs_hz)
+        signal, noise = signal + float(truth[lead] @ truth[lead]), noise + float(resid @ resid)
+    return 10 * np.log10(signal / noise)
+
+
+def test_a_6x2_factory_page_is_read_by_its_panels(pipeline, page_6x2):
+    truth = {lead: page_6x2.labels.lead_signal(lead) for lead in LEADS}
+    page = Page("p", page_6x2.images["0001"].image_rgb, 500.0, {lead: v.size for lead, v in truth.items()})
+    result = pipeline(page)
+    assert result.layout.name == "6x2" and result.layout.how == "found"
+    assert result.maps.maps.shape[0] == 6
+    assert all(result.signals.leads_mv[lead].size == 2500 for lead in LEADS)  # 5 s each
+    assert _snr_db(truth, result.signals.leads_mv, 500.0) > 15.0
+
+
+def test_a_forced_layout_is_read_and_the_outputs_say_which_seconds_each_lead_is(tmp_path, page_6x2, capsys):
+    import cv2
+
+    image = tmp_path / "page.png"
+    cv2.imwrite(str(image), cv2.cvtColor(page_6x2.images["0001"].image_rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main(["digitize", str(image), "--out", str(out), "--format", "csv,json", "--layout", "3x4+II"]) == 0
+    assert "page.png: layout 3x4+II (forced;" in capsys.readouterr().out
+    result = json.loads((out / "page.json").read_text())
+    assert result["layout"]["name"] == "3x4+II" and result["layout"]["how"] == "forced"
+    assert result["spans_s"]["II"] == [0.0, 10.0] and result["spans_s"]["V4"] == [7.5, 10.0]
+    # found by itself: 6x2, every lead 5 s, the limb leads first and the chest leads after them
+    assert main(["digitize", str(image), "--out", str(out), "--format", "csv,json", "--quiet"]) == 0
+    result = json.loads((out / "page.json").read_text())
+    assert result["layout"]["name"] == "6x2" and result["layout"]["how"] == "found"
+    assert result["layout"]["finder_confidence"] >= LAYOUT_CONFIDENCE
+    assert result["spans_s"]["aVF"] == [0.0, 5.0] and result["spans_s"]["V1"] == [5.0, 10.0]
+    table = pd.read_csv(out / "page.csv")
+    assert list(table.columns) == ["time_s", *LEADS]
+    printed = table.loc[table["I"].notna(), "time_s"]
+    assert printed.min() == 0.0 and printed.max() == pytest.approx(5.0 - 1 / 500)
+    assert table.loc[table["V1"].notna(), "time_s"].min() == 5.0
+
+
+def test_an_unknown_forced_layout_is_refused():
+    with pytest.raises(SystemExit):
+        main(["digitize", "x.png", "--layout", "4x3"])
+    with pytest.raises(KeyError, match="unknown layout"):
+        Pipeline(None, None, layout="4x3")
+
+
+def _found(name: str | None, confidence: float, rows_y: list[float]) -> FoundLayout:
+    rows = tuple(FoundRow(y, ((100.0, 2000.0),), None, None, False, ((100.0, 2000.0),)) for y in rows_y)
+    return FoundLayout(name, confidence, rows, {}, 100.0 if name else None, CANONICAL.px_per_s if name else None)
+
+
+def test_which_layout_a_page_is_read_by():
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    six = [300.0, 520.0, 740.0, 960.0, 1180.0, 1400.0]
+    reading = choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II")
+    assert (reading.name, reading.how, reading.baselines_y_px) == ("6x2", "found", tuple(six))
+    # not sure enough, nothing found, or the competition's own layout: read as always
+    for found in (_found("6x2", LAYOUT_CONFIDENCE / 2, six), _found(None, 0.0, six),
+                  _found("3x4+II", 1.0, six[:4])):
+        reading = choose_reading(found, sheet, "3x4+II")
+        assert (reading.name, reading.how, reading.baselines_y_px) == ("3x4+II", "default", None)
+    # forced: on the rows found where there are as many, else on the layout's own rows
+    assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "3x4+II,V1,V5").baselines_y_px == tuple(six)
+    forced = choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "12x1")
+    assert forced.how == "forced" and len(forced.baselines_y_px) == 12
+    assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "3x4+II").baselines_y_px is None
+
+
+@pytest.mark.parametrize("n_rows", [1, 3, 4, 5, 6, 12])
+def test_every_row_is_read_and_only_the_last_in_the_bottom_channel(n_rows):
+    ys = [200.0 + 100.0 * k for k in range(n_rows)]
+    passes = row_passes(ys, 4, 1700.0)
+    read = [row for _, rows in passes for row in rows if row >= 0]
+    assert sorted(set(read)) == list(range(n_rows))
+    for anchors, rows in passes:
+        assert len(anchors) == 4 and len(rows) == 4
+        assert all(a == ys[r] for a, r in zip(anchors, rows, strict=True) if r >= 0)
+        if n_rows >= 4:
+            assert rows[3] in (n_rows - 1, -1)
+
+
+def test_spread_rows_moves_each_band_to_its_target():
+    sheet = np.full((*CANONICAL.shape_hw, 3), 250, np.uint8)
+    for k, y in enumerate((300, 400, 500)):
+        sheet[y, 100:200] = 10 * k
+    canvas, shifts = spread_rows(sheet, [300.0, 400.0, 500.0], [490.0, 772.0, 1052.0], 60.0)
+    for k, (shift, lo, hi) in enumerate(shifts):
+        assert shift % 2 == 0 and lo <= (300 + 100 * k) < hi
+        assert (canvas[300 + 100 * k + shift, 100:200] == 10 * k).all()
+    assert (canvas[300, 100:200] == 250).all()  # nothing left where the rows were
+
+
+def test_layout_names_with_commas_can_be_asked_for(tmp_path):
+    assert parse_layouts("3x4+II,V1,V5") == ["3x4+II,V1,V5"]
+    assert parse_layouts("3x4+II,V1,V5;6x2") == ["3x4+II,V1,V5", "6x2"]
+    assert parse_layouts("3x4+II,6x2") == ["3x4+II", "6x2"]  # the old comma list still reads
+    assert parse_layouts(" 12x1 ; 3x4 ") == ["12x1", "3x4"]
+    for bad in ("4x3", "3x4+II,V2", ";"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_layouts(bad)
+    out = make_dataset(tmp_path / "set", [simulate_record(np.random.default_rng(3))], ["0001"], 3, 1, "train",
+                       parse_layouts("3x4+II,V1,V5"), fs_choices=[250], progress=False)
+    variants = pd.read_csv(out / "variants.csv", dtype=str)
+    assert variants.to_dict("records") == [{"image_id": "10000-0001", "layout": "3x4+II,V1,V5"}]
+    assert get_layout(variants["layout"].iloc[0]).n_rows == 6
+
+
+def test_cv_reports_per_layout():
+    images = pd.DataFrame({"image_id": ["a-0001", "b-0001", "c-0001"], "type": "0001", "fs": 500.0,
+                           "snr": [100.0, 100.0, 10.0], "snr_db": [20.0, 20.0, 10.0], "signal": 1.0,
+                           "noise": 0.01, "noise_uncovered": 0.0, "noise_edges": 0.0, "error": "",
+                           "layout": ["6x2", "6x2", "12x1"]})
+    leads = pd.DataFrame({"image_id": "a-0001", "lead": list(LEADS), "snr_db": 20.0})
+    text = summarise(images, leads)
+    assert "per layout:\n  12x1: 10.00 dB (1)\n  6x2: 20.00 dB (2)" in text
