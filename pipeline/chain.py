@@ -59,11 +59,13 @@ class LayoutReading:
     confidence: float  # the finder's confidence in the layout it found (0 when it found none)
 
 
-def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
-                   forced: str | None = None) -> LayoutReading:
+def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str, forced: str | None = None,
+                   page: Page | None = None) -> LayoutReading:
     """The reading for a sheet whose finder result is ``found``: ``forced`` when given (on the found rows when the
     finder found that many, else on the rows :func:`find_anchors` places for it), the found layout when it is
-    not ``default_name`` and the finder is at least LAYOUT_CONFIDENCE sure, else ``default_name`` read as it
+    not ``default_name``, the finder is at least LAYOUT_CONFIDENCE sure and it prints every lead for as long
+    as ``page`` asks (a page asking 10 s of II, as the competition's do, is no 3x4 or 6x2 page: of 152
+    competition-layout pages two were found as 3x4, a rhythm strip lost), else ``default_name`` read as it
     always was."""
     rows = tuple(r.y_px for r in found.rows)
     if forced is not None:
@@ -72,9 +74,17 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
         if len(rows) != get_layout(forced).n_rows:
             rows = find_anchors(sheet_rgb, forced).baselines_y_px
         return LayoutReading(forced, rows, "forced", found.confidence)
-    if found.layout_name not in (None, default_name) and found.confidence >= LAYOUT_CONFIDENCE:
+    if (found.layout_name not in (None, default_name) and found.confidence >= LAYOUT_CONFIDENCE
+            and (page is None or prints_what_is_asked(found.layout_name, page))):
         return LayoutReading(found.layout_name, rows, "found", found.confidence)
     return LayoutReading(default_name, None, "default", found.confidence)
+
+
+def prints_what_is_asked(layout_name: str, page: Page) -> bool:
+    """Whether ``layout_name`` prints each lead for at least the samples ``page`` asks of it (within a sample's
+    rounding)."""
+    printed = printed_samples(layout_name, page.fs_hz)
+    return all(printed[lead] + 1 >= int(n) for lead, n in page.samples_per_lead.items())
 
 
 def printed_samples(layout_name: str, fs_hz: float) -> dict:
@@ -183,7 +193,7 @@ class Pipeline:
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
         reading = choose_reading(find_layout(rectified.sheet_rgb), rectified.sheet_rgb, self.segmenter.layout_name,
-                                 self.layout)
+                                 self.layout, page)
         if reading.baselines_y_px is None:
             maps = self.segmenter(rectified)
         else:

@@ -103,6 +103,12 @@ def test_which_layout_a_page_is_read_by():
                   _found("3x4+II", 1.0, six[:4])):
         reading = choose_reading(found, sheet, "3x4+II")
         assert (reading.name, reading.how, reading.baselines_y_px) == ("3x4+II", "default", None)
+    # a page that asks for more of a lead than the found layout prints (the competition's 10 s of II) is not it
+    asks = {lead: 1250 for lead in LEADS} | {"II": 5000}
+    page = Page("p", sheet, 500.0, asks)
+    assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", page=page).how == "default"
+    assert choose_reading(_found("3x4+II,V1,V5", 0.6, six), sheet, "3x4+II", page=page).how == "found"
+    assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", page=Page("p", sheet, 500.0)).how == "found"
     # forced: on the rows found where there are as many, else on the layout's own rows
     assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "3x4+II,V1,V5").baselines_y_px == tuple(six)
     forced = choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "12x1")
