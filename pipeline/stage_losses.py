@@ -68,7 +68,9 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
         sheet = Rectified(job.image_id, sheet_map.rectify(image), sheet_map, CANONICAL.px_per_mm, "labels", 1.0)
         extractor = pipeline.extractor
         try:
-            maps = seg(sheet)
+            # the page's own layout on its labelled rows (the pipeline reads other layouts so too)
+            maps = seg(sheet) if labels.layout_name == seg.layout_name else seg(
+                sheet, labels.layout_name, tuple(float(y) for y in labels.baselines_y_px))
             score(extractor.extract_page(maps, sheet.px_per_mm, page, sheet.sheet_rgb).signals.leads_mv,
                   "true_sheet")
         except ValueError:
