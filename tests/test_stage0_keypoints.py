@@ -21,6 +21,7 @@ from stage0_rectify.infer import (
     fit_homography,
     letterbox,
     load_bundle,
+    rescale_to_grid,
     save_bundle,
 )
 from stage0_rectify.model import N_CORNERS, create_model
@@ -183,3 +184,22 @@ def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
     rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
     assert rect.rectify(page.sheet_rgb).method == "page_width"
     assert rect.rectify(page.sheet_rgb[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
+
+
+def test_a_homography_that_stretches_a_grid_crop_onto_the_sheet_is_rescaled_to_the_grid_pitch():
+    # a photo of a print's grid area only (1200 x 642 px at 4.6 px/mm), whose corners the network took for the
+    # page's: the homography stretches it over the whole sheet, 1.08x too wide and 1.56x too tall
+    stretch = np.diag([CANONICAL.width_px / 1200, CANONICAL.height_px / 642, 1.0])
+    h, factors = rescale_to_grid(stretch, 4.6, tol=0.08)
+    assert factors is not None and factors[0] == pytest.approx(1200 / CANONICAL.width_px * CANONICAL.px_per_mm / 4.6)
+    # now 1 mm of the photo (4.6 px) is 1 mm of the sheet along both axes, and the sheet's centre stays put
+    mm = apply_homography(h, np.array([[600.0, 321.0], [604.6, 321.0], [600.0, 325.6]]))
+    assert np.linalg.norm(mm[1] - mm[0]) == pytest.approx(CANONICAL.px_per_mm, rel=1e-6)
+    assert np.linalg.norm(mm[2] - mm[0]) == pytest.approx(CANONICAL.px_per_mm, rel=1e-6)
+    centre = np.array([[(CANONICAL.width_px - 1) / 2, (CANONICAL.height_px - 1) / 2]])
+    assert np.allclose(apply_homography(h, apply_homography(np.linalg.inv(stretch), centre)), centre)
+    assert rescale_to_grid(h, 4.6, tol=0.08)[1] is None
+    # a homography that agrees with the grid within the tolerance is left as it is
+    uniform = np.diag([2.0, 2.0, 1.0])  # implies CANONICAL.px_per_mm / 2 image px per mm along both axes
+    same, none = rescale_to_grid(uniform, CANONICAL.px_per_mm / 2 * 1.05, tol=0.08)
+    assert none is None and same is uniform
