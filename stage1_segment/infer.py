@@ -161,8 +161,12 @@ class TraceSegmenter:
         rows: dict[int, np.ndarray] = {}
         net_s = 0.0
         for anchors_y, page_rows in passes:
-            image, shifts = (sheet_rgb, None) if spread_to is None else spread_rows(
-                sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+            if spread_to is not None:
+                image, shifts = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+            elif baselines_y_px is not None and len(baselines_y_px) > self.n_rows:
+                image, shifts = only_rows(sheet_rgb, anchors_y, baselines_y_px), None
+            else:
+                image, shifts = sheet_rgb, None
             x = normalise_image(torch.from_numpy(sheet_to_map_image(image, self.spec)).to(self.device)
                                 .permute(2, 0, 1)[None])
             ink = None
@@ -273,3 +277,20 @@ def spread_rows(sheet_rgb: np.ndarray, rows_y_px, targets_y_px, half_band_px: fl
         canvas[lo + shift:hi + shift] = sheet_rgb[lo:hi]
         shifts.append((shift, lo, hi))
     return canvas, shifts
+
+
+def only_rows(sheet_rgb: np.ndarray, rows_y_px, page_rows_y_px) -> np.ndarray:
+    """The sheet with the page's rows above and below ``rows_y_px`` painted over in its paper colour, from half a
+    row pitch beyond the first and last of them: the network saw no trace above its top row or below its
+    bottom row in training."""
+    ys = [float(y) for y in page_rows_y_px]
+    first, last = float(rows_y_px[0]), float(rows_y_px[-1])
+    out = sheet_rgb.copy()
+    paper = np.median(sheet_rgb.reshape(-1, sheet_rgb.shape[2]), axis=0).astype(sheet_rgb.dtype)
+    above = [y for y in ys if y < first]
+    below = [y for y in ys if y > last]
+    if above:
+        out[: max(int(round(0.5 * (above[-1] + first))), 0)] = paper
+    if below:
+        out[int(round(0.5 * (last + below[0]))):] = paper
+    return out

@@ -18,7 +18,7 @@ from common.types import Page
 from pipeline.__main__ import main
 from pipeline.batch import summarise
 from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading
-from stage1_segment.infer import row_passes, spread_rows
+from stage1_segment.infer import only_rows, row_passes, spread_rows
 from stage1_segment.layout_finder import FoundLayout, FoundRow
 from synth.factory import make_page
 from synth.make import make_dataset, parse_layouts
@@ -138,6 +138,17 @@ def test_spread_rows_moves_each_band_to_its_target():
         assert shift % 2 == 0 and lo <= (300 + 100 * k) < hi
         assert (canvas[300 + 100 * k + shift, 100:200] == 10 * k).all()
     assert (canvas[300, 100:200] == 250).all()  # nothing left where the rows were
+
+
+def test_only_rows_paints_over_the_rows_beyond_a_pass():
+    sheet = np.full((*CANONICAL.shape_hw, 3), 250, np.uint8)
+    rows = [300, 500, 700, 900, 1100, 1300]
+    for y in rows:
+        sheet[y, 100:200] = 0
+    kept = only_rows(sheet, [float(y) for y in rows[1:5]], [float(y) for y in rows])
+    assert (kept[rows[0], 100:200] == 250).all() and (kept[rows[5], 100:200] == 250).all()
+    assert all((kept[y, 100:200] == 0).all() for y in rows[1:5])
+    assert (kept[401:1200] == sheet[401:1200]).all()  # nothing between the pass's rows is touched
 
 
 def test_layout_names_with_commas_can_be_asked_for(tmp_path):
