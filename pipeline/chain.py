@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
-from stage0_rectify.grid import rectify_from_grid
+from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import KeypointRectifier
 from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
@@ -43,6 +44,8 @@ LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: cl
 # read into noise 0.1-0.5 (factory pages of every image type, 2026-12-04)
 
 
+SHEET_GRID_CONFIDENCE = 0.3  # a keypoint sheet whose grid reads this confidently (1 mm and 5 mm lines agreeing)
+SHEET_GRID_PITCH_TOL = 0.03  # at the canonical pitch within this share shows an ECG page, rows found or not
 LAYOUT_CONFIDENCE = 0.35  # a found layout other than the competition's is read by its panels from this confidence
 # up (factory 6x2 and 3x4+II,V1,V5 pages, which share a row count, are found at 0.45-1.0, the other layouts
 # near 1.0; below it the page is read as 3x4 + II, as before the finder)
@@ -109,6 +112,18 @@ def check_shows_ecg(rectified: Rectified, layout_name: str) -> None:
     if find_anchors(rectified.sheet_rgb, layout_name).method == "default":
         raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
                               "(not an ECG, or too degraded to read)")
+
+
+def shows_rows_or_grid(sheet_rgb: np.ndarray, layout_name: str) -> bool:
+    """Whether a sheet the keypoint route made shows an ECG: rows of trace where the layout has them, or a grid
+    read confidently at the canonical pitch (factory photos whose rows sit closer than the layout's, on a tinted
+    page, had no rows found, yet their keypoint sheets read their grid at 0.4-0.9 confidence and 7.87-7.89
+    px/mm, and the grid rectifier's reading of the photo was 200-650 px off)."""
+    if find_anchors(sheet_rgb, layout_name).method != "default":
+        return True
+    grid = estimate_grid(sheet_rgb)
+    return (grid.method == "grid" and grid.confidence >= SHEET_GRID_CONFIDENCE
+            and abs(grid.px_per_mm / CANONICAL.px_per_mm - 1.0) <= SHEET_GRID_PITCH_TOL)
 
 
 def fallback_signals(image_id: str, fs_hz: float, samples_per_lead: dict) -> Signals:
@@ -178,10 +193,9 @@ class Pipeline:
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
         rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
-        if (rectified.method == "keypoints"
-                and find_anchors(rectified.sheet_rgb, self.segmenter.layout_name).method == "default"):
-            # the network finds "page corners" on any photo; a sheet without rows of trace keeps the grid's reading
-            # (and a picture that is no ECG is then refused by check_shows_ecg, as without the network)
+        if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
+            # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps
+            # the grid rectifier's reading (and a picture that is no ECG is then refused by check_shows_ecg)
             rectified = rectify_from_grid(page)
         return rectified
 

@@ -34,6 +34,9 @@ LINE_RUN_PX = 300.0  # sheet px (38 mm, 1.5 s of paper): a straight horizontal r
 LINE_GAP_PX = 8  # sheet px: breaks this short in a scanned grid line are bridged before its run is measured
 INK_WINDOW_PX = 18.0  # sheet px: wider than a trace's stroke (QRS strokes included), narrower than a shadow
 GRID_PERIODS = 6  # the grid's share of the profile is the median over this many 5 mm periods above and below
+INK_SHARE = 0.5  # ink is at least this share as dark as the page's darkest 0.2 % (the traces' core) ...
+FAINT_INK_SHARE = 0.3  # ... or, where that finds too few rows, this share: on a dim photo of a print, bold header
+# text or the paper's edge is far darker than the thin grey traces (a factory 0005 photo: rows found only so)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ def ink_weights(sheet_rgb: np.ndarray, shape_hw: tuple[int, int], lo_pct: float,
     return np.clip((dark - lo) / max(float(hi - lo), 1.0), 0.0, 1.0)
 
 
-def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0) -> np.ndarray:
-    """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above)."""
+def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0, ink_share: float = INK_SHARE) -> np.ndarray:
+    """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above); ink is
+    at least ``ink_share`` as dark as the page's darkest 0.2 %."""
     h, w = sheet_rgb.shape[:2]
     small = cv2.resize(sheet_rgb, (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
     # darkness against the local paper (a closing of the brightness over INK_WINDOW_PX): shadows, stains and
@@ -69,8 +73,8 @@ def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0) -> np.ndarray:
     window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
     paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
     dark = (paper.astype(np.float32) - bright.astype(np.float32))
-    # ink = at least half as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
-    threshold = max(0.5 * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
+    # ink = at least ink_share as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
+    threshold = max(ink_share * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
     ink = (dark >= threshold).view(np.uint8)
     # a grid printed as dark as the traces (black-and-white scans) is ink too: drop straight horizontal runs
     # longer than any flat stretch of a trace (LINE_RUN_PX), after closing the short breaks of a scanned line
@@ -129,13 +133,16 @@ def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 
         raise ValueError(f"find_anchors needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     layout = get_layout(layout_name)
     n = layout.n_rows
-    profile = baseline_profile(sheet_rgb)
     sep = max(1, int(round(min_pitch_px / _REDUCE)))
     edge = int(round(edge_px / _REDUCE))
-    idx = np.arange(profile.size)
-    is_peak = (profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage)
-    peaks = np.flatnonzero(is_peak & (idx >= edge) & (idx < profile.size - edge))
-    chosen = _pick_rows(peaks, profile, n, sep)
+    for ink_share in (INK_SHARE, FAINT_INK_SHARE):
+        profile = baseline_profile(sheet_rgb, ink_share=ink_share)
+        idx = np.arange(profile.size)
+        is_peak = (profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage)
+        peaks = np.flatnonzero(is_peak & (idx >= edge) & (idx < profile.size - edge))
+        chosen = _pick_rows(peaks, profile, n, sep)
+        if len(chosen) == n:
+            break
     if len(chosen) < n:
         base = default_placement(layout).baselines_y_px
         return Anchors(tuple(float(b) for b in base), "default", ())

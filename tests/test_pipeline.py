@@ -82,3 +82,32 @@ def test_read_image_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         Pipeline.from_bundles(tmp_path / "no_weights")
     assert (DEFAULT_WEIGHTS / "stage1_segment" / "config.json").is_file()
+
+
+def _grid_sheet(px_per_mm: float) -> np.ndarray:
+    """A blank canonical-size sheet printed with a pink 1 mm grid and red 5 mm lines at ``px_per_mm``."""
+    from common.geometry import CANONICAL
+
+    sheet = np.full((CANONICAL.height_px, CANONICAL.width_px, 3), 250, np.uint8)
+    for axis in (0, 1):
+        n = sheet.shape[axis]
+        for k in range(int(n / px_per_mm) + 1):
+            i = int(round(k * px_per_mm))
+            if i < n:
+                colour = (225, 90, 90) if k % 5 == 0 else (245, 185, 185)
+                if axis == 0:
+                    sheet[i] = colour
+                else:
+                    sheet[:, i] = colour
+    return sheet
+
+
+def test_a_keypoint_sheet_shows_an_ecg_by_its_rows_or_its_canonical_grid():
+    from common.geometry import CANONICAL
+    from pipeline.chain import shows_rows_or_grid
+
+    # no rows of trace, but the grid at the canonical pitch: a photo's page was placed right
+    assert shows_rows_or_grid(_grid_sheet(CANONICAL.px_per_mm), "3x4+II")
+    # a grid 30 % too coarse (the page was stretched) or no grid at all: not shown to be an ECG
+    assert not shows_rows_or_grid(_grid_sheet(1.3 * CANONICAL.px_per_mm), "3x4+II")
+    assert not shows_rows_or_grid(np.full((CANONICAL.height_px, CANONICAL.width_px, 3), 250, np.uint8), "3x4+II")

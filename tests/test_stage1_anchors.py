@@ -80,3 +80,15 @@ def test_dark_grid_header_and_paper_edge_do_not_take_a_row():
     found = find_anchors(sheet, "3x4+II")
     assert found.method == "ink"
     np.testing.assert_allclose(found.baselines_y_px, rows, atol=4.0)
+
+
+def test_faint_traces_under_a_black_header_are_found():
+    """A dim photo of a print: grey traces (darkness ~110 against the paper) under bold black header text (~230);
+    at half the header's darkness the traces are too faint to count, at the faint-ink share they are rows."""
+    sheet = np.full((*CANONICAL.shape_hw, 3), 235, np.uint8)
+    sheet[100:180, 150:900] = 5  # header block, far darker than any trace
+    rows = [755.0, 935.0, 1113.0, 1293.0]  # closer than the layout's default pitch
+    _draw_traces(sheet, rows, value=125)
+    found = find_anchors(sheet, "3x4+II")
+    assert found.method == "ink"
+    np.testing.assert_allclose(found.baselines_y_px, rows, atol=3.0)
