@@ -62,9 +62,8 @@ def ink_weights(sheet_rgb: np.ndarray, shape_hw: tuple[int, int], lo_pct: float,
     return np.clip((dark - lo) / max(float(hi - lo), 1.0), 0.0, 1.0)
 
 
-def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0, ink_share: float = INK_SHARE) -> np.ndarray:
-    """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above); ink is
-    at least ``ink_share`` as dark as the page's darkest 0.2 %."""
+def ink_levels(sheet_rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The darkness against the local paper at half resolution, and its 95th and 99.8th percentiles."""
     h, w = sheet_rgb.shape[:2]
     small = cv2.resize(sheet_rgb, (w // _REDUCE, h // _REDUCE), interpolation=cv2.INTER_AREA)
     # darkness against the local paper (a closing of the brightness over INK_WINDOW_PX): shadows, stains and
@@ -73,8 +72,18 @@ def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0, ink_share: flo
     window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
     paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
     dark = (paper.astype(np.float32) - bright.astype(np.float32))
+    p95, p998 = np.percentile(dark, [95.0, 99.8])  # one partition for both (the costliest step)
+    return dark, float(p95), float(p998)
+
+
+def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0, ink_share: float = INK_SHARE,
+                     levels: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+    """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above); ink is
+    at least ``ink_share`` as dark as the page's darkest 0.2 %. ``levels``: :func:`ink_levels` of the sheet, if
+    already computed."""
+    dark, p95, p998 = levels if levels is not None else ink_levels(sheet_rgb)
     # ink = at least ink_share as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
-    threshold = max(ink_share * float(np.percentile(dark, 99.8)), float(np.percentile(dark, 95.0)), 24.0)
+    threshold = max(ink_share * p998, p95, 24.0)
     ink = (dark >= threshold).view(np.uint8)
     # a grid printed as dark as the traces (black-and-white scans) is ink too: drop straight horizontal runs
     # longer than any flat stretch of a trace (LINE_RUN_PX), after closing the short breaks of a scanned line
@@ -135,8 +144,9 @@ def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 
     n = layout.n_rows
     sep = max(1, int(round(min_pitch_px / _REDUCE)))
     edge = int(round(edge_px / _REDUCE))
+    levels = ink_levels(sheet_rgb)
     for ink_share in (INK_SHARE, FAINT_INK_SHARE):
-        profile = baseline_profile(sheet_rgb, ink_share=ink_share)
+        profile = baseline_profile(sheet_rgb, ink_share=ink_share, levels=levels)
         idx = np.arange(profile.size)
         is_peak = (profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage)
         peaks = np.flatnonzero(is_peak & (idx >= edge) & (idx < profile.size - edge))
