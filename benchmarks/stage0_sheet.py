@@ -98,8 +98,8 @@ def side_by_side(left: np.ndarray, right: np.ndarray, text: str) -> np.ndarray:
 def page_tile(pipeline: Pipeline, path: Path) -> tuple[np.ndarray | None, dict]:
     """One image's tile (input | rectified sheet with the grid), or None for a file the pipeline's reader
     refuses (stage 0 never sees it: single-lead strips, tiny images), and its row of the CSV."""
-    row = {"image": path.name, "route": "", "confidence": "", "grid_confidence": "", "seconds": "",
-           "sheet_grid": "", "sheet_grid_conf": "", "sheet_px_per_mm_x": "", "sheet_px_per_mm_y": "",
+    row = {"image": path.name, "route": "", "confidence": "", "grid_confidence": "", "residual_grid_px": "",
+           "seconds": "", "sheet_grid": "", "sheet_grid_conf": "", "sheet_px_per_mm_x": "", "sheet_px_per_mm_y": "",
            "sheet_angle_deg": "", "error": ""}
     try:
         image = read_image_rgb(path)
@@ -116,6 +116,8 @@ def page_tile(pipeline: Pipeline, path: Path) -> tuple[np.ndarray | None, dict]:
         return side_by_side(input_thumbnail(image, None), blank, text), row
     row["seconds"] = round(time.perf_counter() - start, 2)
     row["route"], row["confidence"] = rectified.method, round(rectified.confidence, 3)
+    if rectified.residual_grid_px is not None:
+        row["residual_grid_px"] = round(rectified.residual_grid_px, 2)
     info = pipeline.rectifier.last_info if pipeline.rectifier is not None else {}
     if "grid_confidence" in info:
         row["grid_confidence"] = info["grid_confidence"]

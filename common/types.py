@@ -172,9 +172,13 @@ class Rectified(Contract):
     px_per_mm: float
     method: str
     confidence: float
+    residual_grid_px: float | None = None  # rms distance (sheet px) of the page's grid lines from the straight,
+    # evenly spaced lines the map makes of them, where stage 0 could measure it (None: no grid was read)
 
     def __post_init__(self) -> None:
         _check_image("Rectified.sheet_rgb", self.sheet_rgb, CANONICAL.shape_hw)
+        if self.residual_grid_px is not None and not (np.isfinite(self.residual_grid_px) and self.residual_grid_px >= 0):
+            raise ValueError(f"Rectified.residual_grid_px must be a non-negative number, got {self.residual_grid_px}")
         if not (0.5 * CANONICAL.px_per_mm <= self.px_per_mm <= 2.0 * CANONICAL.px_per_mm):
             raise ValueError(f"Rectified.px_per_mm {self.px_per_mm} is implausible for the canonical sheet")
         if not 0.0 <= self.confidence <= 1.0:

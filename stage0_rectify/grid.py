@@ -771,4 +771,13 @@ def rectify_from_grid(page_or_image, image_id: str | None = None,
     sheet_map = SheetMap(est.image_to_sheet_h, None, geometry)
     sheet = sheet_map.rectify(rgb)
     return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, est.method,
-                     est.confidence)
+                     est.confidence, residual_grid_px(est, geometry))
+
+
+def residual_grid_px(est: GridEstimate, geometry: SheetGeometry = CANONICAL) -> float | None:
+    """The grid's distance from the one affine grid the estimate placed (the rms phase residual of its line
+    families over the image's tiles, the worse family), in sheet px; None where no grid was read."""
+    resid = [v for k, v in est.info.items() if k.startswith("resid_px_")]
+    if not resid or est.method not in ("grid", "grid_major", "grid_minor"):
+        return None
+    return float(max(resid)) * geometry.px_per_mm / est.px_per_mm

@@ -30,7 +30,7 @@ from common.sheet_map import SheetMap, apply_homography
 from common.types import Page, Rectified
 from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
-from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render
+from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
 from stage0_rectify.refine import grid_displacement
 
@@ -326,13 +326,15 @@ class KeypointRectifier:
                             info["grid_rescale"] = [round(v, 4) for v in factors]
         sheet_map = SheetMap(h, None, geometry)
         sheet = sheet_map.rectify(rgb)
+        residual = residual_grid_px(est, geometry) if method != "keypoints" else None
         if method == "keypoints" and self.routing.refine:
             disp, refine_info = grid_displacement(sheet, geometry)
             info.update(refine_info)
             if disp is not None:
+                residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
                 mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
                 sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=(255, 255, 255))
         self.last_info, self.last_estimate = info, est
-        return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, method, conf)
+        return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, method, conf, residual)

@@ -132,6 +132,9 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
         w = np.where(ok, amp, 0.0)
         e = e - float(np.nansum(e * w) / w.sum())
         disp[..., axis] = -_robust_poly(e, w)
+        # what the smooth correction leaves: the lines' rms distance from it over the nodes read (sheet px)
+        left = np.where(ok, np.nan_to_num(e + disp[..., axis]), 0.0)
+        info[f"residual_px_{'xy'[axis]}"] = round(float(np.sqrt(np.sum(w * left**2) / w.sum())), 3)
     peak = float(np.abs(disp).max())
     info["max_disp_px"] = round(peak, 1)
     if peak > MAX_DISP_PX:

@@ -30,7 +30,7 @@ import numpy as np
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap
 from common.types import Rectified
-from stage0_rectify.grid import as_rgb, estimate_grid
+from stage0_rectify.grid import as_rgb, estimate_grid, residual_grid_px
 from stage0_rectify.infer import KeypointRectifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -114,7 +114,7 @@ def rectify_file(path: Path, out_dir: Path, viz: bool, contracts: bool, dpi: flo
             est = estimate_grid(rgb)
             sheet_map = SheetMap(est.image_to_sheet_h)
             rectified = Rectified(path.stem, sheet_map.rectify(rgb), sheet_map, CANONICAL.px_per_mm, est.method,
-                                  est.confidence)
+                                  est.confidence, residual_grid_px(est))
         else:
             rectified = rectifier.rectify(rgb, path.stem)
             est = rectifier.last_estimate
@@ -132,6 +132,7 @@ def rectify_file(path: Path, out_dir: Path, viz: bool, contracts: bool, dpi: flo
         rec.update(ok=False, error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 4))
         return rec
     rec.update(ok=True, **est.to_json())
+    rec["residual_grid_px"] = None if rectified.residual_grid_px is None else round(rectified.residual_grid_px, 3)
     if rectifier is not None:
         rec.update(method=rectified.method, confidence=round(rectified.confidence, 3),
                    image_to_sheet_h=np.round(rectified.sheet_map.image_to_sheet_h, 8).tolist(),

@@ -63,6 +63,19 @@ def test_rectify_from_grid_contract(pages):
     # the render maps to itself: the rectified sheet is the image
     diff = np.abs(rec.sheet_rgb.astype(np.int16) - img.image_rgb.astype(np.int16))
     assert np.percentile(diff, 99.9) <= 2
+    # one affine grid explains a render: its lines stray from it by a fraction of a px
+    assert rec.residual_grid_px is not None and rec.residual_grid_px < 0.5
+
+
+def test_a_bent_page_has_a_larger_residual_grid_error(pages):
+    """A page whose right half is sheared down (a fold) leaves its grid further from any one affine grid."""
+    img = pages[1].images["0001"].image_rgb
+    h, w = img.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    bent = cv2.remap(img, xs, ys - 6.0 * np.clip((xs - w / 2) / (w / 2), 0, 1) ** 2, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    flat, folded = rectify_from_grid(img), rectify_from_grid(bent)
+    assert folded.residual_grid_px is not None and folded.residual_grid_px > 2 * flat.residual_grid_px
 
 
 def _warp(sheet: np.ndarray, scale: float, angle_deg: float, pad: int):
@@ -123,6 +136,7 @@ def test_gridless_page_uses_the_pulse():
     """A page that is not a whole Letter render (here trimmed by 40 px) takes its scale from the pulses."""
     est = estimate_grid(_gridless_page(pulse=True)[20:-20, 20:-20])
     assert est.method == "pulse" and est.confidence <= 0.6
+    assert rectify_from_grid(_gridless_page(pulse=True)[20:-20, 20:-20]).residual_grid_px is None  # no grid read
     assert est.px_per_mm == pytest.approx(PPM, rel=0.01)
 
 

@@ -122,6 +122,8 @@ def test_keypoint_route_rectifies_a_perspective_photo(photo):
     assert out.method == "keypoints" and out.confidence > 0.5
     err = np.linalg.norm(out.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS, axis=1)
     assert err.max() < 3.0, (err, rect.last_info)
+    # the sheet's own grid, read after the correction, says how far the map is from straight lines (sheet px)
+    assert out.residual_grid_px is not None and out.residual_grid_px < 2.0
     grid = rectify_from_grid(img)
     grid_err = np.linalg.norm(grid.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS,
                               axis=1)

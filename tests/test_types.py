@@ -35,8 +35,13 @@ def test_rectified_round_trip(tmp_path):
     r.save(tmp_path / "r")
     back = Rectified.load(tmp_path / "r")
     assert np.allclose(back.sheet_map.image_to_sheet_h, r.sheet_map.image_to_sheet_h)
+    assert back.residual_grid_px is None
+    Rectified("8", _sheet(), SheetMap.identity(), CANONICAL.px_per_mm, "grid", 0.9, 0.4).save(tmp_path / "g")
+    assert Rectified.load(tmp_path / "g").residual_grid_px == pytest.approx(0.4)
     with pytest.raises(ValueError):
         Rectified("7", np.zeros((100, 100, 3), np.uint8), SheetMap.identity(), 7.87, "x", 0.5)
+    with pytest.raises(ValueError, match="residual_grid_px"):
+        Rectified("7", _sheet(), SheetMap.identity(), CANONICAL.px_per_mm, "grid", 0.9, -1.0)
 
 
 def test_trace_maps_shape():
