@@ -58,7 +58,11 @@ def _row_polylines(labels, row: int) -> list[np.ndarray]:
         x = placement.panel_x_px(panel, t)
         y = CANONICAL.mv_to_y(labels.signals_mv[LEADS.index(panel.lead), i0:i1].astype(np.float64),
                               placement.baselines_y_px[row])
-        out.append(np.stack([x, y], axis=1))
+        # a renderer that did not draw a sample (ECG-Image-Kit's labels are NaN there: at 1025 Hz the sample on
+        # a lead change belongs to neither panel) leaves no vertex
+        drawn = np.isfinite(y)
+        if drawn.sum() >= 2:
+            out.append(np.stack([x[drawn], y[drawn]], axis=1))
     return out
 
 

@@ -398,3 +398,21 @@ def test_bundle_keeps_its_tuning_record(tmp_path):
     loaded = SignalExtractor.from_bundle(tmp_path / "b")
     assert loaded.config.tuned == record
     assert loaded.config == ExtractorConfig()  # the record changes no reading
+
+
+def test_oracle_maps_skip_samples_the_renderer_did_not_draw():
+    """ECG-Image-Kit's labels are NaN where it drew no sample (at 1025 Hz, the one on a lead change): the ideal
+    maps stay finite and leave that column to its neighbours, instead of a garbage row index from a NaN."""
+    import dataclasses
+
+    labels = labels_for(500)
+    signals = labels.signals_mv.copy()
+    signals[:, 1250] = np.nan  # the sample on the 2.5 s lead change, in every lead
+    holed = dataclasses.replace(labels, signals_mv=signals)
+    with np.errstate(invalid="raise"):
+        maps = oracle_maps(holed, scale_x=0.5, scale_y=0.5)
+    assert np.isfinite(maps.maps.astype(np.float32)).all()
+    full = oracle_maps(labels, scale_x=0.5, scale_y=0.5)
+    away = np.abs(np.arange(maps.maps.shape[2]) / 0.5 - (labels.x0_px + 2.5 * CANONICAL.px_per_s)) > 10
+    np.testing.assert_allclose(maps.maps[:, :, away].astype(np.float32), full.maps[:, :, away].astype(np.float32),
+                               atol=1e-3)
