@@ -177,7 +177,8 @@ class Rectified(Contract):
 
     def __post_init__(self) -> None:
         _check_image("Rectified.sheet_rgb", self.sheet_rgb, CANONICAL.shape_hw)
-        if self.residual_grid_px is not None and not (np.isfinite(self.residual_grid_px) and self.residual_grid_px >= 0):
+        residual = self.residual_grid_px
+        if residual is not None and not (np.isfinite(residual) and residual >= 0):
             raise ValueError(f"Rectified.residual_grid_px must be a non-negative number, got {self.residual_grid_px}")
         if not (0.5 * CANONICAL.px_per_mm <= self.px_per_mm <= 2.0 * CANONICAL.px_per_mm):
             raise ValueError(f"Rectified.px_per_mm {self.px_per_mm} is implausible for the canonical sheet")

@@ -755,6 +755,13 @@ def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geomet
     return GridEstimate(ppm_mean, (ppm_x, ppm_y), math.degrees(angle), hmat, method, conf, info)
 
 
+def page_image(page_or_image, image_id: str | None = None) -> tuple[np.ndarray, str]:
+    """The RGB image of a :class:`~common.types.Page` or an image array, and its id (``image_id`` first)."""
+    if isinstance(page_or_image, Page):
+        return as_rgb(page_or_image.image_rgb), str(image_id or page_or_image.image_id)
+    return as_rgb(page_or_image), str(image_id or "")
+
+
 def rectify_from_grid(page_or_image, image_id: str | None = None,
                       geometry: SheetGeometry = CANONICAL) -> Rectified:
     """Rectify a :class:`~common.types.Page` or an image array onto the canonical sheet from its grid.
@@ -762,16 +769,12 @@ def rectify_from_grid(page_or_image, image_id: str | None = None,
     ``Rectified.px_per_mm`` is the px/mm of the rectified sheet (canonical by construction); the image's
     own px/mm, the angle and the details are in :func:`estimate_grid`, which this calls.
     """
-    if isinstance(page_or_image, Page):
-        image, image_id = page_or_image.image_rgb, image_id or page_or_image.image_id
-    else:
-        image = page_or_image
-    rgb = as_rgb(image)
+    rgb, image_id = page_image(page_or_image, image_id)
     est = estimate_grid(rgb, geometry)
     sheet_map = SheetMap(est.image_to_sheet_h, None, geometry)
     sheet = sheet_map.rectify(rgb)
-    return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, est.method,
-                     est.confidence, residual_grid_px(est, geometry))
+    return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, est.method, est.confidence,
+                     residual_grid_px(est, geometry))
 
 
 def residual_grid_px(est: GridEstimate, geometry: SheetGeometry = CANONICAL) -> float | None:

@@ -27,10 +27,10 @@ import torch
 
 from common.geometry import CANONICAL, SheetGeometry
 from common.sheet_map import SheetMap, apply_homography
-from common.types import Page, Rectified
+from common.types import Rectified
 from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
-from stage0_rectify.grid import as_rgb, estimate_grid, is_letter_render, residual_grid_px
+from stage0_rectify.grid import estimate_grid, is_letter_render, page_image, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
 from stage0_rectify.refine import grid_displacement
 
@@ -297,11 +297,7 @@ class KeypointRectifier:
 
     def rectify(self, page_or_image, image_id: str | None = None,
                 geometry: SheetGeometry = CANONICAL) -> Rectified:
-        if isinstance(page_or_image, Page):
-            image, image_id = page_or_image.image_rgb, image_id or page_or_image.image_id
-        else:
-            image = page_or_image
-        rgb = as_rgb(image)
+        rgb, image_id = page_image(page_or_image, image_id)
         est = estimate_grid(rgb, geometry)
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
@@ -337,4 +333,4 @@ class KeypointRectifier:
                 sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=(255, 255, 255))
         self.last_info, self.last_estimate = info, est
-        return Rectified(str(image_id or ""), sheet, sheet_map, geometry.px_per_mm, method, conf, residual)
+        return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)
