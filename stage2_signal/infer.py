@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +83,18 @@ class Extraction:
     info: dict  # x0 per row and how it was found, scales
 
 
-def _check_maps(maps: TraceMaps) -> None:
+def _checked_float32(maps: TraceMaps) -> TraceMaps:
+    """``maps`` in float32, checked. Stage 1 hands over float16, whose numpy reductions are emulated (a map's
+    range took 10 ms a row); every reading below works on the float32 copy."""
+    if maps.maps.dtype != np.float32:
+        maps = replace(maps, maps=maps.maps.astype(np.float32))
     m = maps.maps
     if m.size == 0 or not np.isfinite(m).all():
         raise ValueError(f"{maps.image_id}: trace maps are empty or hold non-finite values")
     for r in range(m.shape[0]):
         if float(np.ptp(m[r])) <= 0.0:
             raise ValueError(f"{maps.image_id}: trace map of row {r} is constant: it holds no trace")
+    return maps
 
 
 def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
@@ -106,7 +111,7 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
     missing = [lead for lead in LEADS if lead not in samples_per_lead]
     if missing:
         raise ValueError(f"sample counts missing for leads {missing}")
-    _check_maps(maps)
+    maps = _checked_float32(maps)
     layout = get_layout(maps.layout_name)
     try:
         traces = read_rows(maps, cfg.extract)
