@@ -15,7 +15,6 @@ from common.types import Rectified, TraceMaps
 from common.weights import CONFIG_FILE, WEIGHTS_FILE
 from stage1_segment.data import MapSpec, PageToSample, column_targets
 from stage1_segment.infer import TraceSegmenter, bf16_native, save_bundle
-from tests.test_fusion import randomise_batch_norms
 from stage1_segment.model import (
     ANCHOR_CLIP,
     ANCHOR_SCALE_PX,
@@ -28,6 +27,7 @@ from stage1_segment.model import (
     split_logits,
     trace_loss,
 )
+from tests.test_fusion import randomise_batch_norms
 
 TINY = {"n_rows": 4, "encoder_name": "tu-mobilenetv4_conv_small", "encoder_depth": 3,
         "decoder_channels": [16, 8, 8], "coord_x": True, "mask_head": True}
