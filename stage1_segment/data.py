@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 
 from common.geometry import CANONICAL
+from common.layouts import default_placement, get_layout
 from stage1_segment.anchors import find_anchors
+from stage1_segment.passes import CLOSE_PITCH_PX, SPREAD_BAND, kept_rows_span, only_rows, row_passes, spread_rows
 from synth.factory import SynthPage
 from synth.signals import Record, list_record_paths, read_record, windows
 
@@ -100,6 +102,41 @@ def training_anchors(sheet_rgb: np.ndarray, layout_name: str, baselines_y_px, rn
     return anchors + rng.normal(0.0, ANCHOR_NOISE_PX, anchors.shape)
 
 
+def layout_pass(sheet_rgb: np.ndarray, labels, rng: np.random.Generator, n_model: int, bundle_layout: str,
+                spread_close_rows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A page of any layout as inference shows it to a network of ``n_model`` anchored rows: one of its
+    :func:`~stage1_segment.passes.row_passes` at random, the other rows painted over or, rows closer than
+    CLOSE_PITCH_PX with ``spread_close_rows``, each row's band moved to ``bundle_layout``'s row places.
+    Returns the sheet image, per channel the trace-centre y (``labels.row_y_px`` moved with its band, NaN where
+    the trace is not on the image or the channel has no row) and trace mask (sheet resolution), and the
+    anchors (sheet px)."""
+    h = sheet_rgb.shape[0]
+    truth = np.asarray(labels.baselines_y_px, dtype=np.float64)
+    ys = [float(y) for y in truth + rng.normal(0.0, ANCHOR_NOISE_PX, truth.shape)]
+    passes = row_passes(ys, n_model, float(h))
+    anchors_y, _ = passes[int(rng.integers(len(passes)))]
+    rows = [ys.index(a) if a in ys else -1 for a in anchors_y]  # the page row under each channel's anchor
+    pitch = float(np.median(np.diff(ys))) if len(ys) > 1 else np.inf
+    row_y = np.full((n_model, labels.row_y_px.shape[1]), np.nan, np.float32)
+    masks = np.zeros((n_model, *labels.row_masks.shape[1:]), np.uint8)
+    if pitch < CLOSE_PITCH_PX and spread_close_rows:
+        spread_to = default_placement(get_layout(bundle_layout)).baselines_y_px
+        image, bands = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+        given = np.asarray(spread_to, dtype=np.float64)
+    else:
+        image = only_rows(sheet_rgb, anchors_y, ys) if len(ys) > n_model else sheet_rgb
+        top, bottom = kept_rows_span(anchors_y, ys, h) if len(ys) > n_model else (0, h)
+        bands = [(0, top, bottom)] * n_model
+        given = np.asarray(anchors_y, dtype=np.float64)
+    for c, (row, (shift, lo, hi)) in enumerate(zip(rows, bands, strict=True)):
+        if row < 0:
+            continue
+        y = labels.row_y_px[row]
+        row_y[c] = np.where((y >= lo - 0.5) & (y < hi - 0.5), y + shift, np.nan)
+        masks[c, lo + shift:hi + shift] = labels.row_masks[row, lo:hi]
+    return image, row_y, masks, given
+
+
 class PageToSample:
     """Transform for :class:`synth.dataset.SynthPageDataset`: SynthPage -> sample dict (see module doc).
 
@@ -107,8 +144,12 @@ class PageToSample:
     rectification. ``keep_labels`` adds what validation needs to read signals back.
     """
 
-    def __init__(self, spec: MapSpec | None = None, jitter: float = 0.0, keep_labels: bool = False, seed: int = 0):
+    def __init__(self, spec: MapSpec | None = None, jitter: float = 0.0, keep_labels: bool = False, seed: int = 0,
+                 layout: str = "3x4+II", n_model: int = 4, spread_close_rows: bool = True):
         self.spec = MapSpec() if spec is None else spec
+        self.layout = layout  # the network's own layout; a page in another is shown as inference shows it
+        self.n_model = n_model
+        self.spread_close_rows = spread_close_rows
         self.jitter = jitter
         self.keep_labels = keep_labels
         self.rng = np.random.default_rng(seed)
@@ -117,15 +158,19 @@ class PageToSample:
         (image_type, pim), = page.images.items()
         sheet = pim.sheet_map.rectify(pim.image_rgb)
         labels = page.labels
-        masks = np.stack([cv2.resize(m, self.spec.shape_hw[::-1], interpolation=cv2.INTER_AREA)
-                          for m in labels.row_masks])
+        if labels.layout_name == self.layout:
+            row_y, row_masks = labels.row_y_px, labels.row_masks
+            anchors = training_anchors(sheet, labels.layout_name, labels.baselines_y_px, self.rng)
+        else:
+            sheet, row_y, row_masks, anchors = layout_pass(sheet, labels, self.rng, self.n_model, self.layout,
+                                                            self.spread_close_rows)
+        masks = np.stack([cv2.resize(m, self.spec.shape_hw[::-1], interpolation=cv2.INTER_AREA) for m in row_masks])
         sample = {
             "image": sheet_to_map_image(sheet, self.spec),
-            "col_y": column_targets(labels.row_y_px, labels.x_upsample, self.spec),
+            "col_y": column_targets(row_y, labels.x_upsample, self.spec),
             "masks": masks,
             "image_type": image_type,
-            "anchors_map_y": self.spec.sheet_to_map_y(
-                training_anchors(sheet, labels.layout_name, labels.baselines_y_px, self.rng)).astype(np.float32),
+            "anchors_map_y": self.spec.sheet_to_map_y(anchors).astype(np.float32),
         }
         if self.jitter > 0 and self.rng.random() < self.jitter:
             a = float(self.rng.uniform(0.98, 1.02))

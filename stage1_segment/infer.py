@@ -17,6 +17,10 @@ are a few px wide; the page's own ink is sharper. Each row's distribution is mul
 from :func:`stage1_segment.anchors.ink_weights` at map scale) and renormalised per column, so within the
 network's choice of trace the mass moves onto the drawn line; where the network is sure and there is no ink
 (a faint or broken trace) ``eps`` keeps its answer.
+
+Close rows (``config["inference"]["close_rows"]``): "spread" (the default) reads rows printed closer than
+CLOSE_PITCH_PX moved one competition row pitch apart (:func:`stage1_segment.passes.spread_rows`), for a network
+that never saw such rows; "in_place" reads them where they are, for one trained on them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import RowTraceUnet, create_model, normalise_image, split_logits
+from stage1_segment.passes import CLOSE_PITCH_PX, SPREAD_BAND, only_rows, row_passes, spread_rows
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
@@ -53,11 +58,6 @@ DEFAULT_INFERENCE = {"views": ["identity", "flip_x"], "precision": "auto"}  # tr
 # a bundle that names no views or precision is read with it too
 
 
-CLOSE_PITCH_PX = 160.0  # sheet px: rows closer than this (12x1: ~100 px; the competition's 3x4 + II ~280, 6x2 ~220)
-# are read spread apart (spread_rows); read in place, the network takes a neighbour's trace for the row's
-SPREAD_BAND = 0.8  # each row spread apart keeps the ink within this many row pitches of its baseline: a wider band
-# brings the neighbours' traces back (12x1 factory page: 4.5 dB at 0.8, 0.8 dB at 1.0), a narrower one cuts the
-# row's own QRS tips (3.7 dB at 0.6; a 6x2 page of 154 px pitch: 6.8 dB at 0.8, 5.7 at 0.6, 4.9 read in place)
 
 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 BF16 / AMX, Arm BF16
@@ -118,6 +118,8 @@ class TraceSegmenter:
         guidance = inference.get("ink_guidance")
         self.ink_guidance = None if guidance is None else InkGuidance(**guidance)
         self.views = tuple(inference.get("views", DEFAULT_INFERENCE["views"]) if views is None else views)
+        # a network trained on close rows read in place (stage1_segment.train --close-rows in_place) says so
+        self.spread_close_rows = inference.get("close_rows", "spread") == "spread"
         unknown = [v for v in self.views if v not in VIEWS]
         if not self.views or unknown:
             raise ValueError(f"stage-1 views must be a non-empty list from {VIEWS}, got {list(self.views)}")
@@ -159,7 +161,8 @@ class TraceSegmenter:
             passes = row_passes(baselines_y_px, self.n_rows, float(sheet_rgb.shape[0]))
         pitch = float(np.median(np.diff(baselines_y_px))) if baselines_y_px is not None and len(baselines_y_px) > 1 \
             else np.inf
-        spread_to = default_placement(get_layout(self.layout_name)).baselines_y_px if pitch < CLOSE_PITCH_PX else None
+        spread_to = default_placement(get_layout(self.layout_name)).baselines_y_px \
+            if pitch < CLOSE_PITCH_PX and self.spread_close_rows else None
         t1 = time.perf_counter()
         rows: dict[int, np.ndarray] = {}
         net_s = 0.0
@@ -243,62 +246,3 @@ class TraceSegmenter:
         maps = torch.from_numpy(probs).to(torch.float16).numpy()
         return TraceMaps(image_id=rectified.image_id, layout_name=layout_name or self.layout_name,
                          maps=maps, scale_x=self.spec.scale_x, scale_y=self.spec.scale_y)
-
-
-def row_passes(baselines_y_px, n_model: int, sheet_h_px: float) -> list[tuple[tuple[float, ...], list[int]]]:
-    """How a network trained on ``n_model`` rows (the competition's: three rows of panels, the rhythm strip
-    below them) reads a page's rows: per pass the anchors it is given and the page row each output channel
-    stands for (-1: a reading dropped). Its last channel learnt the page's bottom row (read rows above the
-    bottom in it were 1-3 px worse on 6x2 pages), so it reads only the page's last row; the other rows go
-    through the first ``n_model - 1`` channels in consecutive runs (the last run moved up to end next to the
-    page's last row, reading some rows twice), the last channel then anchored on the row below the run. A page
-    with fewer rows gets made-up rows one row pitch apart below its last, whose readings are dropped."""
-    ys = [float(y) for y in baselines_y_px]
-    if not ys:
-        raise ValueError("no rows to read")
-    if len(ys) < n_model:
-        pitch = float(np.median(np.diff(ys))) if len(ys) > 1 else sheet_h_px / (n_model + 1)
-        extra = [min(ys[-1] + pitch * (k + 1), sheet_h_px - 1.0) for k in range(n_model - len(ys))]
-        return [(tuple(ys + extra), list(range(len(ys))) + [-1] * len(extra))]
-    run, last = n_model - 1, len(ys) - 1
-    starts = list(range(0, last - run + 1, run))
-    if starts[-1] + run < last:
-        starts.append(last - run)
-    return [(tuple(ys[s:s + n_model]), list(range(s, s + run)) + [last if s + run == last else -1])
-            for s in starts]
-
-
-def spread_rows(sheet_rgb: np.ndarray, rows_y_px, targets_y_px, half_band_px: float
-                ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """A sheet with each of ``rows_y_px``'s bands (``half_band_px`` either side of the row's baseline) moved to
-    the matching ``targets_y_px`` on the page's paper colour, and per row (shift, band top, band bottom) in
-    sheet px (shifts even, so whole map px at half resolution). Rows printed closer than the network ever saw
-    are read like the competition's, one row pitch apart."""
-    h = sheet_rgb.shape[0]
-    half = int(round(half_band_px))
-    canvas = np.empty_like(sheet_rgb)
-    canvas[:] = np.median(sheet_rgb.reshape(-1, sheet_rgb.shape[2]), axis=0).astype(sheet_rgb.dtype)
-    shifts = []
-    for y, target in zip(rows_y_px, targets_y_px, strict=True):
-        shift = 2 * int(round((target - y) / 2))
-        lo, hi = max(int(round(y)) - half, 0, -shift), min(int(round(y)) + half, h, h - shift)
-        canvas[lo + shift:hi + shift] = sheet_rgb[lo:hi]
-        shifts.append((shift, lo, hi))
-    return canvas, shifts
-
-
-def only_rows(sheet_rgb: np.ndarray, rows_y_px, page_rows_y_px) -> np.ndarray:
-    """The sheet with the page's rows above and below ``rows_y_px`` painted over in its paper colour, from half a
-    row pitch beyond the first and last of them: the network saw no trace above its top row or below its
-    bottom row in training."""
-    ys = [float(y) for y in page_rows_y_px]
-    first, last = float(rows_y_px[0]), float(rows_y_px[-1])
-    out = sheet_rgb.copy()
-    paper = np.median(sheet_rgb.reshape(-1, sheet_rgb.shape[2]), axis=0).astype(sheet_rgb.dtype)
-    above = [y for y in ys if y < first]
-    below = [y for y in ys if y > last]
-    if above:
-        out[: max(int(round(0.5 * (above[-1] + first))), 0)] = paper
-    if below:
-        out[int(round(0.5 * (last + below[0]))):] = paper
-    return out

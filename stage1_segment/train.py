@@ -50,7 +50,8 @@ def log(msg: str) -> None:
 
 
 def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float,
-              pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0) -> None:
+              pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0, layouts: tuple = (LAYOUT,),
+              n_rows: int = 4, spread_close_rows: bool = True) -> None:
     """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever; page i is, with
     probability ``pool_share``, a page drawn by another generator from the ``pools`` folders (written by
     :mod:`synth.eik`; looked up again every 50 pages, so a pool still being written keeps growing)."""
@@ -61,8 +62,9 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    to_sample = PageToSample(spec, jitter=jitter, seed=seed + start)
-    ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=[LAYOUT],
+    to_sample = PageToSample(spec, jitter=jitter, seed=seed + start, layout=LAYOUT, n_model=n_rows,
+                             spread_close_rows=spread_close_rows)
+    ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=list(layouts),
                           fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look)
     pool: list = []
     i = start
@@ -149,7 +151,7 @@ def evaluate(model, val: list[dict], spec: MapSpec, n_rows: int, autocast: bool,
         errs.append(e.mean())
         errs_local.append(el.mean())
         per_type.setdefault(s["image_type"], []).append(e.mean())
-        if image_snr is not None:
+        if image_snr is not None and "fs_hz" in s:  # a page of another layout is scored by its column error only
             y_pred_sheet = np.where(ok, spec.map_to_sheet_y(y_full), np.nan)
             y_true_sheet = np.where(ok, spec.map_to_sheet_y(y_true), np.nan)
             truth, pred = read_back(y_pred_sheet, s, spec)
@@ -254,6 +256,15 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
     ap.add_argument("--eik-look", type=float, default=0.0,
                     help="share of factory pages drawn with ECG-Image-Kit's marks (bold bars, abutting pulse, ...)")
+    ap.add_argument("--layouts", default=LAYOUT,
+                    help="layouts the factory's training pages are drawn in, separated by ';' (each page draws one; "
+                         "name one twice to draw it twice as often); a page in another layout than the network's "
+                         "own is shown as inference shows it (stage1_segment.passes)")
+    ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
+                    help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
+                         "written into the bundle, read): moved apart, or where they are")
+    ap.add_argument("--val-layout-pages", type=int, default=4,
+                    help="validation pages per --layouts layout other than the network's own (column error only)")
     ap.add_argument("--pool", type=Path, nargs="*", default=[],
                     help="folders of pages drawn by another generator (python -m synth.eik ... --split train)")
     ap.add_argument("--pool-share", type=float, default=0.0, help="share of training pages taken from --pool")
@@ -299,6 +310,9 @@ def main(argv=None) -> int:
     model = model.train().to(device=device, memory_format=torch.channels_last)
     log(f"training on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     n_rows = int(model_cfg["kwargs"]["n_rows"])
+    layouts = tuple(name.strip() for name in args.layouts.split(";") if name.strip())
+    for name in layouts:
+        get_layout(name)  # an unknown name fails here, not in the page renderers
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall_prev, best, history = 0, 0.0, float("inf"), []
     produced = 0
@@ -332,6 +346,18 @@ def main(argv=None) -> int:
         for s in pool_val:
             s["image_type"] = f"pool-{s['image_type']}"  # reported apart from the factory's pages
         val += pool_val
+    for name in layouts:
+        if name == LAYOUT:
+            continue
+        # pages of the other layouts, one pass each as inference reads them: column error only (the read-back
+        # needs the whole page)
+        lay_ds = SynthPageDataset(val_recs, IMAGE_TYPES, seed=777, length=args.val_layout_pages, layouts=[name],
+                                  fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, seed=7, n_model=n_rows,
+                                                                         spread_close_rows=args.close_rows == "spread"))
+        for i in range(len(lay_ds)):
+            sample = lay_ds[i]
+            sample["image_type"] = f"layout {name}"
+            val.append(sample)
     for s in val:
         del s["masks"]
     log(f"{len(val)} validation pages rendered in {time.time() - t_val:.1f}s")
@@ -339,7 +365,8 @@ def main(argv=None) -> int:
     ctx = mp.get_context("spawn")
     q = ctx.Queue(maxsize=4 * args.producers)
     producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
-                                                     args.jitter, tuple(args.pool), args.pool_share, args.eik_look),
+                                                     args.jitter, tuple(args.pool), args.pool_share, args.eik_look,
+                                                     layouts, n_rows, args.close_rows == "spread"),
                              daemon=True)
                  for k in range(args.producers)]
     for prod in producers:
@@ -362,10 +389,10 @@ def main(argv=None) -> int:
                  "(x/255-0.5)/0.25, + position channels (model kwargs 'position': sheet coordinates, or per-row "
                  "distances to the rows' baselines found by stage1_segment.anchors)",
         "output": "per layout row, softmax over y per map column (TraceMaps)",
-        "inference": dict(DEFAULT_INFERENCE),
+        "inference": {**DEFAULT_INFERENCE, **({"close_rows": "in_place"} if args.close_rows == "in_place" else {})},
         "training_data": {
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
-            "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": [LAYOUT],
+            "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": list(layouts),
             "rectification": "labelled sheet_map (exact)", "jitter_p": args.jitter,
             "val_pages": args.val_pages, "pools": [str(p) for p in args.pool], "pool_share": args.pool_share,
             "eik_look": args.eik_look,

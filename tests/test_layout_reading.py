@@ -18,8 +18,8 @@ from common.types import Page
 from pipeline.__main__ import main
 from pipeline.batch import summarise
 from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading
-from stage1_segment.infer import only_rows, row_passes, spread_rows
 from stage1_segment.layout_finder import FoundLayout, FoundRow
+from stage1_segment.passes import only_rows, row_passes, spread_rows
 from synth.factory import make_page
 from synth.make import make_dataset, parse_layouts
 from synth.signals import simulate_record
