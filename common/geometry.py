@@ -102,6 +102,12 @@ class SheetGeometry:
             big_box_mm=self.big_box_mm,
         )
 
+    def big_box_line_x_px(self, x_px):
+        """x (px) of the vertical big-box grid line nearest ``x_px``, for a grid ruled from the paper's left edge
+        (which lies at x = -0.5: pixel centres are at whole x)."""
+        pitch = self.big_box_mm * self.px_per_mm
+        return np.round((np.asarray(x_px, dtype=np.float64) + 0.5) / pitch) * pitch - 0.5
+
     def corners_px(self) -> np.ndarray:
         """Page corners (4, 2) as x, y: top-left, top-right, bottom-right, bottom-left."""
         w, h = self.width_px - 1, self.height_px - 1

@@ -18,6 +18,12 @@
   where the readings' total variation peaks: a trace drawn as a polyline through the samples has its corners
   at the sample times, and a reading between them cuts the corners. A whole-sample error is left (the metric
   forgives it; the bars keep the origin within half a sample).
+* ECG-Image-Kit starts its rows a whole number of 0.2 s from the paper's left edge, where its grid starts: on a
+  big-box line. Where a page's bars are crisp (:func:`crisp_bars`: drawn snapped at the sheet's own resolution,
+  as matplotlib draws them; a resampled scan or another renderer's anti-aliased bars are not) and the bars'
+  origin lies within ``grid_origin_tol_px`` of such a line, the origin is put on the line (held-out
+  ECG-Image-Kit pages: 22.06 -> 22.75 dB, the score with the labels' origin; no factory or other-renderer page
+  qualified). The trace's corners are then not consulted.
 * Baseline (0 mV line): the mode of the trace's y histogram over each panel (or row): the isoelectric
   level. The metric removes one constant per lead, so this matters little for the score, but it makes the
   output absolute and keeps the two copies of a lead comparable.
@@ -36,7 +42,7 @@ from scipy.ndimage import gaussian_filter1d
 from common.geometry import CANONICAL, PULSE_HEIGHT_MV, SheetGeometry
 from common.layouts import RECORD_DURATION_S, Layout, Panel
 from stage2_signal.extract import RowTrace
-from stage2_signal.separators import find_bars
+from stage2_signal.separators import bar_is_crisp, find_bars
 from stage2_signal.settings import Settings
 
 BASELINE_MODES = ("panel", "row")
@@ -79,6 +85,10 @@ class CalibrateConfig(Settings):
     pulse_cover: float = 0.9  # the edge's column is ink-dark over at least this fraction of the band
     pulse_top_s: float = 0.15  # and the pulse's top runs left from it at 1 mV for at least this long
     pulse_guard_px: float = 0.5  # samples up to the edge's centre plus this are hidden by it (its ink's right half)
+    grid_origin_tol_px: float = 0.0  # with crisp bars (below), a row origin this close to a big-box grid line is put on
+    # it (0: never): ECG-Image-Kit starts its rows a whole number of 0.2 s from the paper's edge, where its grid
+    # starts, and its bars give the origin only to +-0.5 px, while a tenth of a px costs dB at 250-500 Hz
+    crisp_bar_share: float = 0.75  # and at least this share of its bars are crisp (drawn snapped, not resampled)
     vertex_phase: bool = True  # with snapped bars (above), take the sub-sample phase from the trace's corners
     vertex_phase_min_step_px: float = 0.5  # only where a sample is at least this wide (sheet px): denser
     # corners blur under the stroke and the peak is noise (500+ Hz pages lost up to 0.4 dB)
@@ -515,6 +525,17 @@ def bars_snapped(bars: dict, cfg: CalibrateConfig) -> bool:
     return bool(np.ptp(offsets) <= cfg.snapped_bar_spread_px)
 
 
+def crisp_bars(sheet_rgb: np.ndarray, bars: dict, readings: list[PanelReading], geom: SheetGeometry,
+               cfg: CalibrateConfig) -> bool:
+    """Whether at least ``bar_min_count`` of the separator bars found, and ``crisp_bar_share`` of them, are drawn
+    snapped to the pixel lattice (:func:`stage2_signal.separators.bar_is_crisp`): a page rendered at the sheet's
+    own resolution by matplotlib (ECG-Image-Kit), not resampled."""
+    base = {(rd.panel.row, rd.panel.col): rd.baseline_y_px for rd in readings}
+    crisp = [bar_is_crisp(sheet_rgb, centre, width, base[key], geom.mv_to_px(cfg.bar_band_mv))
+             for key, (centre, width) in bars.items() if key[1] > 0 and key in base]
+    return len(crisp) >= cfg.bar_min_count and float(np.mean(crisp)) >= cfg.crisp_bar_share
+
+
 def vertex_phase_shift(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry,
                        cfg: CalibrateConfig, x0: np.ndarray, time_scale: float, guarded: dict) -> float:
     """Shift of the chart origin (sheet px, within +-half a sample) at which the panels' readings have the
@@ -560,7 +581,13 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     if sheet_rgb is not None and cfg.pulse_guard:
         guarded = {**guarded, **pulse_edges(sheet_rgb, readings, x0, geom, cfg)}
     phase_px = 0.0
-    if (x0_px is None and cfg.vertex_phase and n_bars and bars_snapped(bars, cfg)
+    on_grid = np.zeros(layout.n_rows, dtype=bool)
+    if (x0_px is None and cfg.grid_origin_tol_px > 0 and n_bars
+            and (bars_snapped(bars, cfg) or crisp_bars(sheet_rgb, bars, readings, geom, cfg))):
+        line = geom.big_box_line_x_px(x0)
+        on_grid = np.abs(line - x0) <= cfg.grid_origin_tol_px
+        x0 = np.where(on_grid, line, x0)
+    if (x0_px is None and cfg.vertex_phase and n_bars and not on_grid.any() and bars_snapped(bars, cfg)
             and geom.px_per_s * time_scale / fs_hz >= cfg.vertex_phase_min_step_px):
         phase_px = vertex_phase_shift(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
         x0 = x0 + phase_px
@@ -568,6 +595,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
         readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
     info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": n_bars,
             "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
-            "vertex_phase_px": phase_px, "stroke_px": stroke_px, "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s,
-            "px_per_mv": geom.px_per_mv, "unread_panels": unread}
+            "vertex_phase_px": phase_px, "origin_on_grid": on_grid.tolist(), "stroke_px": stroke_px,
+            "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s, "px_per_mv": geom.px_per_mv,
+            "unread_panels": unread}
     return readings, info

@@ -102,3 +102,31 @@ def find_bars(sheet_rgb: np.ndarray, expected_x: np.ndarray, baseline_y: np.ndar
         out[k] = xi - search + float(np.median(centres))
         widths[k] = float(hi - lo + 1)
     return (out, widths) if with_width else out
+
+
+CRISP_MIDDLE = (0.3, 0.8)  # a column this fraction of a bar's darkness is an anti-aliased edge
+CRISP_MAX_PARTIAL = 1  # a snapped bar of a width that is not a whole number of px has one such column
+CRISP_MIN_FULL = 4  # and at least this many full ones (ECG-Image-Kit's bars: 5-6 px; thinner bars are too few
+# columns to tell snapped from anti-aliased)
+
+
+def bar_is_crisp(sheet_rgb: np.ndarray, centre_x: float, width_px: float, baseline_y: float,
+                 half_band_px: float) -> bool:
+    """Whether the bar at ``centre_x`` (width ``width_px``, across the band ``baseline_y +- half_band_px``) was
+    drawn snapped to the pixel lattice: every column across it and one either side is either about as dark as its
+    darkest or about clear, none part-dark like the edge of a line drawn anti-aliased where it falls (matplotlib,
+    so ECG-Image-Kit, snaps its bars; a resampled scan or photo blurs every edge)."""
+    h, w = sheet_rgb.shape[:2]
+    lo = int(np.floor(centre_x - 0.5 * width_px)) - 1
+    hi = int(np.ceil(centre_x + 0.5 * width_px)) + 1
+    ya, yb = int(round(baseline_y - half_band_px)), int(round(baseline_y + half_band_px)) + 1
+    if lo < 0 or hi >= w or ya < 0 or yb > h:
+        return False
+    dark = 255.0 - cv2.cvtColor(np.ascontiguousarray(sheet_rgb[:, lo:hi + 1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    profile = np.median(dark[ya:yb], axis=0) - np.percentile(dark, BACKGROUND_PERCENTILE, axis=0)
+    top = float(profile.max())
+    if top <= 0:
+        return False
+    rel = profile / top
+    partial = int(((rel > CRISP_MIDDLE[0]) & (rel < CRISP_MIDDLE[1])).sum())
+    return partial <= CRISP_MAX_PARTIAL and int((rel >= CRISP_MIDDLE[1]).sum()) >= CRISP_MIN_FULL

@@ -287,3 +287,71 @@ def test_snapped_bars_leave_the_sub_sample_phase_to_the_trace_corners(fs_hz):
         assert bars_alone > 0.15 and phase_err < 0.1 and shift != 0.0, (bars_alone, phase_err, shift)
     else:
         assert shift == 0.0 and phase_err == bars_alone
+
+
+def test_big_box_lines_are_ruled_from_the_paper_edge():
+    pitch = CANONICAL.big_box_mm * CANONICAL.px_per_mm
+    assert CANONICAL.big_box_line_x_px(117.3) == pytest.approx(3 * pitch - 0.5)  # ECG-Image-Kit's origin, pulse
+    np.testing.assert_allclose(CANONICAL.big_box_line_x_px([78.0, 10.0]), [2 * pitch - 0.5, -0.5])
+
+
+def test_bars_snapped_to_the_lattice_are_crisp_anti_aliased_ones_not():
+    from stage2_signal.separators import bar_is_crisp
+
+    sheet = np.full((H, W, 3), 245, np.uint8)
+    sheet[int(BASE_Y) - 30: int(BASE_Y) + 30, 600:606] = 20  # six whole columns
+    assert bar_is_crisp(sheet, 602.5, 6.0, BASE_Y, 14.0)
+    for x in (1000.3, 1400.5, 1800.77):
+        _bar(sheet, x, half_px=30.0, width=2)
+        assert not bar_is_crisp(sheet, x, 3.0, BASE_Y, 14.0)
+
+
+def _grid_origin_page(fs_hz: float, origin_off_grid_px: float):
+    """A 3x4 + II page whose chart origin lies ``origin_off_grid_px`` right of a big-box line."""
+    from common.layouts import default_placement
+
+    rng = np.random.default_rng(5)
+    record = simulate_record(rng, fs_hz=500.0, record_id="grid")
+    base_x0 = default_placement(get_layout("3x4+II")).x0_px
+    line = float(CANONICAL.big_box_line_x_px(base_x0 + 30.0))
+    style = dataclasses.replace(sample_style(rng, "3x4+II"), separators=False, calibration_pulse=True,
+                                trace_width_px=3, x0_shift_px=line + origin_off_grid_px - base_x0)
+    page = render_page(prepare(record, fs_hz).leads_mv, fs_hz, "grid", style, np.random.default_rng(0))
+    traces = read_rows(oracle_maps(page.labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    sheet = page.sheet_rgb.copy()
+    sheet[sheet.min(axis=2) > 100] = 255
+    return page, traces, get_layout(page.labels.layout_name), sheet
+
+
+@pytest.mark.parametrize("fs_hz", [250.0, 500.0])
+def test_crisp_bars_put_an_origin_near_a_big_box_line_on_it(fs_hz):
+    """ECG-Image-Kit's rows start on a big-box line and its bars, snapped, give the origin only to +-0.5 px: with
+    crisp bars the origin goes onto the line; with anti-aliased bars (drawn where they fall) it stays theirs."""
+    page, traces, layout, sheet = _grid_origin_page(fs_hz, 0.0)
+    labels = page.labels
+    half_px = CANONICAL.mv_to_px(0.4)
+    snapped = sheet.copy()
+    for p in layout.panels:
+        if p.col > 0:
+            x = labels.x0_px + CANONICAL.s_to_px(p.x_offset_s)
+            y = int(round(labels.baselines_y_px[p.row]))
+            left = int(np.floor(x)) - 2  # 6 whole columns centred on the boundary's pixel's right edge (as
+            snapped[int(y - half_px): int(y + half_px), left: left + 6] = 0  # ECG-Image-Kit's): off by <= 0.5 px
+    cfg = CalibrateConfig(grid_origin_tol_px=0.6)
+    _, info = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, cfg, sheet_rgb=snapped)
+    assert info["x0_how"] == ["separators"] * layout.n_rows and all(info["origin_on_grid"])
+    np.testing.assert_allclose(info["x0_px"], labels.x0_px, atol=1e-6)
+    _, off = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, CalibrateConfig(), sheet_rgb=snapped)
+    assert not any(off["origin_on_grid"])  # the option is off by default
+
+    page, traces, layout, sheet = _grid_origin_page(fs_hz, 0.3)  # another renderer's origin, near a line
+    labels = page.labels
+    for p in layout.panels:
+        if p.col > 0:
+            y = labels.baselines_y_px[p.row]
+            x = labels.x0_px + CANONICAL.s_to_px(p.x_offset_s)
+            pts = np.round(np.array([[x, y - half_px], [x, y + half_px]]) * (1 << SHIFT)).astype(np.int32)
+            cv2.polylines(sheet, [pts], False, (20, 20, 20), 2, cv2.LINE_AA, SHIFT)
+    _, info = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, cfg, sheet_rgb=sheet)
+    assert info["x0_how"] == ["separators"] * layout.n_rows and not any(info["origin_on_grid"])
+    assert np.abs(np.asarray(info["x0_px"]) - labels.x0_px).max() < 0.15
