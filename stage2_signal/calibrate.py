@@ -85,7 +85,7 @@ class CalibrateConfig(Settings):
     pulse_cover: float = 0.9  # the edge's column is ink-dark over at least this fraction of the band
     pulse_top_s: float = 0.15  # and the pulse's top runs left from it at 1 mV for at least this long
     pulse_guard_px: float = 0.5  # samples up to the edge's centre plus this are hidden by it (its ink's right half)
-    grid_origin_tol_px: float = 0.0  # with crisp bars (below), a row origin this close to a big-box grid line is put on
+    grid_origin_tol_px: float = 0.6  # with crisp bars (below), a row origin this close to a big-box grid line is put on
     # it (0: never): ECG-Image-Kit starts its rows a whole number of 0.2 s from the paper's edge, where its grid
     # starts, and its bars give the origin only to +-0.5 px, while a tenth of a px costs dB at 250-500 Hz
     crisp_bar_share: float = 0.75  # and at least this share of its bars are crisp (drawn snapped, not resampled)

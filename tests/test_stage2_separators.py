@@ -341,8 +341,9 @@ def test_crisp_bars_put_an_origin_near_a_big_box_line_on_it(fs_hz):
     _, info = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, cfg, sheet_rgb=snapped)
     assert info["x0_how"] == ["separators"] * layout.n_rows and all(info["origin_on_grid"])
     np.testing.assert_allclose(info["x0_px"], labels.x0_px, atol=1e-6)
-    _, off = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, CalibrateConfig(), sheet_rgb=snapped)
-    assert not any(off["origin_on_grid"])  # the option is off by default
+    _, off = read_panels(traces, layout, fs_hz, CANONICAL.px_per_mm, CalibrateConfig(grid_origin_tol_px=0.0),
+                         sheet_rgb=snapped)
+    assert not any(off["origin_on_grid"])  # 0: off
 
     page, traces, layout, sheet = _grid_origin_page(fs_hz, 0.3)  # another renderer's origin, near a line
     labels = page.labels
