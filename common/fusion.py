@@ -2,9 +2,9 @@
 
 In eval mode a BatchNorm is a per-channel affine map, so a Conv2d whose output goes only into it can absorb it
 (weights scaled, bias shifted). The network computes the same function to float rounding, with one layer
-and one pass over its activations fewer per block: the stage-1 U-Net ran 40 % faster on 2 CPU cores
-(bf16 autocast). timm's ``BatchNormAct2d`` (norm, dropout, activation in one module) keeps its dropout and
-activation.
+and one pass over its activations fewer per block: the stage-1 U-Net's forward pass went from 0.68 to 0.21 s
+on 2 CPU cores under bf16 autocast (fp32: 1.44 to 1.08 s), measured on a CPU shared with a training run.
+timm's ``BatchNormAct2d`` (norm, dropout, activation in one module) keeps its dropout and activation.
 
     net = fuse_conv_bn(net)   # a torch.fx GraphModule; the argument is left untouched
 """

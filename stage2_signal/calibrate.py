@@ -582,12 +582,13 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
         guarded = {**guarded, **pulse_edges(sheet_rgb, readings, x0, geom, cfg)}
     phase_px = 0.0
     on_grid = np.zeros(layout.n_rows, dtype=bool)
+    snapped = bool(x0_px is None and n_bars and bars_snapped(bars, cfg))
     if (x0_px is None and cfg.grid_origin_tol_px > 0 and n_bars
-            and (bars_snapped(bars, cfg) or crisp_bars(sheet_rgb, bars, readings, geom, cfg))):
+            and (snapped or crisp_bars(sheet_rgb, bars, readings, geom, cfg))):
         line = geom.big_box_line_x_px(x0)
         on_grid = np.abs(line - x0) <= cfg.grid_origin_tol_px
         x0 = np.where(on_grid, line, x0)
-    if (x0_px is None and cfg.vertex_phase and n_bars and not on_grid.any() and bars_snapped(bars, cfg)
+    if (cfg.vertex_phase and snapped and not on_grid.any()
             and geom.px_per_s * time_scale / fs_hz >= cfg.vertex_phase_min_step_px):
         phase_px = vertex_phase_shift(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
         x0 = x0 + phase_px
