@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not (args.data_dir / "train.csv").is_file():
             parser.error(f"{args.data_dir} has no train.csv")
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # made before the run, not found missing after it
         start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
                                        device=args.device)
