@@ -7,11 +7,14 @@
 sheet by its exact map (the finder alone is measured), or by stage 0 (``--stage0``: the truth is carried into
 the rectified sheet through both maps). A page is right when it has the labelled number of rows, every panel's
 start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
-the layout's name is right (an image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed
-and not scored). Also printed: pulses right (a row's pulse found where one is printed, its centre
-within 1 mm, and none found where none is), the rows' baseline error (found vs the labelled 0 mV line, sheet
-px), and the finder's time per page on ``--threads`` threads: wall clock (``seconds``) and CPU time over all
-threads (``cpu_s``; on a shared machine the wall clock includes waiting for a core).
+the layout's name is right: its base layout, and a gap between panels found where one is printed (its width is
+what the extents check; the lead order is not read, so a Cabrera page is right found in the standard order). An
+image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed and not scored. Pages are grouped
+by their base layout and arrangement ("3x4+II/gap" for any gap). Also printed: pulses right (a row's pulse
+found where one is printed, its centre within 1 mm, and none found where none is), the rows' baseline error
+(found vs the labelled 0 mV line, sheet px), and the finder's time per page on ``--threads`` threads: wall
+clock (``seconds``) and CPU time over all threads (``cpu_s``; on a shared machine the wall clock includes
+waiting for a core).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from common.geometry import CANONICAL
-from common.layouts import Placement, get_layout
+from common.layouts import Placement, base_name, gap_mm_of, get_layout
 from common.sheet_map import SheetMap
 from pipeline.chain import read_image_rgb
 from stage1_segment.layout_finder import FoundLayout, find_layout
@@ -55,9 +58,20 @@ def _to_sheet(true_map: SheetMap, found_map: SheetMap | None, xy: np.ndarray) ->
     return found_map.image_to_sheet(true_map.sheet_to_image(xy))
 
 
+def layout_kind(name: str) -> str:
+    """A layout name without its gap's width ("3x4+II/cabrera/gap4.2mm" -> "3x4+II/cabrera/gap")."""
+    return name.split("/gap", 1)[0] + ("/gap" if gap_mm_of(name) > 0 else "")
+
+
+def name_right(found: str | None, true: str) -> bool:
+    """The base layout found, with a gap where one is printed (see the module doc)."""
+    return found is not None and base_name(found) == base_name(true) and (gap_mm_of(found) > 0) == (
+        gap_mm_of(true) > 0)
+
+
 def score_page(found: FoundLayout, truth: dict, true_map: SheetMap, found_map: SheetMap | None) -> dict:
     n_true = len(truth["baselines"])
-    out = {"rows_right": found.n_rows == n_true, "name_right": found.layout_name == truth["layout"],
+    out = {"rows_right": found.n_rows == n_true, "name_right": name_right(found.layout_name, truth["layout"]),
            "extents_right": False, "pulses_right": False, "baseline_err_px": np.nan, "extent_err_px": np.nan}
     if not out["rows_right"]:
         return out
@@ -121,7 +135,7 @@ def main(argv=None) -> int:
         seconds, cpu_s = time.perf_counter() - t, time.process_time() - cpu
         score = score_page(found, truth, true_map, found_map)
         score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]
-        rows.append({"image": png.stem, "layout": truth["layout"], "found": found.layout_name,
+        rows.append({"image": png.stem, "layout": layout_kind(truth["layout"]), "found": found.layout_name,
                      "n_rows": found.n_rows, "confidence": round(found.confidence, 3), "seconds": seconds,
                      "cpu_s": cpu_s, **score})
     if unmapped:

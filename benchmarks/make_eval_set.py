@@ -1,11 +1,14 @@
 """A train-layout evaluation set from the records stage 1 never trains on (its validation split).
 
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eval \
-        [--types 0001,0003,0004] [--n-records 19] [--seed 1234] [--workers 2]
+        [--types 0001,0003,0004] [--n-records 19] [--seed 1234] [--workers 2] [--layouts '3x4+II;6x2/cabrera']
+        [--gaps 1 [--gap-mm 2,8]] [--outside-pulse 1] [--signal-rows 1] [--cabrera 1]
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eik_eval \
         --renderer ecg-image-kit --generator /path/to/ecg-image-kit [--n-records 38] [--augmented 1.0]
 
-``--renderer factory`` (default) draws the pages with our page factory as the given image types;
+``--renderer factory`` (default) draws the pages with our page factory as the given image types, in the given
+layouts (variants too), with the given shares of arrangements (:class:`synth.render.Arrangements`: 1 forces one;
+variants.csv names each page's base layout and arrangement);
 ``--renderer ecg-image-kit`` with the competition hosts' generator (see :mod:`synth.eik`; its environment comes
 from ``make eik-env``), one 0001 page per record window (``--n-records`` above the number of windows draws them
 again in other styles), ``--augmented`` of them rotated / noisy / cropped and/or wrinkled by it. Then score the
@@ -18,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from stage1_segment.data import split_records
-from synth.make import make_dataset, parse_layouts, parse_types
+from synth.make import add_arrangement_args, arrangements_from, make_dataset, parse_layouts, parse_types
 
 
 def main() -> None:
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--types", type=parse_types, default=["0001", "0003", "0004"], help="factory image types")
     parser.add_argument("--layouts", type=parse_layouts, default=["3x4+II"],
                         help="factory page layouts, separated by ';' (each page draws one)")
+    add_arrangement_args(parser)
     parser.add_argument("--n-records", type=int, default=None, help="default: every validation window")
     parser.add_argument("--seed", type=int, default=1234, help="page styles; keep it apart from training seeds")
     parser.add_argument("--workers", type=int, default=2)
@@ -40,7 +44,8 @@ def main() -> None:
     print(f"{len(val)} held-out windows: {desc}")
     if args.renderer == "factory":
         records = val[: args.n_records] if args.n_records else val
-        make_dataset(args.out, records, args.types, args.seed, args.workers, "train", args.layouts)
+        make_dataset(args.out, records, args.types, args.seed, args.workers, "train", args.layouts,
+                     arrangements=arrangements_from(args, parser))
     else:
         from synth import eik
 

@@ -3,11 +3,19 @@
 A layout says nothing about pixels: where its rows sit on a page is a :class:`Placement`, chosen by the
 renderer (and recorded in its labels) or measured from a page. Stages ask the layout which samples of
 which lead a row shows, so nothing is bound to the competition's 3x4 + II.
+
+:data:`LAYOUTS` holds the base arrangements (what the layout finder fits and the factory draws from). Each has
+variants named ``BASE[/cabrera][/gapXmm]`` (:func:`get_layout` builds them from the name, :func:`layout_name`
+writes it): ``/cabrera`` prints the limb leads in Cabrera's order (aVL, I, -aVR, II, aVF, III; -aVR is aVR
+printed upside down, :attr:`Panel.inverted`), ``/gap5mm`` leaves 5 mm of blank paper between the panels of a row,
+each panel's chart time starting after its own offset (:func:`with_gap`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,7 +38,9 @@ def canonical_lead_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Panel:
-    """One lead drawn over record time [t0_s, t1_s), starting ``x_offset_s`` after its row's origin."""
+    """One lead drawn over record time [t0_s, t1_s), starting ``x_offset_s`` after its row's origin; ``inverted``:
+    printed upside down (Cabrera's -aVR), so the page shows -lead and a reading of it is multiplied by
+    :attr:`sign` to give the lead."""
 
     lead: str
     row: int
@@ -38,6 +48,7 @@ class Panel:
     t0_s: float
     t1_s: float
     x_offset_s: float
+    inverted: bool = False
 
     def __post_init__(self) -> None:
         if self.lead not in LEADS:
@@ -48,6 +59,11 @@ class Panel:
     @property
     def duration_s(self) -> float:
         return self.t1_s - self.t0_s
+
+    @property
+    def sign(self) -> float:
+        """+1, or -1 for an inverted panel: printed mV = sign * lead mV (and the other way round)."""
+        return -1.0 if self.inverted else 1.0
 
     def sample_range(self, fs_hz: float, n_samples: int) -> tuple[int, int]:
         """Half-open index range [i0, i1) of the record samples this panel prints."""
@@ -122,12 +138,78 @@ LAYOUTS: dict[str, Layout] = {
 }
 COMPETITION_LAYOUT = LAYOUTS["3x4+II"]
 
+CABRERA_ORDER: tuple[str, ...] = ("aVL", "I", "aVR", "II", "aVF", "III")  # aVR printed inverted (-aVR)
+CABRERA_BASES: tuple[str, ...] = ("3x4+II", "6x2")  # the base layouts with a Cabrera variant
+MAX_GAP_MM = 20.0  # a wider "gap" between panels is not a layout but a reading gone wrong
+_GAP_RE = re.compile(r"gap(\d+(?:\.\d)?)mm")
 
+
+def cabrera(layout: Layout) -> Layout:
+    """``layout`` with its limb leads in Cabrera's order: the panel that printed the k-th limb lead (in
+    :data:`LIMB_LEADS` order) prints the k-th of :data:`CABRERA_ORDER`, aVR inverted. Rhythm rows (a row of one
+    full-length panel) keep their lead."""
+    swap = dict(zip(LIMB_LEADS, CABRERA_ORDER, strict=True))
+    panels = tuple(replace(p, lead=swap[p.lead], inverted=swap[p.lead] == "aVR")
+                   if p.lead in swap and p.duration_s < RECORD_DURATION_S else p for p in layout.panels)
+    return Layout(f"{layout.name}/cabrera", panels)
+
+
+def with_gap(layout: Layout, gap_mm: float, mm_per_s: float = 25.0) -> Layout:
+    """``layout`` with ``gap_mm`` of blank paper (at ``mm_per_s`` of chart) before every panel but a row's first:
+    the panel in column c starts c gaps later; record times do not change."""
+    gap_mm = round(float(gap_mm), 1)  # names keep 0.1 mm (0.8 px at 200 dpi); the geometry follows the name
+    if not 0.0 < gap_mm <= MAX_GAP_MM:
+        raise ValueError(f"a gap between panels must be in (0, {MAX_GAP_MM}] mm, got {gap_mm}")
+    gap_s = gap_mm / mm_per_s
+    panels = tuple(replace(p, x_offset_s=p.x_offset_s + p.col * gap_s) for p in layout.panels)
+    return Layout(f"{layout.name}/gap{gap_mm:g}mm", panels)
+
+
+def layout_name(base: str, cabrera_order: bool = False, gap_mm: float = 0.0) -> str:
+    """The name of ``base``'s variant (see the module doc); ``gap_mm`` is kept to 0.1 mm."""
+    name = base + ("/cabrera" if cabrera_order else "")
+    gap = round(float(gap_mm), 1)
+    return name + (f"/gap{gap:g}mm" if gap > 0 else "")
+
+
+def base_name(name: str) -> str:
+    """The base layout of a variant name ("3x4+II/gap5mm" -> "3x4+II")."""
+    return name.split("/", 1)[0]
+
+
+def gap_mm_of(name: str) -> float:
+    """The gap between panels a layout name asks for (0 without one)."""
+    match = _GAP_RE.fullmatch(name.rsplit("/", 1)[-1])
+    return float(match.group(1)) if match else 0.0
+
+
+def known_layout_names() -> list[str]:
+    """Every base layout and its Cabrera variant (gap variants are any gap, so not listed)."""
+    return list(LAYOUTS) + [f"{b}/cabrera" for b in CABRERA_BASES]
+
+
+@lru_cache(maxsize=256)
 def get_layout(name: str) -> Layout:
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise KeyError(f"unknown layout {name!r}; known: {', '.join(LAYOUTS)}") from None
+    """The layout called ``name``: a base layout of :data:`LAYOUTS` or one of its variants (module doc)."""
+    base, *mods = name.split("/")
+    if base not in LAYOUTS:
+        raise KeyError(f"unknown layout {name!r}; known: {', '.join(known_layout_names())} (and '/gapXmm' "
+                       "variants, e.g. '3x4+II/gap5mm')")
+    layout = LAYOUTS[base]
+    if mods and mods[0] == "cabrera":
+        if base not in CABRERA_BASES:
+            raise KeyError(f"layout {name!r}: only {', '.join(CABRERA_BASES)} have a Cabrera variant")
+        layout, mods = cabrera(layout), mods[1:]
+    if mods:
+        match = _GAP_RE.fullmatch(mods[0])
+        if len(mods) > 1 or match is None:
+            raise KeyError(f"layout {name!r}: variants are '/cabrera' then '/gapXmm' (X in mm, at most one "
+                           "decimal), e.g. '3x4+II/cabrera/gap5mm'")
+        try:
+            layout = with_gap(layout, float(match.group(1)))
+        except ValueError as exc:
+            raise KeyError(f"layout {name!r}: {exc}") from None
+    return layout
 
 
 @dataclass(frozen=True)
@@ -152,10 +234,12 @@ class Placement:
 def default_placement(layout: Layout, geometry: SheetGeometry = CANONICAL) -> Placement:
     """Rows spread evenly below a header band, chart time 0 after room for a calibration pulse.
 
-    Close to ECG-Image-Kit's defaults for 3x4 + II: the 10 s rows end near the right edge.
+    Close to ECG-Image-Kit's defaults for 3x4 + II: the 10 s rows end near the right edge (the longest row, when
+    gaps between panels make rows longer than the record).
     """
     w, h = geometry.width_px, geometry.height_px
-    chart_px = float(geometry.s_to_px(RECORD_DURATION_S))
+    longest_s = max(RECORD_DURATION_S, *(layout.row_duration_s(r) for r in range(layout.n_rows)))
+    chart_px = float(geometry.s_to_px(longest_s))
     x0 = w - chart_px - 0.02 * w
     top = (0.30 if layout.n_rows <= 4 else 0.10) * h
     bottom = 0.97 * h

@@ -3,9 +3,10 @@
     python -m pipeline predict --data-dir DIR --out submission.parquet [--workers N] [--weights weights]
         DIR holds test.csv and test/<id>.png (the competition's test layout); output in test.csv's order.
     python -m pipeline cv --data-dir DIR [--types 0001,0003] [--out cv.csv] [--workers N]
-                          [--folds 5] [--stages] [--cv-dir RUN]
+                          [--folds 5] [--stages] [--cv-dir RUN] [--layout NAME]
         DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead, per
-        record-level fold, and with --stages what each stage loses (labelled pages); --cv-dir keeps it all.
+        record-level fold, and with --stages what each stage loses (labelled pages); --cv-dir keeps it all;
+        --layout reads every page by NAME (e.g. 3x4+II/cabrera, whose order the layout finder cannot see).
     python -m pipeline report --cv-dir RUN [RUN ...] --out docs/
         docs/report.md and its figures from cv runs kept with --cv-dir.
     python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json] [--layout NAME]
@@ -30,7 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.layouts import LAYOUTS
+from common.layouts import get_layout, known_layout_names
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 DEVICES = ("cpu", "cuda")  # where the stage-1 network can run
@@ -38,6 +39,13 @@ DEVICES = ("cpu", "cuda")  # where the stage-1 network can run
 
 def _types(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _layout(text: str) -> str:
+    try:
+        return get_layout(text.strip()).name
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(str(exc.args[0])) from None
 
 
 def _formats(text: str) -> list[str]:
@@ -79,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     digitize.add_argument("--out", type=Path, default=Path("digitized"))
     digitize.add_argument("--format", type=_formats, default=["csv"], dest="formats",
                           help="comma-separated: csv, wfdb (.hea/.dat, mV), json (default csv)")
-    digitize.add_argument("--layout", choices=list(LAYOUTS), default=None,
-                          help="read every image by this layout (default: the layout found on each image)")
+    layout_help = (f"read every image by this layout: {', '.join(known_layout_names())}, or a '/gapXmm' variant "
+                   "(default: the layout found on each image)")
+    for sub in (cv, digitize):
+        sub.add_argument("--layout", type=_layout, default=None, help=layout_help)
 
     serve = commands.add_parser("serve", help="the upload web page")
     serve.add_argument("--host", default="127.0.0.1")
@@ -143,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)  # made before the run, not found missing after it
         start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
-                                       device=args.device)
+                                       device=args.device, layout=args.layout)
         from pipeline.report import fold_keys, fold_scores, record_fold
 
         if args.folds < 1:

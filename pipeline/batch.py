@@ -156,13 +156,15 @@ def train_jobs(data_dir: Path, types: Sequence[str] | None = None) -> tuple[list
 
 
 def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: Sequence[str] | None = None,
-                   progress: bool = True, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-image and per-lead scores of the pipeline on a train-layout folder."""
+                   progress: bool = True, device: str = "cpu", layout: str | None = None,
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image and per-lead scores of the pipeline on a train-layout folder (every page read by ``layout`` when
+    given, as :func:`digitize_files`)."""
     jobs, truth = train_jobs(data_dir, types)
     if not jobs:
         raise SystemExit(f"no images found under {data_dir / 'train'}")
     images, leads = [], []
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout), strict=True):
         signal = noise = uncovered = edges = 0.0
         edge = max(1, int(round(EDGE_S * job.fs_hz)))
         for lead in LEADS:
@@ -192,7 +194,8 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
 
 
 VARIANTS_CSV = "variants.csv"  # optional, beside train.csv: image_id + columns that describe how each was drawn
-VARIANT_KEYS = ("layout", "renderer", "grid", "header", "pulse", "augment", "wrinkles")  # reported when present
+# reported when present
+VARIANT_KEYS = ("layout", "arrangement", "renderer", "grid", "header", "pulse", "augment", "wrinkles")
 
 
 def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str:

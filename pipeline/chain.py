@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
     always was."""
     rows = tuple(r.y_px for r in found.rows)
     if forced is not None:
-        if forced == default_name:
+        if same_geometry(forced, default_name):  # read as the competition's pages are, by its own lead names
             return LayoutReading(forced, None, "forced", found.confidence)
         if len(rows) != get_layout(forced).n_rows:
             rows = find_anchors(sheet_rgb, forced).baselines_y_px
@@ -81,6 +81,13 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
             and (page is None or prints_what_is_asked(found.layout_name, page))):
         return LayoutReading(found.layout_name, rows, "found", found.confidence)
     return LayoutReading(default_name, None, "default", found.confidence)
+
+
+def same_geometry(name: str, default_name: str) -> bool:
+    """Whether ``name`` is ``default_name`` or prints its panels where it does, in another order (Cabrera's)."""
+    layout, default = get_layout(name), get_layout(default_name)
+    return [(p.row, p.col, p.t0_s, p.x_offset_s) for p in layout.panels] == [
+        (p.row, p.col, p.t0_s, p.x_offset_s) for p in default.panels]
 
 
 def prints_what_is_asked(layout_name: str, page: Page) -> bool:
@@ -210,6 +217,8 @@ class Pipeline:
                                  self.layout, page)
         if reading.baselines_y_px is None:
             maps = self.segmenter(rectified)
+            if reading.name != maps.layout_name:  # the competition layout's rows, its leads in another order
+                maps = replace(maps, layout_name=reading.name)
         else:
             maps = self.segmenter(rectified, reading.name, reading.baselines_y_px)
         timings["stage1_segment"] = time.perf_counter() - start

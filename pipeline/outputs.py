@@ -151,7 +151,7 @@ def signal_polylines(result: Digitized, rectified, extraction) -> list[np.ndarra
         offset = float(np.median(mv - reading.mv[lo - reading.i0:hi - reading.i0]))
         t = np.arange(lo, hi) / result.fs_hz
         x = panel_x_px(panel, t, info["x0_px"][panel.row], geom, info.get("time_scale", 1.0))
-        y = geom.mv_to_y(mv - offset, reading.baseline_y_px)
+        y = geom.mv_to_y(panel.sign * (mv - offset), reading.baseline_y_px)  # drawn as printed (-aVR upside down)
         lines.append(rectified.sheet_map.sheet_to_image(np.stack([x, y], axis=1)))
     return lines
 
@@ -207,8 +207,9 @@ def leads_png(result: Digitized) -> bytes:
         mv = values[i0 - start:i1 - start]
         x = panel.x_offset_s + (np.arange(i0, i1) / result.fs_hz - panel.t0_s)
         base = -panel.row * row_mv
-        ax.plot(x, base + mv - np.median(mv), color="black", lw=0.9, zorder=2)
-        ax.text(panel.x_offset_s + 0.05, base + 1.0, panel.lead, fontsize=11, zorder=3)
+        ax.plot(x, base + panel.sign * (mv - np.median(mv)), color="black", lw=0.9, zorder=2)
+        ax.text(panel.x_offset_s + 0.05, base + 1.0, ("-" if panel.inverted else "") + panel.lead, fontsize=11,
+                zorder=3)
     ax.set_xlim(0.0, width_s)
     ax.set_ylim(bottom, top)
     ax.axis("off")

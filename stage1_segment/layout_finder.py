@@ -16,18 +16,24 @@ black letters). Straight runs that repeat one grid pitch away, and frame lines l
   amplitude, and a panel ends where that run ends or breaks (a gap between panels).
 * Calibration pulses: a 0.2 s wide box standing on the row's baseline (its top, its two sides and an empty
   inside, read from running sums of the ink), near either end of the row.
-* The prior: every known layout with as many rows is fitted. A layout places each row's panels at fixed chart
-  times from one origin x0 shared by all rows; x0 comes from the rows' right ends (a row's left end can carry a
-  pulse's flat lead-out, which is not the trace), or, where the rows are a few per cent longer or shorter than
-  the layout's 10 s at the sheet's 25 mm/s, from their common start and end, which then also set the scale. Its
-  fit is the share of rows whose measured extent agrees with it, times how well the page's panel boundaries
-  agree: at every 2.5 s chart time where some layout puts a boundary, the page shows one when a separator bar
-  stands there (:func:`stage2_signal.separators.find_bars`), the row's ink breaks there, or a lead name's ink
-  stands just after it (more ink above or below the baseline than at the same place in the row's other
-  quarters). The best fit is the layout found; its confidence is its fit, lowered when a second layout fits
-  almost as well. Without a fitting layout the panels are the measured runs of ink.
+* Gaps: where a row's runs of ink are as many as a known layout's panels there, the steps between their starts
+  (and ends) beyond that layout's panel lengths are the blank paper between panels; their median, from 1 to
+  MAX_GAP_MM mm, adds that layout's gap variant (:func:`common.layouts.with_gap`) to the candidates.
+* The prior: every known layout with as many rows is fitted (and the gap variants the rows show). A layout
+  places each row's panels at fixed chart times from one origin x0 shared by all rows; x0 comes from the rows'
+  right ends (a row's left end can carry a pulse's flat lead-out, which is not the trace), or, where the rows
+  are a few per cent longer or shorter than the layout's 10 s at the sheet's 25 mm/s, from their common start
+  and end, which then also set the scale. Its fit is the share of rows whose measured extent agrees with it,
+  times how well the page's panel boundaries agree: at every 2.5 s chart time where some layout puts a boundary
+  (a gap variant: at its own panel starts), the page shows one when a separator bar stands there
+  (:func:`stage2_signal.separators.find_bars`), the row's ink breaks there, or a lead name's ink stands just
+  after it (more ink above or below the baseline than at the same place in the row's other quarters); and,
+  in rows whose ink breaks into one run per panel, how many of its panels end where the runs do. The
+  best fit is the layout found; its confidence is its fit, lowered when a second layout fits almost as well.
+  Without a fitting layout the panels are the measured runs of ink.
 
-Lead names are not read from the page: a found layout names its panels by the prior.
+Lead names are not read from the page: a found layout names its panels by the prior (so a Cabrera page is found
+as its standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` reads it).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from common.geometry import CANONICAL, PULSE_WIDTH_S
-from common.layouts import LAYOUTS, Layout, Placement, get_layout
+from common.layouts import LAYOUTS, MAX_GAP_MM, Layout, Placement, get_layout, with_gap
 from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX
 from stage2_signal.separators import find_bars
 
@@ -453,10 +459,10 @@ def _label_evidence(text: np.ndarray, y: float, xs: np.ndarray) -> np.ndarray:
 
 
 def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0: float,
-                       px_per_s: float, with_bars: bool) -> np.ndarray:
-    """(len(BOUNDARY_TIMES_S),) bool: whether the page shows a panel boundary at each chart time of the row
-    (separator bars looked for only ``with_bars``: they cost more than the rest)."""
-    xs = x0 + np.asarray(BOUNDARY_TIMES_S) * px_per_s
+                       px_per_s: float, with_bars: bool, times: tuple[float, ...] = BOUNDARY_TIMES_S) -> np.ndarray:
+    """(len(times),) bool: whether the page shows a panel boundary at each chart time (s) of the row (separator
+    bars looked for only ``with_bars``: they cost more than the rest)."""
+    xs = x0 + np.asarray(times) * px_per_s
     bars = np.full(xs.size, np.nan)
     if with_bars:
         y_sheet = (row.y + 0.5) * _REDUCE - 0.5
@@ -473,15 +479,60 @@ def _boundary_evidence(sheet_rgb: np.ndarray, text: np.ndarray, row: _RowInk, x0
     return np.isfinite(bars) | gaps | labels
 
 
+def _gap_variants(rows: list[_RowInk]) -> dict[str, Layout]:
+    """The gap variants of the base layouts with as many rows that the rows' runs of ink show (module doc): the
+    steps between consecutive runs' starts (from the second run on: the first may keep a pulse's lead-out) and
+    ends, less the base layout's steps between its panels' offsets, are the gap. Rows whose runs are not one
+    per panel say nothing."""
+    out: dict[str, Layout] = {}
+    for layout in LAYOUTS.values():
+        if layout.n_rows != len(rows):
+            continue
+        steps: list[float] = []
+        for k, row in enumerate(rows):
+            panels = layout.row_panels(k)
+            runs = _panel_runs(row, panels)
+            if runs is None:
+                continue
+            offsets = np.array([p.x_offset_s for p in panels]) * PX_PER_S
+            steps += list(np.diff(runs[1:, 0]) - np.diff(offsets[1:])) + list(np.diff(runs[:, 1]) - np.diff(offsets))
+        if not steps:
+            continue
+        gap_mm = float(np.median(steps)) / CANONICAL.px_per_mm
+        if GAP_MIN_PX / CANONICAL.px_per_mm <= gap_mm <= MAX_GAP_MM:
+            variant = with_gap(layout, gap_mm)
+            out[variant.name] = variant
+    return out
+
+
+def _panel_runs(row: _RowInk, panels: tuple) -> np.ndarray | None:
+    """The row's runs of ink (sheet px) when they are one per panel of ``panels`` (at least two), leaving out runs
+    shorter than half the shortest panel (a pulse the ink of a scan no longer shows as a box); else None."""
+    if len(panels) < 2:
+        return None
+    runs = row.runs.astype(np.float64) * _REDUCE
+    runs = runs[runs[:, 1] - runs[:, 0] >= 0.5 * min(p.duration_s for p in panels) * PX_PER_S]
+    return runs if len(runs) == len(panels) else None
+
+
+def _boundary_times(layout: Layout) -> tuple[float, ...]:
+    """Chart times (s) where boundaries are looked for: BOUNDARY_TIMES_S, or a gap variant's own panel starts."""
+    starts = {round(p.x_offset_s, 9) for p in layout.panels if p.col > 0}
+    if starts <= set(BOUNDARY_TIMES_S):
+        return BOUNDARY_TIMES_S
+    return tuple(sorted(starts))
+
+
 def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> tuple[dict, dict]:
-    """Per known layout, its fit in [0, 1] and its chart origin and scale (x0 sheet px, px per s)."""
+    """Per known layout (and gap variant the rows show), its fit in [0, 1] and its chart origin and scale (x0
+    sheet px, px per s)."""
     fits, placements = {}, {}
     ends = np.array([r.runs[-1, 1] * _REDUCE for r in rows], dtype=np.float64)
     starts = np.array([r.runs[0, 0] * _REDUCE for r in rows], dtype=np.float64)
     evidence: dict = {}
     # bars decide between layouts of one row count (3x4+II,V1,V5 and 6x2); labels and breaks check the others
     with_bars = sum(layout.n_rows == len(rows) for layout in LAYOUTS.values()) > 1
-    for name, layout in LAYOUTS.items():
+    for name, layout in {**LAYOUTS, **_gap_variants(rows)}.items():
         fits[name] = 0.0
         if layout.n_rows != len(rows):
             continue
@@ -490,17 +541,34 @@ def _fit_layouts(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -
         if agree is None:
             continue
         score, count = 0.0, 0
+        times = _boundary_times(layout)
         for k, row in enumerate(rows):
-            key = (k, round(x0), round(px_per_s, 1))
+            key = (k, round(x0), round(px_per_s, 1), times)
             if key not in evidence:
-                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0, px_per_s, with_bars)
-            expected = np.array([any(abs(p.x_offset_s - t) < 1e-6 for p in layout.row_panels(k))
-                                 for t in BOUNDARY_TIMES_S])
+                evidence[key] = _boundary_evidence(sheet_rgb, text, row, x0, px_per_s, with_bars, times)
+            expected = np.array([any(abs(p.x_offset_s - t) < 1e-6 for p in layout.row_panels(k)) for t in times])
             score += float((evidence[key] == expected).sum())
             count += expected.size
         fits[name] = weight * float(agree.mean()) * (1.0 - BOUNDARY_WEIGHT * (1.0 - score / count))
+        fits[name] *= 1.0 - BOUNDARY_WEIGHT * (1.0 - _panel_ends_agree(rows, layout, x0, px_per_s))
         placements[name] = (x0, px_per_s)
     return fits, placements
+
+
+def _panel_ends_agree(rows: list[_RowInk], layout: Layout, x0: float, px_per_s: float) -> float:
+    """Share of the panel ends inside rows (all but each row's last) that agree within END_TOL_PX with the layout,
+    in the rows whose runs of ink are one per panel (1 where no row is: abutting panels leave no such runs). A
+    page with gaps between its panels contradicts the layout without them, whose boundaries and row extents it
+    otherwise fits (a 6x2 row 3 mm longer, its ink broken near the 5 s boundary)."""
+    agree = []
+    for k, row in enumerate(rows):
+        panels = layout.row_panels(k)
+        runs = _panel_runs(row, panels)
+        if runs is None:
+            continue
+        for p, (_, end) in zip(panels[:-1], runs[:-1], strict=True):
+            agree.append(abs(end - (x0 + (p.x_offset_s + p.duration_s) * px_per_s)) <= END_TOL_PX)
+    return float(np.mean(agree)) if agree else 1.0
 
 
 def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):

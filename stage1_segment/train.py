@@ -15,6 +15,7 @@ saves a resumable checkpoint under ``--run-dir`` and, when validation improves, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -33,6 +34,7 @@ from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
 from stage1_segment.infer import DEFAULT_INFERENCE, load_bundle, save_bundle
 from stage1_segment.model import create_model, normalise_image, split_logits, trace_loss
+from synth.make import add_arrangement_args, arrangements_from
 
 LAYOUT = "3x4+II"
 DEFAULT_MODEL = {
@@ -51,10 +53,11 @@ def log(msg: str) -> None:
 
 def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float,
               pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0, layouts: tuple = (LAYOUT,),
-              n_rows: int = 4, spread_close_rows: bool = True) -> None:
+              n_rows: int = 4, spread_close_rows: bool = True, arrangements=None) -> None:
     """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever; page i is, with
     probability ``pool_share``, a page drawn by another generator from the ``pools`` folders (written by
-    :mod:`synth.eik`; looked up again every 50 pages, so a pool still being written keeps growing)."""
+    :mod:`synth.eik`; looked up again every 50 pages, so a pool still being written keeps growing). Factory
+    pages take ``arrangements`` (:class:`synth.render.Arrangements`, None: none) at their shares."""
     import cv2
 
     from synth.dataset import SynthPageDataset
@@ -65,7 +68,8 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
     to_sample = PageToSample(spec, jitter=jitter, seed=seed + start, layout=LAYOUT, n_model=n_rows,
                              spread_close_rows=spread_close_rows)
     ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=list(layouts),
-                          fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look)
+                          fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look,
+                          arrangements=arrangements)
     pool: list = []
     i = start
     while True:
@@ -112,7 +116,7 @@ def read_back(y_sheet: np.ndarray, sample: dict, spec: MapSpec) -> tuple[dict, d
         y = np.interp(x, xs[ok], yc[ok])
         values = sample["signals_mv"][LEADS.index(lead), i0:i1].astype(np.float64)
         printed = np.isfinite(values)  # another generator may print a sample fewer (ECG-Image-Kit at 1025 Hz)
-        pred[lead] = CANONICAL.y_to_mv(y, placement.baselines_y_px[panel.row])[printed]
+        pred[lead] = panel.sign * CANONICAL.y_to_mv(y, placement.baselines_y_px[panel.row])[printed]
         truth[lead] = values[printed]
     return truth, pred
 
@@ -260,6 +264,7 @@ def main(argv=None) -> int:
                     help="layouts the factory's training pages are drawn in, separated by ';' (each page draws one; "
                          "name one twice to draw it twice as often); a page in another layout than the network's "
                          "own is shown as inference shows it (stage1_segment.passes)")
+    add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera: shares of factory pages
     ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
                     help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
                          "written into the bundle, read): moved apart, or where they are")
@@ -311,6 +316,7 @@ def main(argv=None) -> int:
     log(f"training on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     n_rows = int(model_cfg["kwargs"]["n_rows"])
     layouts = tuple(name.strip() for name in args.layouts.split(";") if name.strip())
+    arrangements = arrangements_from(args, ap)
     for name in layouts:
         get_layout(name)  # an unknown name fails here, not in the page renderers
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -366,7 +372,7 @@ def main(argv=None) -> int:
     q = ctx.Queue(maxsize=4 * args.producers)
     producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
                                                      args.jitter, tuple(args.pool), args.pool_share, args.eik_look,
-                                                     layouts, n_rows, args.close_rows == "spread"),
+                                                     layouts, n_rows, args.close_rows == "spread", arrangements),
                              daemon=True)
                  for k in range(args.producers)]
     for prod in producers:
@@ -396,6 +402,7 @@ def main(argv=None) -> int:
             "rectification": "labelled sheet_map (exact)", "jitter_p": args.jitter,
             "val_pages": args.val_pages, "pools": [str(p) for p in args.pool], "pool_share": args.pool_share,
             "eik_look": args.eik_look,
+            **({} if arrangements is None else {"arrangements": dataclasses.asdict(arrangements)}),
             "pool_val": None if args.pool_val is None else str(args.pool_val),
         },
         "train_args": {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)

@@ -33,14 +33,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from common.geometry import CANONICAL, PULSE_HEIGHT_MV, SheetGeometry
-from common.layouts import RECORD_DURATION_S, Layout, Panel
+from common.layouts import MAX_GAP_MM, RECORD_DURATION_S, Layout, Panel, base_name, gap_mm_of, get_layout, layout_name
 from stage2_signal.extract import RowTrace
 from stage2_signal.separators import bar_is_crisp, find_bars
 from stage2_signal.settings import Settings
@@ -101,6 +101,8 @@ class CalibrateConfig(Settings):
     panel_margin_cols: float = 0.0  # a panel reads the columns whose footprint overhangs its ends by at most
     # this many column widths (beyond half the gap between panels); the next panel's trace may share the others
     row_end_margin_cols: float = 1.0  # the row's first and last panel also read this many more columns outwards
+    panel_gap_reach: float = 0.45  # with blank paper between panels, each panel's own ends are looked for this
+    # fraction of the narrowest gap beyond where the layout puts them (see corrected_gap)
     smooth_px: float = 0.3  # Gaussian smoothing of each panel's reading along time, sigma in sheet px: the
     # column readings jitter by a fraction of a pixel, while an ECG drawn at 25 mm/s holds nothing that narrow
 
@@ -310,6 +312,77 @@ def _guard_bars(mv: np.ndarray, conf: np.ndarray, xs: np.ndarray, bars: list, cf
         conf[idx] *= cfg.bar_guard_conf
 
 
+def _sliced(trace: RowTrace, keep: np.ndarray) -> RowTrace:
+    """The columns ``keep`` (a contiguous bool mask) of ``trace``."""
+    arrays = {f.name: getattr(trace, f.name)[keep] for f in fields(trace)
+              if isinstance(getattr(trace, f.name), np.ndarray)}
+    return replace(trace, **arrays)
+
+
+def panel_offsets(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
+                  x0: np.ndarray, time_scale: float = 1.0, stroke_px: float | None = None) -> dict:
+    """(row, col) -> sheet px by which each panel's own trace lies from where the layout puts it (row origin
+    ``x0``), for the panels of rows of several: the mean of its trace's start and end offsets where they agree
+    within x0_tol_px, else the end nearer the layout's less the typical half-difference of the agreeing panels
+    (the ends as the maps see them lie a fraction of a px beyond the first and last sample; a row's first start
+    often carries its pulse's lead-out). Ends are looked for within panel_gap_reach of the narrowest gap between
+    panels (empty without gaps: abutting panels have no ends of their own)."""
+    n = n_record_samples(fs_hz)
+    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
+    rows = [r for r in range(layout.n_rows) if len(layout.row_panels(r)) > 1]
+    gaps = [(b.x_offset_s - a.x_offset_s - a.duration_s) * geom.px_per_s * time_scale
+            for r in rows for a, b in zip(layout.row_panels(r)[:-1], layout.row_panels(r)[1:], strict=True)]
+    if not gaps or min(gaps) <= 0.0:
+        return {}
+    reach = cfg.panel_gap_reach * min(gaps)
+    measured: list[tuple[int, int, float, float]] = []  # (row, col, start offset, end offset) per panel
+    for row in rows:
+        trace = traces[row]
+        for panel in layout.row_panels(row):
+            i0, i1 = panel.sample_range(fs_hz, n)
+            if i1 - i0 < 2:
+                continue
+            first, last = (float(v) for v in panel_x_px(panel, np.array([i0, i1 - 1]) / fs_hz, x0[row], geom,
+                                                        time_scale))
+            keep = (trace.x >= first - reach) & (trace.x <= last + reach)
+            if keep.sum() < 8:
+                continue
+            span = trace_span(_sliced(trace, keep), last - first, cfg, inset)
+            if span is not None:
+                measured.append((row, panel.col, span[0] - first, span[1] - last))
+    agree = [(d1 - d0) / 2 for *_, d0, d1 in measured if abs(d0 - d1) <= cfg.x0_tol_px]
+    half = float(np.median(agree)) if agree else 0.0
+    return {(row, col): 0.5 * (d0 + d1) if abs(d0 - d1) <= cfg.x0_tol_px else min(d0 + half, d1 - half, key=abs)
+            for row, col, d0, d1 in measured}
+
+
+def corrected_gap(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float, cfg: CalibrateConfig,
+                  info: dict) -> Layout | None:
+    """The layout's gap variant one or more 0.1 mm steps wider or narrower, when the panels as read (``info``:
+    :func:`read_panels`' diagnostics) drift from it by at least half a step per column (the slope over the
+    columns of the panels' own offsets, :func:`panel_offsets`, medians over the rows); None when the gap fits.
+    A found gap is known to 0.1 mm (0.8 px a gap: 2.4 px by a 3x4 row's last panel), and the rows' origins,
+    fitted to rows of the wrong length, are off too; each panel's own ends are too noisy (+-0.5 px) to time it
+    by, while the slope over a page's columns came within 0.2 px of the truth on the factory pages looked at."""
+    gap_mm = gap_mm_of(layout.name)
+    if gap_mm <= 0:
+        return None
+    geom = sheet_geometry(px_per_mm)
+    # at the sheet's own time scale: separators at the wrong gap's places are read as a stretched time axis
+    offsets = panel_offsets(traces, layout, fs_hz, geom, cfg, np.asarray(info["x0_px"]), 1.0, info["stroke_px"])
+    cols = sorted({col for _, col in offsets})
+    if len(cols) < 2:
+        return None
+    medians = [float(np.median([v for (_, c), v in offsets.items() if c == col])) for col in cols]
+    slope = float(np.polyfit(cols, medians, 1)[0])  # px per column
+    step_px = 0.1 * geom.px_per_mm
+    steps = int(round(slope / step_px))
+    new_gap = round(gap_mm + 0.1 * steps, 1)
+    if steps == 0 or not 0.0 < new_gap <= MAX_GAP_MM:
+        return None
+    return get_layout(layout_name(base_name(layout.name), "/cabrera" in layout.name, new_gap))
+
+
 def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
              x0: np.ndarray, time_scale: float = 1.0, bars: dict | None = None,
              ) -> tuple[list[PanelReading], list[str]]:
@@ -359,7 +432,7 @@ def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGe
             else:
                 sel = conf_ok & (trace.x >= x_lo) & (trace.x <= x_hi)
                 base = isoelectric_y(trace.y_peak[sel] if sel.sum() >= 8 else y, cfg)
-            mv = geom.y_to_mv(y, base)
+            mv = panel.sign * geom.y_to_mv(y, base)  # an inverted panel (Cabrera's -aVR) prints -lead
             conf = np.clip(c, 0.0, 1.0)
             if bars:
                 near = [bars[key] for key in ((row, panel.col), (row, panels[k + 1].col if k + 1 < len(panels) else -1))

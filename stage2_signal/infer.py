@@ -28,7 +28,7 @@ import numpy as np
 
 from common.layouts import LEADS, get_layout
 from common.types import Page, Signals, TraceMaps
-from stage2_signal.calibrate import CalibrateConfig, n_record_samples, read_panels
+from stage2_signal.calibrate import CalibrateConfig, corrected_gap, n_record_samples, read_panels
 from stage2_signal.extract import ExtractConfig, read_rows
 from stage2_signal.model import REFINER_REGISTRY
 from stage2_signal.postprocess import PostConfig, assemble_leads
@@ -118,6 +118,12 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
         stroke_px = None if sheet_rgb is None else stroke_width_px(sheet_rgb, traces)
         readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
                                      x0_px=x0_px, sheet_rgb=sheet_rgb)
+        corrected = None if x0_px is not None else corrected_gap(traces, layout, fs_hz, rectified_px_per_mm,
+                                                                 cfg.calibrate, info)
+        if corrected is not None:  # the gap between panels as the page shows it, to 0.1 mm
+            readings, info = read_panels(traces, corrected, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
+                                         sheet_rgb=sheet_rgb)
+            info["gap_corrected_to"] = corrected.name
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
         if refiner is not None:
             leads = refiner(leads, conf, fs_hz)

@@ -56,7 +56,7 @@ def _row_polylines(labels, row: int) -> list[np.ndarray]:
         i0, i1 = panel.sample_range(fs, n)
         t = np.arange(i0, i1) / fs
         x = placement.panel_x_px(panel, t)
-        y = CANONICAL.mv_to_y(labels.signals_mv[LEADS.index(panel.lead), i0:i1].astype(np.float64),
+        y = CANONICAL.mv_to_y(panel.sign * labels.signals_mv[LEADS.index(panel.lead), i0:i1].astype(np.float64),
                               placement.baselines_y_px[row])
         # a renderer that did not draw a sample (ECG-Image-Kit's labels are NaN there: at 1025 Hz the sample on
         # a lead change belongs to neither panel) leaves no vertex

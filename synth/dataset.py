@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from synth.factory import SynthPage, make_page
+from synth.render import Arrangements
 from synth.signals import Record
 
 
@@ -22,7 +23,7 @@ class SynthPageDataset(Dataset):
     def __init__(self, records: Sequence[Record], image_types: Sequence[str] = IMAGE_TYPES, seed: int = 0,
                  length: int | None = None, layouts: Sequence[str] | None = None,
                  fs_choices: Sequence[int] = SUPPORTED_FS_HZ, transform: Callable[[SynthPage], object] | None = None,
-                 eik_look: float = 0.0):
+                 eik_look: float = 0.0, arrangements: Arrangements | None = None):
         if not records:
             raise ValueError("SynthPageDataset needs at least one record")
         self.records = list(records)
@@ -33,6 +34,7 @@ class SynthPageDataset(Dataset):
         self.fs_choices = fs_choices
         self.transform = transform
         self.eik_look = eik_look
+        self.arrangements = arrangements
 
     def __len__(self) -> int:
         return self.length
@@ -43,5 +45,5 @@ class SynthPageDataset(Dataset):
         image_type = self.image_types[index % len(self.image_types)]
         record = self.records[index % len(self.records)]
         page = make_page(record, index, self.seed, [image_type], self.layouts, self.fs_choices,
-                         eik_look=self.eik_look)
+                         eik_look=self.eik_look, arrangements=self.arrangements)
         return page if self.transform is None else self.transform(page)

@@ -15,7 +15,7 @@ from common.sheet_map import SheetMap
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from synth.degrade import degrade
 from synth.labels import SheetLabels
-from synth.render import render_page, sample_style
+from synth.render import Arrangements, render_page, sample_style
 from synth.signals import Record, enforce_einthoven, prepare
 
 
@@ -43,10 +43,11 @@ def type_salt(image_type: str) -> int:
 
 def make_page(record: Record, index: int, seed: int, image_types: Sequence[str],
               layouts: Sequence[str] | None = None, fs_choices: Sequence[int] = SUPPORTED_FS_HZ,
-              record_id: str | None = None, eik_look: float = 0.0) -> SynthPage:
+              record_id: str | None = None, eik_look: float = 0.0,
+              arrangements: Arrangements | None = None) -> SynthPage:
     """Render a 10 s window of ``record`` at a random fs from ``fs_choices`` in a random style (with probability
-    ``eik_look`` with ECG-Image-Kit's marks, :func:`synth.render.eik_look_of`) and degrade it as each of
-    ``image_types``."""
+    ``eik_look`` with ECG-Image-Kit's marks, :func:`synth.render.eik_look_of`; in ``arrangements`` at their
+    shares, :func:`synth.render.arranged`) and degrade it as each of ``image_types``."""
     unknown = [t for t in image_types if t not in IMAGE_TYPES]
     if unknown:
         raise ValueError(f"unknown image types {unknown}; known: {', '.join(IMAGE_TYPES)}")
@@ -55,7 +56,7 @@ def make_page(record: Record, index: int, seed: int, image_types: Sequence[str],
     window = prepare(record, fs_hz)
     signals = enforce_einthoven(window.leads_mv)
     layout = None if layouts is None else str(rng.choice(list(layouts)))
-    style = sample_style(rng, layout, eik_look)
+    style = sample_style(rng, layout, eik_look, arrangements)
     rendered = render_page(signals, fs_hz, record_id or record.record_id, style, rng)
     images = {}
     for image_type in image_types:

@@ -2,9 +2,11 @@
 
     python -m synth.make --signals DIR --n-records N --types 0001,0003 --out DIR [--seed S] [--workers W]
                          [--layout train|test] [--layouts '3x4+II,V1,V5;6x2'] [--simulated]
+                         [--gaps SHARE] [--gap-mm LO,HI] [--outside-pulse SHARE] [--signal-rows SHARE]
+                         [--cabrera SHARE]
 
 train layout: train.csv (id, fs, sig_len), train/<id>/<id>.csv (mV, NaN where not printed),
-    train/<id>/<id>-<type>.png, variants.csv (image id, the layout it is drawn in),
+    train/<id>/<id>-<type>.png, variants.csv (image id, the base layout it is drawn in, its arrangement),
     and labels: train/<id>/<id>.labels.{npz,json} (the sheet's labels) and
     train/<id>/<id>-<type>.map.json (the image's exact map onto the canonical sheet).
 test layout: test.csv (id, lead, fs, number_of_rows), test/<image id>.png with image id "<id>-<type>",
@@ -27,10 +29,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from common.layouts import LAYOUTS, LEADS
+from common.layouts import LEADS, base_name, get_layout, known_layout_names
 from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from synth.factory import SynthPage, make_page
 from synth.labels import SheetLabels
+from synth.render import Arrangements
 from synth.signals import Record, iter_records, simulate_record, windows
 
 log = logging.getLogger("synth.make")
@@ -95,14 +98,26 @@ def _write_test(page: SynthPage, out: Path, record_id: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _job(args) -> tuple[str, float, dict, pd.DataFrame | None, str]:
-    record, index, record_id, seed, types, layouts, fs_choices, out, layout_kind, eik_look = args
-    page = make_page(record, index, seed, types, layouts, fs_choices, record_id=record_id, eik_look=eik_look)
+def arrangement_of(labels: SheetLabels) -> str:
+    """How a page is arranged besides its base layout, for reports: "+"-joined of "gap" (between panels),
+    "cabrera", "outside-pulse", "signal-rows"; "plain" for none."""
+    style, name = labels.style, labels.layout_name
+    parts = [part for part, on in (("gap", "/gap" in name), ("cabrera", "/cabrera" in name),
+                                   ("outside-pulse", style.get("pulse_style") == "outside"),
+                                   ("signal-rows", style.get("row_pitch") == "signal")) if on]
+    return "+".join(parts) or "plain"
+
+
+def _job(args) -> tuple[str, float, dict, pd.DataFrame | None, str, str]:
+    record, index, record_id, seed, types, layouts, fs_choices, out, layout_kind, eik_look, arrangements = args
+    page = make_page(record, index, seed, types, layouts, fs_choices, record_id=record_id, eik_look=eik_look,
+                     arrangements=arrangements)
     counts = {lead: int(page.labels.lead_signal(lead).size) for lead in LEADS}
     solution = _write_test(page, out, record_id) if layout_kind == "test" else None
     if layout_kind == "train":
         _write_train(page, out, record_id)
-    return record_id, page.labels.fs_hz, counts, solution, page.labels.layout_name
+    return (record_id, page.labels.fs_hz, counts, solution, base_name(page.labels.layout_name),
+            arrangement_of(page.labels))
 
 
 def map_jobs(fn, jobs: Sequence, workers: int = 1, progress: bool = True, desc: str = "pages") -> list:
@@ -115,12 +130,13 @@ def map_jobs(fn, jobs: Sequence, workers: int = 1, progress: bool = True, desc: 
 
 def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str], seed: int = 0,
                  workers: int = 1, layout_kind: str = "train", layouts: Sequence[str] | None = None,
-                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, progress: bool = True, eik_look: float = 0.0) -> Path:
+                 fs_choices: Sequence[int] = SUPPORTED_FS_HZ, progress: bool = True, eik_look: float = 0.0,
+                 arrangements: Arrangements | None = None) -> Path:
     if layout_kind not in ("train", "test"):
         raise ValueError(f"layout_kind must be 'train' or 'test', got {layout_kind!r}")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(r, i, str(10_000 + i), seed, tuple(image_types), layouts, tuple(fs_choices), out, layout_kind, eik_look)
-            for i, r in enumerate(records)]
+    jobs = [(r, i, str(10_000 + i), seed, tuple(image_types), layouts, tuple(fs_choices), out, layout_kind, eik_look,
+             arrangements) for i, r in enumerate(records)]
     results = map_jobs(_job, jobs, workers, progress, "pages")
 
     pd.DataFrame({"id": [r[0] for r in results], "source": [rec.source for rec in records],
@@ -128,12 +144,16 @@ def make_dataset(out: Path, records: Sequence[Record], image_types: Sequence[str
     if layout_kind == "train":
         pd.DataFrame({"id": [r[0] for r in results], "fs": [int(r[1]) for r in results],
                       "sig_len": [int(round(10 * r[1])) for r in results]}).to_csv(out / "train.csv", index=False)
-        # which layout each page is drawn in, for `pipeline cv`'s per-layout scores
-        pd.DataFrame([{"image_id": f"{r[0]}-{t}", "layout": r[4]} for r in results for t in image_types]).to_csv(
-            out / "variants.csv", index=False)
+        # which layout each page is drawn in, for `pipeline cv`'s per-layout scores (and its arrangement, where
+        # any page has one: sets made without arrangements keep their old variants.csv)
+        variants = pd.DataFrame([{"image_id": f"{r[0]}-{t}", "layout": r[4], "arrangement": r[5]}
+                                 for r in results for t in image_types])
+        if (variants["arrangement"] == "plain").all():
+            variants = variants.drop(columns="arrangement")
+        variants.to_csv(out / "variants.csv", index=False)
     else:
         rows = [(f"{rid}-{t}", lead, int(fs), counts[lead])
-                for rid, fs, counts, _, _ in results for t in image_types for lead in LEADS]
+                for rid, fs, counts, *_ in results for t in image_types for lead in LEADS]
         pd.DataFrame(rows, columns=["id", "lead", "fs", "number_of_rows"]).to_csv(out / "test.csv", index=False)
         pd.concat([r[3] for r in results], ignore_index=True).to_csv(out / "solution.csv", index=False,
                                                                       float_format="%.6f")
@@ -148,29 +168,69 @@ def parse_types(text: str) -> list[str]:
     return types
 
 
+def _is_layout(name: str) -> bool:
+    try:
+        get_layout(name)
+    except KeyError:
+        return False
+    return True
+
+
 def parse_layouts(text: str) -> list[str]:
     """Layout names from ``;``-separated groups (``"3x4+II,V1,V5;6x2"``); inside a group commas separate names too,
     the longest known name winning ("3x4+II,V1,V5" is one layout, "3x4+II,6x2" two), so the old comma lists
-    still read."""
+    still read. Variants read too ("3x4+II/cabrera;6x2/gap5mm")."""
     names: list[str] = []
     for group in text.split(";"):
         tokens = [t.strip() for t in group.split(",")]
         while tokens:
             for n in range(len(tokens), 0, -1):
                 name = ",".join(tokens[:n])
-                if name in LAYOUTS:
+                if _is_layout(name):
                     break
             else:
                 if tokens[0]:
                     raise argparse.ArgumentTypeError(f"unknown layout {tokens[0]!r} in {text!r}; choose from "
-                                                     f"{'; '.join(LAYOUTS)} (separate several with ';')")
+                                                     f"{'; '.join(known_layout_names())} or their '/gapXmm' "
+                                                     "variants (separate several with ';')")
                 n, name = 1, ""
             if name:
                 names.append(name)
             tokens = tokens[n:]
     if not names:
-        raise argparse.ArgumentTypeError(f"no layout named in {text!r}; choose from {'; '.join(LAYOUTS)}")
+        raise argparse.ArgumentTypeError(f"no layout named in {text!r}; choose from {'; '.join(known_layout_names())}")
     return names
+
+
+def parse_gap_range(text: str) -> tuple[float, float]:
+    """``"2,8"`` -> (2.0, 8.0) mm."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gap-mm takes LO,HI in mm (e.g. 2,8), got {text!r}") from None
+    return lo, hi
+
+
+def add_arrangement_args(parser: argparse.ArgumentParser) -> None:
+    """The options of :class:`synth.render.Arrangements` (shares of pages; 1 forces one on every page)."""
+    parser.add_argument("--gaps", type=float, default=0.0,
+                        help="share of pages with blank paper between the panels of a row (--gap-mm wide)")
+    parser.add_argument("--gap-mm", type=parse_gap_range, default=(2.0, 8.0),
+                        help="LO,HI: the gaps' widths in mm, drawn uniformly, capped to fit the sheet (default 2,8)")
+    parser.add_argument("--outside-pulse", type=float, default=0.0,
+                        help="share of pages whose calibration pulse stands left of the row, 2-4 mm clear of it")
+    parser.add_argument("--signal-rows", type=float, default=0.0,
+                        help="share of pages whose row pitches follow the rows' amplitudes")
+    parser.add_argument("--cabrera", type=float, default=0.0,
+                        help="share of 3x4+II and 6x2 pages with their limb leads in Cabrera's order (-aVR)")
+
+
+def arrangements_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Arrangements | None:
+    try:
+        arrangements = Arrangements(args.gaps, args.gap_mm, args.outside_pulse, args.signal_rows, args.cabrera)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return arrangements if arrangements.any else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--layout", choices=["train", "test"], default="train", help="dataset layout to write")
     parser.add_argument("--layouts", type=parse_layouts, default=["3x4+II"],
-                        help="page layouts to draw from, separated by ';' (e.g. '3x4+II,V1,V5;6x2')")
+                        help="page layouts to draw from, separated by ';' (e.g. '3x4+II,V1,V5;6x2;3x4+II/gap5mm')")
+    add_arrangement_args(parser)
     parser.add_argument("--eik-look", type=float, default=0.0,
                         help="share of pages drawn with ECG-Image-Kit's marks (bold bars across the baseline, a pulse "
                              "abutting the trace, names below it, grey traces, dark same-coloured grids)")
@@ -204,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     layouts = args.layouts
     records = collect_windows(None if args.simulated else args.signals, args.n_records, args.seed, args.adc_gain)
     out = make_dataset(args.out, records, args.types, args.seed, args.workers, args.layout, layouts,
-                       eik_look=args.eik_look)
+                       eik_look=args.eik_look, arrangements=arrangements_from(args, parser))
     print(f"wrote {len(records)} records x {len(args.types)} types in {args.layout} layout to {out}")
     return 0
 

@@ -13,7 +13,19 @@ import cv2
 import numpy as np
 
 from common.geometry import CANONICAL, PULSE_HEIGHT_MV, PULSE_WIDTH_S, SheetGeometry
-from common.layouts import LAYOUTS, LEADS, RECORD_DURATION_S, Layout, Placement, default_placement, get_layout
+from common.layouts import (
+    CABRERA_BASES,
+    LAYOUTS,
+    LEADS,
+    RECORD_DURATION_S,
+    Layout,
+    Placement,
+    base_name,
+    default_placement,
+    gap_mm_of,
+    get_layout,
+    layout_name,
+)
 from synth.labels import SheetLabels, sub_column_x
 
 SUBPIXEL_BITS = 4  # cv2 drawing precision: coordinates in 1/16 px
@@ -41,6 +53,11 @@ HERSHEY_FONTS = {
     "complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
 }
 ROW_MARGIN_PX = 230.0  # outer rows' baselines stay this far inside the sheet (room for 2.5 mV)
+X0_RANGE_PX = (68.0, 213.0)  # sheet px: where the sampled placements put chart time 0 (default 188 -120..+25)
+RIGHT_MARGIN_PX = 19.0  # sheet px: the longest row ends at least this far inside the sheet's right edge
+PULSE_ROOM_PX = 68.0  # sheet px before x0 that a lead-in pulse takes (0.2 s box, lead-in and -out, 4 px)
+SIGNAL_PITCH_PAD_MV = 0.5  # mV of paper added to each pitch a "signal" row layout sets by the rows' amplitudes
+SIGNAL_PITCH_RANGE = (0.6, 1.6)  # ... each pitch within this factor of the page's mean pitch
 
 
 @dataclass(frozen=True)
@@ -70,11 +87,17 @@ class RenderStyle:
     separator_style: str = "short"  # "short": +-0.35 mV at the trace's width; "bold": ECG-Image-Kit's, 3x the
     # trace's width over +-0.315 mV, right at the next panel's first sample
     pulse_style: str = "lead_in"  # "lead_in": flat, pulse, flat before the row; "abut": ECG-Image-Kit's, no lead-in
-    # and the falling edge on the row's first samples
+    # and the falling edge on the row's first samples; "outside": the lead-in pulse left of the row with
+    # ``pulse_gap_mm`` of blank paper between its lead-out and the trace
+    pulse_gap_mm: float = 3.0  # mm of blank paper between an "outside" pulse and the trace
+    row_pitch: str = "even"  # "even": rows evenly spaced; "signal": each pitch set by the amplitudes of the two
+    # rows it separates (the outer baselines as "even" puts them)
 
     def __post_init__(self) -> None:
-        if self.layout_name not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout_name!r}")
+        try:
+            get_layout(self.layout_name)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
         if self.grid not in GRID_PALETTES:
             raise ValueError(f"unknown grid palette {self.grid!r}; known: {list(GRID_PALETTES)}")
         if self.trace_colour not in TRACE_COLOURS or self.font not in HERSHEY_FONTS:
@@ -83,22 +106,112 @@ class RenderStyle:
             raise ValueError(f"trace width must be 1..3 px, got {self.trace_width_px}")
         if (self.grid == "custom") != (self.grid_rgb is not None):
             raise ValueError("grid 'custom' needs grid_rgb (minor, major), and only it")
-        if self.separator_style not in ("short", "bold") or self.pulse_style not in ("lead_in", "abut"):
+        if self.separator_style not in ("short", "bold") or self.pulse_style not in ("lead_in", "abut", "outside"):
             raise ValueError(f"unknown separator / pulse style: {self.separator_style!r}, {self.pulse_style!r}")
+        if self.row_pitch not in ("even", "signal"):
+            raise ValueError(f"row_pitch must be 'even' or 'signal', got {self.row_pitch!r}")
+        if not 0.0 < self.pulse_gap_mm <= 10.0:
+            raise ValueError(f"pulse_gap_mm must be in (0, 10] mm, got {self.pulse_gap_mm}")
 
 
-def sample_style(rng: np.random.Generator, layout_name: str | None = None, eik_look: float = 0.0) -> RenderStyle:
+@dataclass(frozen=True)
+class Arrangements:
+    """How often pages take each arrangement other renderers and real pages use (shares in [0, 1], drawn
+    independently; 1 forces it, as evaluation sets do): gaps of ``gap_mm`` (a range, mm) between the panels of a
+    row, the calibration pulse outside the row, row pitches set by the rows' amplitudes, and Cabrera's limb-lead
+    order (only for layouts with a Cabrera variant, :data:`common.layouts.CABRERA_BASES`)."""
+
+    gaps: float = 0.0
+    gap_mm: tuple[float, float] = (2.0, 8.0)
+    outside_pulse: float = 0.0
+    signal_rows: float = 0.0
+    cabrera: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("gaps", "outside_pulse", "signal_rows", "cabrera"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Arrangements.{name} is a share in [0, 1], got {getattr(self, name)}")
+        lo, hi = self.gap_mm
+        if not 0.5 <= lo <= hi <= 20.0:
+            raise ValueError(f"Arrangements.gap_mm must be a range within [0.5, 20] mm, got {self.gap_mm}")
+
+    @property
+    def any(self) -> bool:
+        return max(self.gaps, self.outside_pulse, self.signal_rows, self.cabrera) > 0
+
+
+def sample_style(rng: np.random.Generator, layout_name: str | None = None, eik_look: float = 0.0,
+                 arrangements: Arrangements | None = None) -> RenderStyle:
     """A random page look. Weighted towards the competition's look (pink grid, 3x4 + II, black trace).
 
     With probability ``eik_look`` the page takes what ECG-Image-Kit draws and our looks lack (:func:`eik_look`);
-    those draws come from a stream of their own, so the same seed keeps the rest of its page (and with the
-    default 0 every page is what it was before the option existed)."""
-    style = _sample_classic(rng, layout_name)
+    ``arrangements`` say how often it takes gaps between panels, a pulse outside the row, rows spaced by their
+    amplitudes and Cabrera's order (:func:`arranged`). Both come from streams of their own, so the same seed
+    keeps the rest of its page (and with the defaults every page is what it was before the options existed).
+    ``layout_name`` may name a variant ("3x4+II/gap5mm"): the page is drawn in it."""
+    base = None if layout_name is None else base_name(layout_name)
+    style = _sample_classic(rng, base)
+    if layout_name is not None and layout_name != base:
+        style = replace(style, layout_name=layout_name, **_fitting_x0(rng, layout_name, style))
     if eik_look > 0:
         own = np.random.Generator(rng.bit_generator.jumped())
         if own.random() < eik_look:
             style = eik_look_of(style, own)
+    if arrangements is not None and arrangements.any:
+        style = arranged(style, np.random.Generator(rng.bit_generator.jumped(2)), arrangements)
     return style
+
+
+def arranged(style: RenderStyle, rng: np.random.Generator, arrangements: Arrangements) -> RenderStyle:
+    """``style`` with each of ``arrangements`` taken at its share (one draw each, in a fixed order). A gap is
+    drawn from ``gap_mm`` but no wider than lets the longest row and the pulse fit the sheet (4-column rows
+    take at most about 4.7 mm); a page that takes a gap or an outside pulse gets its chart origin drawn again
+    where its rows fit."""
+    take_gap, take_pulse, take_rows, take_cabrera = rng.random(4) < (
+        arrangements.gaps, arrangements.outside_pulse, arrangements.signal_rows, arrangements.cabrera)
+    pulse_gap_mm = float(np.round(rng.uniform(2.0, 4.0), 1))
+    gap_u = float(rng.random())
+    changes: dict = {}
+    base = base_name(style.layout_name)
+    cabrera_order = "/cabrera" in style.layout_name or (take_cabrera and base in CABRERA_BASES)
+    gap = gap_mm_of(style.layout_name)
+    if take_pulse:
+        changes.update(pulse_style="outside", pulse_gap_mm=pulse_gap_mm, calibration_pulse=True)
+    if take_gap and gap == 0.0:
+        lo, hi = arrangements.gap_mm
+        left = _pulse_room_px(changes.get("pulse_style", style.pulse_style), pulse_gap_mm)
+        n_gaps = max(len(get_layout(base).row_panels(r)) for r in range(get_layout(base).n_rows)) - 1
+        if n_gaps > 0:
+            room_mm = (CANONICAL.width_px - RIGHT_MARGIN_PX - left - CANONICAL.s_to_px(RECORD_DURATION_S)) \
+                / CANONICAL.px_per_mm / n_gaps
+            gap = float(np.floor(10 * min(lo + gap_u * (hi - lo), room_mm)) / 10)
+    if take_rows and get_layout(base).n_rows <= 6:  # 12x1's rows are already as close as the finder parts them
+        changes["row_pitch"] = "signal"
+    name = layout_name(base, cabrera_order, gap)
+    if name != style.layout_name or take_pulse:
+        changes["layout_name"] = name
+        trial = replace(style, **changes)
+        changes.update(_fitting_x0(rng, name, trial))
+    return replace(style, **changes)
+
+
+def _pulse_room_px(pulse_style: str, pulse_gap_mm: float) -> float:
+    """Sheet px before chart time 0 that the row's pulse needs."""
+    if pulse_style == "outside":
+        return PULSE_ROOM_PX + pulse_gap_mm * CANONICAL.px_per_mm
+    return PULSE_ROOM_PX
+
+
+def _fitting_x0(rng: np.random.Generator, name: str, style: RenderStyle) -> dict:
+    """A chart origin drawn where the layout ``name``'s longest row ends RIGHT_MARGIN_PX inside the sheet and the
+    pulse stays on it (as an x0 shift from the layout's default placement)."""
+    layout = get_layout(name)
+    longest = float(CANONICAL.s_to_px(max(layout.row_duration_s(r) for r in range(layout.n_rows))))
+    lo = max(X0_RANGE_PX[0], _pulse_room_px(style.pulse_style, style.pulse_gap_mm) if style.calibration_pulse else 0)
+    hi = min(X0_RANGE_PX[1], CANONICAL.width_px - RIGHT_MARGIN_PX - longest)
+    if hi < lo:
+        raise ValueError(f"layout {name} with a {style.pulse_style} pulse does not fit the sheet's width")
+    return {"x0_shift_px": float(lo + rng.random() * (hi - lo) - default_placement(layout).x0_px)}
 
 
 def eik_look_of(style: RenderStyle, rng: np.random.Generator) -> RenderStyle:
@@ -166,12 +279,36 @@ def _sample_placement(rng: np.random.Generator, layout_name: str) -> dict:
 
 
 def style_placement(style: RenderStyle, geometry: SheetGeometry = CANONICAL) -> Placement:
-    """The style's shifts applied to the layout's default placement."""
+    """The style's shifts applied to the layout's default placement (rows evenly spaced; see
+    :func:`signal_placement` for ``row_pitch`` "signal")."""
     layout = get_layout(style.layout_name)
     base = default_placement(layout, geometry)
     centre = float(np.mean(base.baselines_y_px))
     baselines = tuple(centre + (y - centre) * style.row_spacing_scale + style.row_shift_px for y in base.baselines_y_px)
     return Placement(x0_px=base.x0_px + style.x0_shift_px, baselines_y_px=baselines)
+
+
+def signal_placement(placement: Placement, layout: Layout, signals_mv: np.ndarray, fs_hz: float,
+                     geometry: SheetGeometry = CANONICAL) -> Placement:
+    """``placement`` with its rows re-spaced as some printers space them: the outer baselines stay, and each
+    pitch is the room the two rows it separates take (the upper row's lowest printed mV, the lower's highest,
+    plus SIGNAL_PITCH_PAD_MV), within SIGNAL_PITCH_RANGE of the mean pitch."""
+    if layout.n_rows < 3:  # two rows have one pitch: nothing to share out
+        return placement
+    n = signals_mv.shape[1]
+    above, below = np.zeros(layout.n_rows), np.zeros(layout.n_rows)
+    for row in range(layout.n_rows):
+        for panel in layout.row_panels(row):
+            i0, i1 = panel.sample_range(fs_hz, n)
+            printed = panel.sign * signals_mv[LEADS.index(panel.lead), i0:i1]
+            above[row] = max(above[row], float(printed.max()))
+            below[row] = max(below[row], float(-printed.min()))
+    need = below[:-1] + above[1:] + SIGNAL_PITCH_PAD_MV
+    weights = np.clip(need / need.mean(), *SIGNAL_PITCH_RANGE)
+    ys = placement.baselines_y_px
+    pitches = weights / weights.sum() * (ys[-1] - ys[0])
+    baselines = (ys[0], *(ys[0] + np.cumsum(pitches)))
+    return Placement(placement.x0_px, tuple(float(y) for y in baselines))
 
 
 # --- grid ---------------------------------------------------------------------------------------------
@@ -274,7 +411,7 @@ def panel_points(values_mv: np.ndarray, fs_hz: float, panel, placement: Placemen
     i0, i1 = panel.sample_range(fs_hz, values_mv.shape[0])
     t = np.arange(i0, i1) / fs_hz
     x = placement.panel_x_px(panel, t, geometry)
-    y = geometry.mv_to_y(values_mv[i0:i1], baseline_y)
+    y = geometry.mv_to_y(panel.sign * values_mv[i0:i1], baseline_y)  # an inverted panel prints -lead
     return np.stack([x, y], axis=1)
 
 
@@ -357,6 +494,8 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
     rng = rng if rng is not None else np.random.default_rng(0)
     layout = get_layout(style.layout_name)
     placement = style_placement(style, geometry)
+    if style.row_pitch == "signal":
+        placement = signal_placement(placement, layout, signals_mv, fs_hz, geometry)
     h, w = geometry.shape_hw
 
     canvas = np.empty((h, w, 3), dtype=np.uint8)
@@ -388,7 +527,8 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
                               (x_end, base_y - row_half_height), (x_end, base_y + row_half_height)]
             label_y = float(geometry.mv_to_y(style.label_dy_mv, base_y))
             panel_leads.append(panel.lead)
-            label_boxes.append(_put_text(canvas, panel.lead, (x_start + style.label_dx_px, label_y), style,
+            name = ("-" if panel.inverted else "") + panel.lead  # Cabrera's -aVR
+            label_boxes.append(_put_text(canvas, name, (x_start + style.label_dx_px, label_y), style,
                                          label_scale, text_colour))
             if style.separators and panel.col > 0:
                 bold = style.separator_style == "bold"
@@ -399,6 +539,9 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
         if style.calibration_pulse:
             if style.pulse_style == "abut":  # 0.2 s wide, its falling edge one sample into the row
                 pulse = _abutting_pulse(placement.x0_px, fs_hz, base_y, geometry)
+            elif style.pulse_style == "outside":
+                pulse = _calibration_pulse(placement.x0_px - style.pulse_gap_mm * geometry.px_per_mm, base_y,
+                                           geometry)
             else:
                 pulse = _calibration_pulse(placement.x0_px - 4.0, base_y, geometry)
             _polyline(canvas, pulse, ink, style.trace_width_px)
