@@ -15,6 +15,12 @@ found where one is printed, its centre within 1 mm, and none found where none is
 (found vs the labelled 0 mV line, sheet px), and the finder's time per page on ``--threads`` threads: wall
 clock (``seconds``) and CPU time over all threads (``cpu_s``; on a shared machine the wall clock includes
 waiting for a core).
+
+With the lead-name reader (``--names``, default ``weights/lead_names``; ``--no-names`` to leave it out) the
+finder reads each panel's printed name too (its time is in ``seconds``): ``panel_names`` is the share of the
+labelled panels whose name was read right (its most probable class, confident or not; "-aVR" for Cabrera's
+inverted aVR), ``page_names`` the share of pages with every name right, ``right_named`` the share of pages right
+with every name right.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from common.geometry import CANONICAL
 from common.layouts import Placement, base_name, gap_mm_of, get_layout
 from common.sheet_map import SheetMap
 from pipeline.chain import read_image_rgb
-from stage1_segment.layout_finder import FoundLayout, find_layout
+from stage1_segment.layout_finder import FoundLayout, find_layout, printed_name
 from synth.make import parse_types
 
 TOL_PX = CANONICAL.px_per_mm  # 1 mm
@@ -47,8 +53,21 @@ def truth_of(labels_json: Path) -> dict:
                for p in layout.row_panels(k)] for k in range(layout.n_rows)]
     with np.load(labels_json.with_suffix(".npz")) as z:
         pulses = z["pulse_boxes_px"].astype(np.float64)
+    names = [[printed_name(p) for p in layout.row_panels(k)] for k in range(layout.n_rows)]
     return {"layout": layout.name, "baselines": np.asarray(meta["baselines_y_px"], dtype=np.float64),
-            "panels": panels, "pulses": pulses}
+            "panels": panels, "pulses": pulses, "names": names}
+
+
+def score_names(found: FoundLayout, truth: dict) -> dict:
+    """Share of the labelled panels whose printed name was read right, and whether all were (a row found with
+    another panel count, or a row missing, reads none right)."""
+    right, total, wrong = 0, sum(len(n) for n in truth["names"]), []
+    if found.n_rows == len(truth["names"]):
+        for row, names in zip(found.rows, truth["names"], strict=True):
+            if row.names is not None and len(row.names) == len(names):
+                right += sum(read == name for (read, _), name in zip(row.names, names, strict=True))
+                wrong += [f"{name}->{read}" for (read, _), name in zip(row.names, names, strict=True) if read != name]
+    return {"panel_names": right / total, "page_names": right == total, "names_wrong": " ".join(wrong)}
 
 
 def _to_sheet(true_map: SheetMap, found_map: SheetMap | None, xy: np.ndarray) -> np.ndarray:
@@ -105,6 +124,8 @@ def main(argv=None) -> int:
     parser.add_argument("--types", type=parse_types, default=None, help="comma-separated image types (default all)")
     parser.add_argument("--stage0", action="store_true", help="rectify with stage 0 instead of the exact map")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads for the finder")
+    parser.add_argument("--names", type=Path, default=Path("weights/lead_names"), help="lead-name bundle")
+    parser.add_argument("--no-names", action="store_true", help="do not read the lead names")
     parser.add_argument("--out", type=Path, default=None, help="per-page CSV")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
@@ -113,6 +134,14 @@ def main(argv=None) -> int:
         pngs = [p for p in pngs if p.stem.rsplit("-", 1)[1] in args.types]
     if not pngs:
         parser.error(f"no train-layout images under {args.data_dir}/train")
+    reader = None
+    if not args.no_names:
+        import torch
+
+        from stage1_segment.lead_names import LeadNameReader
+
+        torch.set_num_threads(args.threads)
+        reader = LeadNameReader.from_bundle(args.names)
     rows, unmapped = [], []
     for png in pngs:
         record = png.parent.name
@@ -131,10 +160,13 @@ def main(argv=None) -> int:
         else:
             sheet = true_map.rectify(image)
         t, cpu = time.perf_counter(), time.process_time()
-        found = find_layout(sheet)
+        found = find_layout(sheet, reader)
         seconds, cpu_s = time.perf_counter() - t, time.process_time() - cpu
         score = score_page(found, truth, true_map, found_map)
         score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]
+        if reader is not None:
+            score.update(score_names(found, truth))
+            score["right_named"] = score["right"] and score["page_names"]
         rows.append({"image": png.stem, "layout": layout_kind(truth["layout"]), "found": found.layout_name,
                      "n_rows": found.n_rows, "confidence": round(found.confidence, 3), "seconds": seconds,
                      "cpu_s": cpu_s, **score})
@@ -145,8 +177,9 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     if args.out:
         df.to_csv(args.out, index=False)
+    named = ("panel_names", "page_names", "right_named") if reader is not None else ()
     pct = {c: (c, lambda s: 100.0 * s.mean()) for c in ("rows_right", "extents_right", "name_right", "right",
-                                                          "pulses_right")}
+                                                          "pulses_right", *named)}
     table = df.groupby("layout").agg(pages=("image", "size"), **pct,
                                      baseline_err_px=("baseline_err_px", "median"),
                                      extent_err_px=("extent_err_px", "median"), seconds=("seconds", "mean"),
@@ -159,6 +192,9 @@ def main(argv=None) -> int:
     if len(wrong):
         print("\nwrong pages:")
         print(wrong[["image", "layout", "found", "n_rows", "confidence", "extent_err_px"]].to_string(index=False))
+    if reader is not None and not df["page_names"].all():
+        print("\npages with names read wrong (printed->read):")
+        print(df[~df["page_names"].astype(bool)][["image", "layout", "found", "names_wrong"]].to_string(index=False))
     return 0
 
 

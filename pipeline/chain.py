@@ -11,7 +11,9 @@ fallback (:mod:`stage0_rectify.infer`).
 Layout: every sheet's rows and panels are looked for (:func:`stage1_segment.layout_finder.find_layout`); a page
 found to be another known layout than the competition's 3x4 + II, with at least :data:`LAYOUT_CONFIDENCE`, is
 read by its own rows and panels (:func:`choose_reading`); every other page is read as 3x4 + II, as before the
-finder. ``Pipeline(..., layout=NAME)`` forces a layout.
+finder. ``Pipeline(..., layout=NAME)`` forces a layout. With the lead-name bundle (``weights/lead_names``) the finder
+also reads the panels' printed names, which choose between layouts of one geometry
+(:func:`stage1_segment.layout_finder.name_panels`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ from stage0_rectify.infer import KeypointRectifier
 from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
+from stage1_segment.lead_names import LeadNameReader
 from stage2_signal.infer import Extraction, SignalExtractor
 
 log = logging.getLogger("pipeline")
 
 STAGE_BUNDLES = {"stage1": "stage1_segment", "stage2": "stage2_signal"}
 KEYPOINT_BUNDLE = "stage0_rectify"  # optional: without it stage 0 is the grid rectifier alone
+NAMES_BUNDLE = "lead_names"  # optional: without it the layout finder does not read the lead names
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -177,6 +181,7 @@ class Pipeline:
     extractor: SignalExtractor
     rectifier: KeypointRectifier | None = None  # None: the grid rectifier alone
     layout: str | None = None  # a layout name to read every page by; None: the layout found on each page
+    names: LeadNameReader | None = None  # reads the panels' printed names for the layout finder; None: not read
 
     def __post_init__(self) -> None:
         if self.layout is not None:
@@ -186,16 +191,18 @@ class Pipeline:
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
                      layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
-        error, the keypoint bundle is used when its folder is there (and must then be complete).
+        error, the keypoint and lead-name bundles are used when their folders are there (and must then be
+        complete).
         ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
         :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
-        keypoints = root / KEYPOINT_BUNDLE
+        keypoints, names = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
-                   KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout)
+                   KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
+                   LeadNameReader.from_bundle(names) if names.is_dir() else None)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -213,8 +220,8 @@ class Pipeline:
         check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
-        reading = choose_reading(find_layout(rectified.sheet_rgb), rectified.sheet_rgb, self.segmenter.layout_name,
-                                 self.layout, page)
+        found = find_layout(rectified.sheet_rgb, self.names)
+        reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
         if reading.baselines_y_px is None:
             maps = self.segmenter(rectified)
             if reading.name != maps.layout_name:  # the competition layout's rows, its leads in another order

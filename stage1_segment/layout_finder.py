@@ -39,7 +39,7 @@ as its standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` read
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -49,6 +49,8 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 from common.geometry import CANONICAL, PULSE_WIDTH_S
 from common.layouts import LAYOUTS, MAX_GAP_MM, Layout, Placement, get_layout, with_gap
 from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX
+from stage1_segment.lead_names import NAMES, LeadNameReader
+from stage1_segment.lead_names import NONE as NAME_NONE
 from stage2_signal.separators import find_bars
 
 _REDUCE = 2  # the ink mask is at half the sheet's resolution (1 px there = 2 sheet px)
@@ -103,6 +105,10 @@ BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
 RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout)
+NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page's geometry equally: names decide
+NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read is this ...
+NAME_SWITCH = 0.3  # ... and this much above the best fit's (a misread name or two never changes a layout)
+NAME_CONFIDENT = 0.9  # a name read with at least this probability is its panel's lead
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ class FoundRow:
     pulse: tuple[float, float, float, float] | None  # x0, y0, x1, y1 box of the pulse's box shape
     pulse_outside: bool  # the pulse is clear of the trace (a gap between them) rather than running into it
     runs: tuple[tuple[float, float], ...]  # the row's measured runs of ink (x_start, x_end), pulse excluded
+    names: tuple[tuple[str, float], ...] | None = None  # per panel the name read and its probability (a reader's)
 
 
 @dataclass(frozen=True)
@@ -151,8 +158,12 @@ class FoundLayout:
         def tup(v):
             return None if v is None else tuple(tuple(x) if isinstance(x, list) else x for x in v)
 
+        def names(v):
+            return None if v is None else tuple((str(n), float(c)) for n, c in v)
+
         rows = tuple(FoundRow(float(r["y_px"]), tuple(tuple(p) for p in r["panels"]), tup(r["leads"]),
-                              tup(r["pulse"]), bool(r["pulse_outside"]), tuple(tuple(p) for p in r["runs"]))
+                              tup(r["pulse"]), bool(r["pulse_outside"]), tuple(tuple(p) for p in r["runs"]),
+                              names(r.get("names")))
                      for r in data["rows"])
         return cls(data["layout_name"], float(data["confidence"]), rows,
                    {str(k): float(v) for k, v in data["fits"].items()}, data["x0_px"], data["px_per_s"])
@@ -594,23 +605,110 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
 
 
 # --- the finder -----------------------------------------------------------------------------------------
-def find_layout(sheet_rgb: np.ndarray) -> FoundLayout:
+def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> FoundLayout:
     """Rows, panels, pulses and the best-fitting known layout of a canonical sheet (RGB uint8, 1700 x 2200).
 
     Read once from the strong peaks of the ink profile; a page that no layout fits well (RETRY_BELOW), or where
     a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
-    trace's rows), with the ink as it is and at the fainter ink level, and the surest reading is kept."""
+    trace's rows), with the ink as it is and at the fainter ink level (strong and weak peaks: on a dim photo the
+    faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept.
+    ``names``: the panels' printed names are read too (:func:`name_panels`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
     profile = _row_profile(ink)
     found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
-    if not (lost_a_row or max(found.fits.values()) < RETRY_BELOW):
+    if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
+        readings = [found, _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]]
+        ink, text = ink_masks(sheet_rgb, faint_ink=True)
+        profile = _row_profile(ink)
+        readings += [_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)]
+        found = max(readings, key=lambda r: r.confidence)
+    return found if names is None else name_panels(found, sheet_rgb, names)
+
+
+def _orders_of(name: str) -> list[str]:
+    """``name`` and the known layouts of its geometry with another lead order (its Cabrera variant, where
+    :func:`common.layouts.get_layout` knows one)."""
+    if "/cabrera" in name:
+        return [name]
+    base, _, rest = name.partition("/")
+    variant = base + "/cabrera" + ("/" + rest if rest else "")
+    try:
+        get_layout(variant)
+    except KeyError:
+        return [name]
+    return [name, variant]
+
+
+def printed_name(panel) -> str:
+    """The name a panel prints: its lead, "-aVR" for an inverted aVR (Cabrera's)."""
+    return "-" + panel.lead if getattr(panel, "inverted", False) else panel.lead
+
+
+def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReader) -> FoundLayout:
+    """``found`` with its panels' printed names read (``FoundRow.names``), and the layout they choose.
+
+    Every known layout that fits within NAME_TIE of the best fit, and its other lead orders (:func:`_orders_of`),
+    is a candidate, placed as :func:`_place` places it; its agreement is the mean probability, in the names read,
+    of the names it prints in its panels (all read on the side of the baseline where the best fit's panels show
+    more name). A candidate replaces the best fit only
+    when it agrees at least NAME_AGREE and NAME_SWITCH more (a page whose names are unreadable keeps its
+    geometry's choice). The chosen layout's panels take the names read at least NAME_CONFIDENT surely as their
+    leads, and the layout's own elsewhere; a page without a layout keeps its measured runs, leads None."""
+    if not found.rows:
         return found
-    readings = [found, _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]]
-    ink, text = ink_masks(sheet_rgb, faint_ink=True)
-    readings.append(_read(sheet_rgb, ink, text, _row_profile(ink), WEAK_ROW_STRENGTH)[0])
-    return max(readings, key=lambda r: r.confidence)
+    starts = np.array([r.runs[0][0] for r in found.rows])
+    ends = np.array([r.runs[-1][1] for r in found.rows])
+    panels: dict = {}  # candidate layout (None: the measured runs) -> per row its (x_start, x_end, lead)s
+    if found.layout_name is None:
+        panels[None] = [[(a, b, None) for a, b in r.panels] for r in found.rows]
+    else:
+        best_fit = found.fits[found.layout_name]
+        for name, fit in found.fits.items():
+            if fit <= 0 or (fit < best_fit - NAME_TIE and name != found.layout_name):
+                continue
+            for variant in _orders_of(name):
+                layout = get_layout(variant)
+                seconds = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)])
+                x0, px_per_s, agree, _ = _place(starts, ends, seconds)
+                if agree is None:
+                    continue
+                panels[variant] = [[(x0 + p.x_offset_s * px_per_s, x0 + (p.x_offset_s + p.duration_s) * px_per_s,
+                                     printed_name(p)) for p in layout.row_panels(k)] for k in range(layout.n_rows)]
+    places = sorted({(k, round(a)) for rows in panels.values() for k, row in enumerate(rows) for a, _, _ in row})
+    index = {place: i for i, place in enumerate(places)}
+    probs = reader.probabilities(sheet_rgb, np.array([(x, found.rows[k].y_px) for k, x in places], np.float64))
+    best = found.layout_name
+    own = [index[(k, round(a))] for k, row in enumerate(panels[best]) for a, _, _ in row]
+    side = int(np.argmax((1.0 - probs[own, :, NAME_NONE]).sum(axis=0)))
+    probs = probs[:, side]
+
+    def agreement(name: str) -> float:
+        return float(np.mean([probs[index[(k, round(a))], NAMES.index(lead)]
+                              for k, row in enumerate(panels[name]) for a, _, lead in row]))
+
+    chosen = best
+    if best is not None:
+        scores = {name: agreement(name) for name in panels}
+        challenger = max(scores, key=scores.get)
+        if scores[challenger] >= NAME_AGREE and scores[challenger] - scores[best] >= NAME_SWITCH:
+            chosen = challenger
+    rows = []
+    for k, (row, measured) in enumerate(zip(panels[chosen], found.rows, strict=True)):
+        read = [probs[index[(k, round(a))]] for a, _, _ in row]
+        names = tuple((NAMES[int(p.argmax())], float(p.max())) for p in read)
+        leads = None if chosen is None else tuple(
+            (n if c >= NAME_CONFIDENT and n != "none" else printed).lstrip("-")  # -aVR is lead aVR, inverted
+            for (n, c), (_, _, printed) in zip(names, row, strict=True))
+        extents = measured.panels if chosen == best else tuple((a, b) for a, b, _ in row)
+        rows.append(replace(measured, panels=extents, leads=leads, names=names))
+    if chosen == best:
+        return replace(found, rows=tuple(rows))
+    layout = get_layout(chosen)
+    seconds = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)])
+    x0, px_per_s, _, _ = _place(starts, ends, seconds)
+    return replace(found, layout_name=chosen, rows=tuple(rows), x0_px=float(x0), px_per_s=float(px_per_s))
 
 
 def _read(sheet_rgb: np.ndarray, ink: np.ndarray, text: np.ndarray, profile: np.ndarray,
