@@ -11,7 +11,7 @@ import torch
 
 from common.geometry import CANONICAL
 from common.layouts import get_layout
-from stage1_segment.layout_finder import find_layout
+from stage1_segment.layout_finder import FoundLayout, find_layout
 from stage1_segment.lead_names import DEFAULT_BUNDLE, NAMES, NONE, LeadNameReader
 from stage1_segment.train_names import redraw_name
 from synth.render import RenderStyle, render_page
@@ -69,6 +69,7 @@ def test_rhythm_strips_are_named_in_the_order_printed(reader):
     assert [r.leads for r in found.rows[3:]] == [("V1",), ("II",), ("V5",)]
     assert [r.names[0][0] for r in found.rows[3:]] == ["V1", "II", "V5"]
     assert found.rows[0].leads == ("I", "aVR", "V1", "V4")  # the rest as printed
+    assert FoundLayout.from_dict(json.loads(json.dumps(found.to_dict()))) == found  # names survive the JSON
 
 
 def test_a_window_of_trace_alone_is_none(reader):
