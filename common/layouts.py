@@ -5,10 +5,11 @@ renderer (and recorded in its labels) or measured from a page. Stages ask the la
 which lead a row shows, so nothing is bound to the competition's 3x4 + II.
 
 :data:`LAYOUTS` holds the base arrangements (what the layout finder fits and the factory draws from). Each has
-variants named ``BASE[/cabrera][/gapXmm]`` (:func:`get_layout` builds them from the name, :func:`layout_name`
-writes it): ``/cabrera`` prints the limb leads in Cabrera's order (aVL, I, -aVR, II, aVF, III; -aVR is aVR
-printed upside down, :attr:`Panel.inverted`), ``/gap5mm`` leaves 5 mm of blank paper between the panels of a row,
-each panel's chart time starting after its own offset (:func:`with_gap`).
+variants named ``BASE[/cabrera][/rhythm=A,B,C][/gapXmm]`` (:func:`get_layout` builds them from the name,
+:func:`layout_name` writes it): ``/cabrera`` prints the limb leads in Cabrera's order (aVL, I, -aVR, II, aVF, III;
+-aVR is aVR printed upside down, :attr:`Panel.inverted`), ``/rhythm=V1,II,V5`` prints the base's rhythm strips in
+that order (:func:`with_rhythm`: many printers put V1 first), ``/gap5mm`` leaves 5 mm of blank paper between the
+panels of a row, each panel's chart time starting after its own offset (:func:`with_gap`).
 """
 
 from __future__ import annotations
@@ -154,6 +155,23 @@ def cabrera(layout: Layout) -> Layout:
     return Layout(f"{layout.name}/cabrera", panels)
 
 
+def rhythm_leads(layout: Layout) -> tuple[str, ...]:
+    """The leads of ``layout``'s rhythm strips (rows of one full-length panel), top to bottom."""
+    rows = [layout.row_panels(k) for k in range(layout.n_rows)]
+    return tuple(r[0].lead for r in rows if len(r) == 1 and r[0].duration_s >= RECORD_DURATION_S)
+
+
+def with_rhythm(layout: Layout, leads) -> Layout:
+    """``layout`` with its rhythm strips printing ``leads`` top to bottom, a reordering of its own strips' leads."""
+    leads, own = tuple(leads), rhythm_leads(layout)
+    if sorted(leads) != sorted(own) or len(own) < 2:
+        raise ValueError(f"layout {layout.name}: rhythm strips {own} cannot be printed as {leads}")
+    strips = iter(leads)
+    panels = tuple(replace(p, lead=next(strips)) if p.duration_s >= RECORD_DURATION_S
+                   and len(layout.row_panels(p.row)) == 1 else p for p in layout.panels)
+    return Layout(f"{layout.name}/rhythm={','.join(leads)}", panels)
+
+
 def with_gap(layout: Layout, gap_mm: float, mm_per_s: float = 25.0) -> Layout:
     """``layout`` with ``gap_mm`` of blank paper (at ``mm_per_s`` of chart) before every panel but a row's first:
     the panel in column c starts c gaps later; record times do not change."""
@@ -200,11 +218,17 @@ def get_layout(name: str) -> Layout:
         if base not in CABRERA_BASES:
             raise KeyError(f"layout {name!r}: only {', '.join(CABRERA_BASES)} have a Cabrera variant")
         layout, mods = cabrera(layout), mods[1:]
+    if mods and mods[0].startswith("rhythm="):
+        try:
+            layout = with_rhythm(layout, mods[0][len("rhythm="):].split(","))
+        except ValueError as exc:
+            raise KeyError(f"layout {name!r}: {exc}") from None
+        mods = mods[1:]
     if mods:
         match = _GAP_RE.fullmatch(mods[0])
         if len(mods) > 1 or match is None:
-            raise KeyError(f"layout {name!r}: variants are '/cabrera' then '/gapXmm' (X in mm, at most one "
-                           "decimal), e.g. '3x4+II/cabrera/gap5mm'")
+            raise KeyError(f"layout {name!r}: variants are '/cabrera', '/rhythm=A,B,C' then '/gapXmm' (X in mm, "
+                           "at most one decimal), e.g. '3x4+II/cabrera/gap5mm'")
         try:
             layout = with_gap(layout, float(match.group(1)))
         except ValueError as exc:

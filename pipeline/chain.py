@@ -72,8 +72,9 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
     finder found that many, else on the rows :func:`find_anchors` places for it), the found layout when it is
     not ``default_name``, the finder is at least LAYOUT_CONFIDENCE sure and it prints every lead for as long
     as ``page`` asks (a page asking 10 s of II, as the competition's do, is no 3x4 or 6x2 page: of 152
-    competition-layout pages two were found as 3x4, a rhythm strip lost), else ``default_name`` read as it
-    always was."""
+    competition-layout pages two were found as 3x4, a rhythm strip lost), or else the best-fitting other layout
+    of as many rows that passes both (a 3x4 page with three rhythm strips that fits 6x2 a little better, asking
+    10 s of V1), else ``default_name`` read as it always was."""
     rows = tuple(r.y_px for r in found.rows)
     if forced is not None:
         if same_geometry(forced, default_name):  # read as the competition's pages are, by its own lead names
@@ -81,9 +82,16 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
         if len(rows) != get_layout(forced).n_rows:
             rows = find_anchors(sheet_rgb, forced).baselines_y_px
         return LayoutReading(forced, rows, "forced", found.confidence)
-    if (found.layout_name not in (None, default_name) and found.confidence >= LAYOUT_CONFIDENCE
-            and (page is None or prints_what_is_asked(found.layout_name, page))):
+    if found.layout_name is None or found.layout_name == default_name or found.confidence < LAYOUT_CONFIDENCE:
+        return LayoutReading(default_name, None, "default", found.confidence)
+    if page is None or prints_what_is_asked(found.layout_name, page):
         return LayoutReading(found.layout_name, rows, "found", found.confidence)
+    for name in sorted(found.fits, key=found.fits.get, reverse=True):
+        if (name != found.layout_name and found.fits[name] >= LAYOUT_CONFIDENCE
+                and get_layout(name).n_rows == len(rows) and prints_what_is_asked(name, page)):
+            if name == default_name:
+                break
+            return LayoutReading(name, rows, "found", found.fits[name])
     return LayoutReading(default_name, None, "default", found.confidence)
 
 

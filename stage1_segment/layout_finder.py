@@ -10,7 +10,8 @@ black letters). Straight runs that repeat one grid pitch away, and frame lines l
 * Rows: the y where ink piles up across the chart (a trace sits on its isoelectric line most of the time):
   peaks of the per-y fraction of columns holding ink, at least :data:`MIN_PITCH_PX` apart and
   :data:`EDGE_PX` inside the sheet, that hold at least :data:`MIN_ROW_S` of trace, not stacked like lines of
-  text, and at least half as long as the longest row (a line of text under the chart). Any count.
+  text, not a ruled line (a time axis drawn under each row: :data:`RULED_SHARE`), and at least half as long as
+  the longest row (a line of text under the chart). Any count.
 * A row's territory reaches half way to its neighbours (at most :data:`REACH_MV` beyond the outer rows); a
   column "holds the row" when the territory has ink there, so a trace is one continuous run whatever its
   amplitude, and a panel ends where that run ends or breaks (a gap between panels).
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from itertools import permutations
 from pathlib import Path
 
 import cv2
@@ -47,7 +49,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from common.geometry import CANONICAL, PULSE_WIDTH_S
-from common.layouts import LAYOUTS, MAX_GAP_MM, Layout, Placement, get_layout, with_gap
+from common.layouts import LAYOUTS, MAX_GAP_MM, Layout, Placement, get_layout, rhythm_leads, with_gap
 from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX
 from stage1_segment.lead_names import NAMES, LeadNameReader
 from stage1_segment.lead_names import NONE as NAME_NONE
@@ -76,6 +78,8 @@ MIN_PROFILE = 0.08  # ... and at least this fraction of the columns
 MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace ...
 MAX_STACKED = 0.5  # ... in columns that mostly hold one piece of ink (lines of text stack two or more) ...
 ROW_SHARE = 0.5  # ... and at least this fraction of the longest row's trace
+RULED_SHARE = 0.75  # ... and not a ruled line (a time axis under each row): on at most this share of its columns is
+# its ink only the 3 px band at its baseline (time axes 0.78-0.98; trace rows of every page source <= 0.55)
 REACH_MV = 1.2  # mV: the outer rows' territories reach this far beyond their baselines
 GAP_CLOSE_PX = 6  # sheet px: breaks in a row's ink this short are bridged (a scanned trace's dropouts)
 GAP_MIN_PX = 8.0  # sheet px (1 mm): a break at least this long between runs of ink is a gap between panels
@@ -106,8 +110,9 @@ BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keep
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
 RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout)
 NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page's geometry equally: names decide
-NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read is this ...
-NAME_SWITCH = 0.3  # ... and this much above the best fit's (a misread name or two never changes a layout)
+NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
+# panels where it prints other names than the best fit, is this ...
+NAME_SWITCH = 0.3  # ... and this much above the best fit's there (a misread name or two never changes a layout)
 NAME_CONFIDENT = 0.9  # a name read with at least this probability is its panel's lead
 
 
@@ -366,10 +371,11 @@ class _RowInk:
     pulse_outside: bool
     length_px: float  # sheet px of trace in the runs
     stacked: float  # fraction of the trace's columns holding two or more separate pieces of ink (lines of text)
+    ruled: float  # fraction of the trace's columns whose ink is only a 3 px band at the baseline (a ruled line)
 
     @property
     def is_trace(self) -> bool:
-        return self.length_px >= MIN_ROW_S * PX_PER_S and self.stacked <= MAX_STACKED
+        return self.length_px >= MIN_ROW_S * PX_PER_S and self.stacked <= MAX_STACKED and self.ruled < RULED_SHARE
 
 
 def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | None:
@@ -416,7 +422,13 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
         inked[a:b] = True
     inked &= pieces > 0
     stacked = float(np.mean(pieces[inked] >= 2)) if inked.any() else 1.0
-    return _RowInk(y, occ, trace, pulse, outside, float((trace[:, 1] - trace[:, 0]).sum() * _REDUCE), stacked)
+    line = slice(max(int(round(y)) - 1 - band[0], 0), max(int(round(y)) + 2 - band[0], 0))
+    off_line = territory.copy()
+    off_line[line] = 0
+    only_line = territory[line].any(axis=0) & ~off_line.any(axis=0)
+    ruled = float(np.mean(only_line[inked])) if inked.any() else 0.0
+    return _RowInk(y, occ, trace, pulse, outside, float((trace[:, 1] - trace[:, 0]).sum() * _REDUCE), stacked,
+                   ruled)
 
 
 def _trace_runs(occ: np.ndarray) -> np.ndarray:
@@ -628,17 +640,23 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
 
 
 def _orders_of(name: str) -> list[str]:
-    """``name`` and the known layouts of its geometry with another lead order (its Cabrera variant, where
-    :func:`common.layouts.get_layout` knows one)."""
-    if "/cabrera" in name:
+    """``name`` and the known layouts of its geometry with another lead order: its Cabrera variant (where
+    :func:`common.layouts.get_layout` knows one) and, with two or more rhythm strips, every other order of them
+    (``/rhythm=``: 3x4 with strips V1, II, V5 as many printers draw them)."""
+    if "/cabrera" in name or "/rhythm=" in name:
         return [name]
     base, _, rest = name.partition("/")
-    variant = base + "/cabrera" + ("/" + rest if rest else "")
+    tail = "/" + rest if rest else ""
+    names = [name]
     try:
-        get_layout(variant)
+        get_layout(base + "/cabrera" + tail)
+        names.append(base + "/cabrera" + tail)
     except KeyError:
-        return [name]
-    return [name, variant]
+        pass
+    own = rhythm_leads(get_layout(base))
+    if len(own) > 1:
+        names += [f"{base}/rhythm={','.join(order)}{tail}" for order in permutations(own) if order != own]
+    return names
 
 
 def printed_name(panel) -> str:
@@ -651,10 +669,10 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
 
     Every known layout that fits within NAME_TIE of the best fit, and its other lead orders (:func:`_orders_of`),
     is a candidate, placed as :func:`_place` places it; its agreement is the mean probability, in the names read,
-    of the names it prints in its panels (all read on the side of the baseline where the best fit's panels show
-    more name). A candidate replaces the best fit only
-    when it agrees at least NAME_AGREE and NAME_SWITCH more (a page whose names are unreadable keeps its
-    geometry's choice). The chosen layout's panels take the names read at least NAME_CONFIDENT surely as their
+    of the names it prints where it prints other names than the best fit (all read on the side of the baseline
+    where the best fit's panels show more name). A candidate replaces the best fit only when it agrees at least
+    NAME_AGREE and NAME_SWITCH more than the best fit's own names there (a page whose names are unreadable keeps
+    its geometry's choice). The chosen layout's panels take the names read at least NAME_CONFIDENT surely as their
     leads, and the layout's own elsewhere; a page without a layout keeps its measured runs, leads None."""
     if not found.rows:
         return found
@@ -684,16 +702,26 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
     side = int(np.argmax((1.0 - probs[own, :, NAME_NONE]).sum(axis=0)))
     probs = probs[:, side]
 
-    def agreement(name: str) -> float:
-        return float(np.mean([probs[index[(k, round(a))], NAMES.index(lead)]
-                              for k, row in enumerate(panels[name]) for a, _, lead in row]))
+    def printed(name: str) -> set:
+        return {(k, round(a), lead) for k, row in enumerate(panels[name]) for a, _, lead in row}
+
+    def agreement(names: set) -> float:
+        return float(np.mean([probs[index[(k, a)], NAMES.index(lead)] for k, a, lead in names]))
 
     chosen = best
     if best is not None:
-        scores = {name: agreement(name) for name in panels}
-        challenger = max(scores, key=scores.get)
-        if scores[challenger] >= NAME_AGREE and scores[challenger] - scores[best] >= NAME_SWITCH:
-            chosen = challenger
+        # each challenger against the best fit on the panels where the two print different names (a rhythm
+        # strip order differs in two of fifteen panels: a mean over them all would drown it)
+        scores = {}
+        for name in panels:
+            own, other = printed(name) - printed(best), printed(best) - printed(name)
+            if own and other:
+                scores[name] = (agreement(own), agreement(other))
+        if scores:
+            challenger = max(scores, key=lambda n: scores[n][0] - scores[n][1])
+            mine, theirs = scores[challenger]
+            if mine >= NAME_AGREE and mine - theirs >= NAME_SWITCH:
+                chosen = challenger
     rows = []
     for k, (row, measured) in enumerate(zip(panels[chosen], found.rows, strict=True)):
         read = [probs[index[(k, round(a))]] for a, _, _ in row]
@@ -741,16 +769,25 @@ def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], 
     """The peaks that are rows of trace: at least MIN_ROW_S of it, not stacked like lines of text, and at least
     ROW_SHARE as long as the longest row (a line of text under the chart is shorter). Dropping a peak widens its
     neighbours' territories, so the rest are measured again until none is dropped. Also: whether a peak between
-    the rows kept was dropped (a row whose trace the ink mask lost: a faint trace)."""
+    the rows kept was dropped (a row whose trace the ink mask lost: a faint trace). A ruled line (RULED_SHARE)
+    is taken out of the ink as well as dropped: in the widened territory of the row above it, it would stack
+    under that row's trace like a second line of text."""
     ys = list(peaks)
+    ruled_ys: set[float] = set()
     for _ in range(len(peaks) + 1):
         measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
+        ruled = [(y, r) for y, r in zip(ys, measured, strict=True) if r is not None and r.ruled >= RULED_SHARE]
+        if ruled:
+            ink = ink.copy()
+            for y, r in ruled:
+                ink[max(int(round(r.y)) - 1, 0) : int(round(r.y)) + 2] = 0
+                ruled_ys.add(y)
         longest = max((r.length_px for r in measured if r is not None and r.is_trace), default=0.0)
         keep = [r is not None and r.is_trace and r.length_px >= ROW_SHARE * longest for r in measured]
         if all(keep):
             rows = [r for r in measured if r is not None]
-            dropped_inside = bool(rows) and any(rows[0].y < y < rows[-1].y for y in set(peaks) - set(ys))
-            return rows, dropped_inside
+            lost = set(peaks) - set(ys) - ruled_ys
+            return rows, bool(rows) and any(rows[0].y < y < rows[-1].y for y in lost)
         ys = [y for y, k in zip(ys, keep, strict=True) if k]
     return [], False
 

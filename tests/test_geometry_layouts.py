@@ -73,3 +73,18 @@ def test_sheet_map_inverse_with_displacement():
     assert SheetMap.from_dict(m.to_dict()).to_dict() == m.to_dict()
     with pytest.raises(ValueError):
         SheetMap(np.zeros((3, 3)))
+
+
+def test_rhythm_strips_in_another_order():
+    from common.layouts import get_layout, rhythm_leads
+
+    layout = get_layout("3x4+II,V1,V5/rhythm=V1,II,V5")
+    assert rhythm_leads(layout) == ("V1", "II", "V5")
+    assert rhythm_leads(get_layout("3x4+II,V1,V5")) == ("II", "V1", "V5")
+    # the panels keep their places; only the strips' leads move
+    base = get_layout("3x4+II,V1,V5")
+    assert [(p.row, p.col, p.t0_s) for p in layout.panels] == [(p.row, p.col, p.t0_s) for p in base.panels]
+    assert get_layout("3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm").name == "3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm"
+    for bad in ("3x4+II,V1,V5/rhythm=V1,II,V6", "3x4+II/rhythm=II", "3x4+II,V1,V5/gap3mm/rhythm=V1,II,V5"):
+        with pytest.raises(KeyError):
+            get_layout(bad)

@@ -98,3 +98,28 @@ def test_found_layout_json_round_trip(tmp_path):
     assert isinstance(layout, Layout) and layout.name == "3x4+II"
     assert isinstance(placement, Placement)
     assert abs(placement.x0_px - labels.x0_px) <= MM
+
+
+@pytest.mark.parametrize("layout_name", ["3x4+II", "6x2"])
+def test_time_axes_ruled_under_the_rows_are_not_rows(layout_name, monkeypatch):
+    """Some programs rule a time axis (a straight line with a tick every second) under each row: it piles up ink
+    like a row of trace, and is no row. (Ruled closer than MIN_PITCH_PX to the row, it would merge with it.)"""
+    import cv2
+
+    import stage1_segment.layout_finder as finder
+
+    sheet, labels = _factory_sheet(layout_name, 5, "0001")
+    sheet = sheet.copy()
+    x_start, x_end = int(labels.x0_px), int(labels.x0_px + CANONICAL.s_to_px(10.0))
+    for y in labels.baselines_y_px:
+        axis_y = int(round(y + 10.0 * MM))
+        cv2.line(sheet, (x_start, axis_y), (x_end, axis_y), (20, 20, 20), 2)
+        for second in range(11):
+            x = int(round(x_start + CANONICAL.s_to_px(second)))
+            cv2.line(sheet, (x, axis_y), (x, axis_y - int(MM)), (20, 20, 20), 2)
+    found = find_layout(sheet)
+    assert found.layout_name == layout_name
+    np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
+    # the rule is what tells them apart: without it the axes are read as rows
+    monkeypatch.setattr(finder, "RULED_SHARE", 1.01)
+    assert find_layout(sheet).layout_name != layout_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,17 @@ def test_which_layout_a_page_is_read_by():
     assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", page=page).how == "default"
     assert choose_reading(_found("3x4+II,V1,V5", 0.6, six), sheet, "3x4+II", page=page).how == "found"
     assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", page=Page("p", sheet, 500.0)).how == "found"
+    # ... but the next-best fit of as many rows that prints it is (three rhythm strips that fit 6x2 a little
+    # better), when it is sure enough; a layout of another row count never is
+    fits = {"6x2": 0.83, "3x4+II,V1,V5": 0.75, "3x4+II": 0.0}
+    strips = replace(_found("6x2", 0.6, six), fits=fits)
+    reading = choose_reading(strips, sheet, "3x4+II", page=page)
+    assert (reading.name, reading.how, reading.baselines_y_px) == ("3x4+II,V1,V5", "found", tuple(six))
+    assert reading.confidence == 0.75
+    unsure = replace(strips, fits=fits | {"3x4+II,V1,V5": LAYOUT_CONFIDENCE / 2})
+    assert choose_reading(unsure, sheet, "3x4+II", page=page).how == "default"
+    other_rows = replace(strips, fits={"6x2": 0.83, "3x4+II": 0.7})
+    assert choose_reading(other_rows, sheet, "3x4+II", page=page).how == "default"
     # forced: on the rows found where there are as many, else on the layout's own rows
     assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "3x4+II,V1,V5").baselines_y_px == tuple(six)
     forced = choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "12x1")

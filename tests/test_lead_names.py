@@ -65,7 +65,9 @@ def test_rhythm_strips_are_named_in_the_order_printed(reader):
     for k, name in zip((12, 13), ("V1", "II"), strict=True):
         redraw_name(sheet, labels, style, k, name)
     found = find_layout(sheet, reader)
-    assert found.layout_name == "3x4+II,V1,V5"
+    # read by the names, in the order printed: the pipeline reads the strips' signals as these leads
+    assert found.layout_name == "3x4+II,V1,V5/rhythm=V1,II,V5"
+    assert [p.lead for p in get_layout(found.layout_name).panels if p.row >= 3] == ["V1", "II", "V5"]
     assert [r.leads for r in found.rows[3:]] == [("V1",), ("II",), ("V5",)]
     assert [r.names[0][0] for r in found.rows[3:]] == ["V1", "II", "V5"]
     assert found.rows[0].leads == ("I", "aVR", "V1", "V4")  # the rest as printed
