@@ -156,8 +156,11 @@ def cabrera(layout: Layout) -> Layout:
 
 
 def rhythm_leads(layout: Layout) -> tuple[str, ...]:
-    """The leads of ``layout``'s rhythm strips (rows of one full-length panel), top to bottom."""
+    """The leads of ``layout``'s rhythm strips, top to bottom: its rows of one full-length panel, on a page that
+    also has rows of several panels (12x1's rows are its panels, not strips)."""
     rows = [layout.row_panels(k) for k in range(layout.n_rows)]
+    if all(len(r) == 1 for r in rows):
+        return ()
     return tuple(r[0].lead for r in rows if len(r) == 1 and r[0].duration_s >= RECORD_DURATION_S)
 
 
@@ -166,9 +169,10 @@ def with_rhythm(layout: Layout, leads) -> Layout:
     leads, own = tuple(leads), rhythm_leads(layout)
     if sorted(leads) != sorted(own) or len(own) < 2:
         raise ValueError(f"layout {layout.name}: rhythm strips {own} cannot be printed as {leads}")
-    strips = iter(leads)
-    panels = tuple(replace(p, lead=next(strips)) if p.duration_s >= RECORD_DURATION_S
-                   and len(layout.row_panels(p.row)) == 1 else p for p in layout.panels)
+    strip_rows = sorted(p.row for p in layout.panels if len(layout.row_panels(p.row)) == 1
+                        and p.duration_s >= RECORD_DURATION_S)
+    lead_of = dict(zip(strip_rows, leads, strict=True))
+    panels = tuple(replace(p, lead=lead_of[p.row]) if p.row in lead_of else p for p in layout.panels)
     return Layout(f"{layout.name}/rhythm={','.join(leads)}", panels)
 
 

@@ -113,6 +113,7 @@ NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page
 NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
 # panels where it prints other names than the best fit, is this ...
 NAME_SWITCH = 0.3  # ... and this much above the best fit's there (a misread name or two never changes a layout)
+MAX_STRIPS_ORDERED = 4  # rhythm strips whose every order is a candidate (4! = 24 orders; the known layouts have 3)
 NAME_CONFIDENT = 0.9  # a name read with at least this probability is its panel's lead
 
 
@@ -654,7 +655,7 @@ def _orders_of(name: str) -> list[str]:
     except KeyError:
         pass
     own = rhythm_leads(get_layout(base))
-    if len(own) > 1:
+    if 1 < len(own) <= MAX_STRIPS_ORDERED:
         names += [f"{base}/rhythm={','.join(order)}{tail}" for order in permutations(own) if order != own]
     return names
 

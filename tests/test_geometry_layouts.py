@@ -81,6 +81,8 @@ def test_rhythm_strips_in_another_order():
     layout = get_layout("3x4+II,V1,V5/rhythm=V1,II,V5")
     assert rhythm_leads(layout) == ("V1", "II", "V5")
     assert rhythm_leads(get_layout("3x4+II,V1,V5")) == ("II", "V1", "V5")
+    # 12x1's rows are its panels, not rhythm strips (their 12! orders would be no candidates to read)
+    assert rhythm_leads(get_layout("12x1")) == () and rhythm_leads(get_layout("6x2")) == ()
     # the panels keep their places; only the strips' leads move
     base = get_layout("3x4+II,V1,V5")
     assert [(p.row, p.col, p.t0_s) for p in layout.panels] == [(p.row, p.col, p.t0_s) for p in base.panels]
