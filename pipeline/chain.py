@@ -84,6 +84,8 @@ def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str,
         return LayoutReading(forced, rows, "forced", found.confidence)
     if found.layout_name is None or found.layout_name == default_name or found.confidence < LAYOUT_CONFIDENCE:
         return LayoutReading(default_name, None, "default", found.confidence)
+    if same_geometry(found.layout_name, default_name):  # its names in another order: read as the competition's
+        return LayoutReading(found.layout_name, None, "found", found.confidence)
     if page is None or prints_what_is_asked(found.layout_name, page):
         return LayoutReading(found.layout_name, rows, "found", found.confidence)
     for name in sorted(found.fits, key=found.fits.get, reverse=True):

@@ -121,6 +121,9 @@ def test_which_layout_a_page_is_read_by():
     assert choose_reading(unsure, sheet, "3x4+II", page=page).how == "default"
     other_rows = replace(strips, fits={"6x2": 0.83, "3x4+II": 0.7})
     assert choose_reading(other_rows, sheet, "3x4+II", page=page).how == "default"
+    # the competition's geometry with its names in another order (Cabrera's) is read as the competition's pages
+    cab = choose_reading(_found("3x4+II/cabrera", 0.9, six[:4]), sheet, "3x4+II", page=page)
+    assert (cab.name, cab.how, cab.baselines_y_px) == ("3x4+II/cabrera", "found", None)
     # forced: on the rows found where there are as many, else on the layout's own rows
     assert choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "3x4+II,V1,V5").baselines_y_px == tuple(six)
     forced = choose_reading(_found("6x2", 0.6, six), sheet, "3x4+II", "12x1")
