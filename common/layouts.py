@@ -187,9 +187,10 @@ def with_gap(layout: Layout, gap_mm: float, mm_per_s: float = 25.0) -> Layout:
     return Layout(f"{layout.name}/gap{gap_mm:g}mm", panels)
 
 
-def layout_name(base: str, cabrera_order: bool = False, gap_mm: float = 0.0) -> str:
-    """The name of ``base``'s variant (see the module doc); ``gap_mm`` is kept to 0.1 mm."""
-    name = base + ("/cabrera" if cabrera_order else "")
+def layout_name(base: str, cabrera_order: bool = False, gap_mm: float = 0.0, rhythm: tuple[str, ...] = ()) -> str:
+    """The name of ``base``'s variant (see the module doc); ``gap_mm`` is kept to 0.1 mm; ``rhythm``: its strips'
+    leads in the order printed (empty: the base's order)."""
+    name = base + ("/cabrera" if cabrera_order else "") + (f"/rhythm={','.join(rhythm)}" if rhythm else "")
     gap = round(float(gap_mm), 1)
     return name + (f"/gap{gap:g}mm" if gap > 0 else "")
 

@@ -49,7 +49,19 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from common.geometry import CANONICAL, PULSE_WIDTH_S
-from common.layouts import LAYOUTS, MAX_GAP_MM, Layout, Placement, get_layout, rhythm_leads, with_gap
+from common.layouts import (
+    CABRERA_BASES,
+    LAYOUTS,
+    MAX_GAP_MM,
+    Layout,
+    Placement,
+    base_name,
+    gap_mm_of,
+    get_layout,
+    layout_name,
+    rhythm_leads,
+    with_gap,
+)
 from stage1_segment.anchors import INK_WINDOW_PX, LINE_GAP_PX, LINE_RUN_PX
 from stage1_segment.lead_names import NAMES, LeadNameReader
 from stage1_segment.lead_names import NONE as NAME_NONE
@@ -646,17 +658,13 @@ def _orders_of(name: str) -> list[str]:
     (``/rhythm=``: 3x4 with strips V1, II, V5 as many printers draw them)."""
     if "/cabrera" in name or "/rhythm=" in name:
         return [name]
-    base, _, rest = name.partition("/")
-    tail = "/" + rest if rest else ""
+    base, gap = base_name(name), gap_mm_of(name)
     names = [name]
-    try:
-        get_layout(base + "/cabrera" + tail)
-        names.append(base + "/cabrera" + tail)
-    except KeyError:
-        pass
+    if base in CABRERA_BASES:
+        names.append(layout_name(base, cabrera_order=True, gap_mm=gap))
     own = rhythm_leads(get_layout(base))
     if 1 < len(own) <= MAX_STRIPS_ORDERED:
-        names += [f"{base}/rhythm={','.join(order)}{tail}" for order in permutations(own) if order != own]
+        names += [layout_name(base, gap_mm=gap, rhythm=order) for order in permutations(own) if order != own]
     return names
 
 
