@@ -67,6 +67,9 @@ PULSE_GUIDE_TOL = 0.04  # a grid looked for at the pulses' 1 mm frequency lies w
 MIN_LOCAL_COHERENCE = 0.3  # a fitted line family below this is noise, not a grid
 STROKE_MM = 0.3  # typical width of a printed trace or text stroke
 MIN_MARGIN_MM = 2.0  # a gridless band narrower than this at the image border is not taken for a paper edge
+WIDER_PAPER_MM = 2.0  # paper at least this much wider (taller) than the sheet is read through a window over its chart
+CHART_MARGIN_MM = 3.0  # ... that keeps the chart's ink this far inside the sheet's edges
+CHART_INK_PERCENTILE = 0.2  # % of the ink at either end left out of the chart's extent (specks, a page number)
 
 
 @dataclass(frozen=True)
@@ -725,6 +728,17 @@ def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geomet
         lo, hi, touch_lo, touch_hi = spans.get(axis, (0.0, 0.0, True, True))
         extent_mm = (hi - lo) * f / ppm_axis[axis]
         sheet_mm = sheet_size[axis] / geometry.px_per_mm
+        if axis in spans and extent_mm > sheet_mm + WIDER_PAPER_MM:
+            # paper wider (taller) than the sheet: the sheet is a window at the canonical px/mm; centred on the
+            # paper it would cut off a chart printed off-centre, so it moves over the chart where that fits
+            window_q = (sheet_size[axis] - 1) / 2.0 * ppm_axis[axis] / (geometry.px_per_mm * f)
+            chart_q = _chart_window_centre(rgb_full, (h, w), rot, axis, spans[axis][:2], centre_q[axis], window_q,
+                                           CHART_MARGIN_MM * ppm_axis[axis] / f)
+            if chart_q is not None:
+                centre_q[axis] = chart_q
+                t_vec[axis] = (sheet_size[axis] - 1) / 2.0 - (a_full @ (f * rot @ centre_q))[axis]
+                anchors[axis] = "chart"
+                continue
         if touch_lo != touch_hi and extent_mm >= 0.8 * sheet_mm:
             # the paper runs off one side of the image: put its visible edge on the sheet's edge
             edge_q = centre_q.copy()
@@ -753,6 +767,30 @@ def _grid_estimate(g, comb: _Comb, s_all, s_h, s_v, f, rgb_full, full_hw, geomet
     conf = float(np.clip(conf, 0.05, 0.99))
     ppm_mean = math.sqrt(ppm_x * ppm_y)
     return GridEstimate(ppm_mean, (ppm_x, ppm_y), math.degrees(angle), hmat, method, conf, info)
+
+
+def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np.ndarray, axis: int,
+                         paper_q: tuple[float, float], centre_q: float, half_window_q: float,
+                         margin_q: float) -> float | None:
+    """Where along deskewed ``axis`` (work px) the sheet's centre goes so that the chart's ink on the paper
+    (``paper_q``) lies inside the window (half as long as ``half_window_q``, ``margin_q`` inside its ends),
+    moved as little as it can be from ``centre_q`` (the paper's centre); None where the ink does not fit."""
+    small = cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    # the traces and text: darker than half the paper (bold grid lines of every colour stay above it)
+    ink = grey < min(128.0, 0.5 * float(np.median(grey)))
+    ys, xs = np.nonzero(ink)
+    if xs.size < 50:
+        return None
+    q = xs * rot[0, axis] + ys * rot[1, axis]  # deskewed coordinate: (rot.T @ (x, y))[axis]
+    q = q[(q >= paper_q[0]) & (q <= paper_q[1])]
+    if q.size < 50:
+        return None
+    lo, hi = np.percentile(q, [CHART_INK_PERCENTILE, 100.0 - CHART_INK_PERCENTILE])
+    room = half_window_q - margin_q
+    if hi - lo > 2.0 * room:
+        return None
+    return float(np.clip(centre_q, hi - room, lo + room))
 
 
 def page_image(page_or_image, image_id: str | None = None) -> tuple[np.ndarray, str]:

@@ -313,3 +313,36 @@ def test_a_tinted_page_keeps_its_grid():
     est = estimate_grid(tinted)
     assert est.method.startswith("grid"), est.info
     assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.002
+
+
+def _wide_paper(sheet_rgb: np.ndarray, paper_mm: float, chart_left_mm: float) -> np.ndarray:
+    """A ``paper_mm`` wide page at the canonical px/mm, gridded edge to edge, with the ink of ``sheet_rgb`` (its
+    traces and labels) printed ``chart_left_mm`` further right than on the sheet."""
+    w = int(round(paper_mm * PPM))
+    img = np.full((H, w, 3), 255, np.uint8)
+    for k in range(int(paper_mm) + 1):
+        x = int(round(k * PPM))
+        img[:, x : x + (2 if k % 5 == 0 else 1)] = (240, 120, 130) if k % 5 == 0 else (250, 205, 205)
+    for k in range(int(H / PPM) + 1):
+        y = int(round(k * PPM))
+        img[y : y + (2 if k % 5 == 0 else 1)] = (240, 120, 130) if k % 5 == 0 else (250, 205, 205)
+    ink = sheet_rgb.min(axis=2) < 100
+    ys, xs = np.nonzero(ink)
+    img[ys, xs + int(round(chart_left_mm * PPM))] = sheet_rgb[ys, xs]
+    return img
+
+
+@pytest.mark.parametrize("chart_left_mm", [0.0, 50.0])
+def test_a_chart_on_wider_paper_stays_on_the_sheet(pages, chart_left_mm):
+    """330 mm paper with the chart near its left or right edge: the sheet (279 mm at the canonical px/mm) is a
+    window over the chart, not the paper's centre, which would cut 25 mm off each side of it."""
+    sheet = pages[1].sheet_rgb
+    img = _wide_paper(sheet, 330.0, chart_left_mm)
+    est = estimate_grid(img)
+    assert est.method == "grid" and est.px_per_mm == pytest.approx(PPM, rel=0.005)
+    assert est.info["anchor"][0] == "chart"
+    out = SheetMap(est.image_to_sheet_h).rectify(img)
+    x_in = np.flatnonzero((img.min(axis=2) < 100).any(axis=0))
+    x_out = np.flatnonzero((out.min(axis=2) < 110).any(axis=0))  # a sub-px shift greys 1 px strokes
+    assert x_out[0] > 0 and x_out[-1] < W - 1  # nothing runs off either edge
+    assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 2
