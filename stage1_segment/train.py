@@ -264,7 +264,7 @@ def main(argv=None) -> int:
                     help="layouts the factory's training pages are drawn in, separated by ';' (each page draws one; "
                          "name one twice to draw it twice as often); a page in another layout than the network's "
                          "own is shown as inference shows it (stage1_segment.passes)")
-    add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera: shares of factory pages
+    add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera, --time-marks: shares
     ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
                     help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
                          "written into the bundle, read): moved apart, or where they are")

@@ -58,6 +58,7 @@ RIGHT_MARGIN_PX = 19.0  # sheet px: the longest row ends at least this far insid
 PULSE_ROOM_PX = 68.0  # sheet px before x0 that a lead-in pulse takes (0.2 s box, lead-in and -out, 4 px)
 SIGNAL_PITCH_PAD_MV = 0.5  # mV of paper added to each pitch a "signal" row layout sets by the rows' amplitudes
 SIGNAL_PITCH_RANGE = (0.6, 1.6)  # ... each pitch within this factor of the page's mean pitch
+TIME_MARKS = ("none", "ticks", "axis")  # what RenderStyle.time_marks may be
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class RenderStyle:
     pulse_gap_mm: float = 3.0  # mm of blank paper between an "outside" pulse and the trace
     row_pitch: str = "even"  # "even": rows evenly spaced; "signal": each pitch set by the amplitudes of the two
     # rows it separates (the outer baselines as "even" puts them)
+    time_marks: str = "none"  # under each panel: "none", "ticks" (a tick every second of the panel's own time, a
+    # longer one at its start) or "axis" (the ticks on a thin line across the panel), as plotting programs draw
+    time_marks_mm: float = 12.0  # mm below the row's baseline
 
     def __post_init__(self) -> None:
         try:
@@ -112,23 +116,28 @@ class RenderStyle:
             raise ValueError(f"row_pitch must be 'even' or 'signal', got {self.row_pitch!r}")
         if not 0.0 < self.pulse_gap_mm <= 10.0:
             raise ValueError(f"pulse_gap_mm must be in (0, 10] mm, got {self.pulse_gap_mm}")
+        if self.time_marks not in TIME_MARKS or not 0.0 < self.time_marks_mm <= 30.0:
+            raise ValueError(f"time_marks must be one of {TIME_MARKS} at (0, 30] mm below the baseline, got "
+                             f"{self.time_marks!r} at {self.time_marks_mm} mm")
 
 
 @dataclass(frozen=True)
 class Arrangements:
     """How often pages take each arrangement other renderers and real pages use (shares in [0, 1], drawn
     independently; 1 forces it, as evaluation sets do): gaps of ``gap_mm`` (a range, mm) between the panels of a
-    row, the calibration pulse outside the row, row pitches set by the rows' amplitudes, and Cabrera's limb-lead
-    order (only for layouts with a Cabrera variant, :data:`common.layouts.CABRERA_BASES`)."""
+    row, the calibration pulse outside the row, row pitches set by the rows' amplitudes, Cabrera's limb-lead
+    order (only for layouts with a Cabrera variant, :data:`common.layouts.CABRERA_BASES`), and time marks under
+    each panel (ticks or an axis, half each; :attr:`RenderStyle.time_marks`)."""
 
     gaps: float = 0.0
     gap_mm: tuple[float, float] = (2.0, 8.0)
     outside_pulse: float = 0.0
     signal_rows: float = 0.0
     cabrera: float = 0.0
+    time_marks: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("gaps", "outside_pulse", "signal_rows", "cabrera"):
+        for name in ("gaps", "outside_pulse", "signal_rows", "cabrera", "time_marks"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Arrangements.{name} is a share in [0, 1], got {getattr(self, name)}")
         lo, hi = self.gap_mm
@@ -137,7 +146,7 @@ class Arrangements:
 
     @property
     def any(self) -> bool:
-        return max(self.gaps, self.outside_pulse, self.signal_rows, self.cabrera) > 0
+        return max(self.gaps, self.outside_pulse, self.signal_rows, self.cabrera, self.time_marks) > 0
 
 
 def sample_style(rng: np.random.Generator, layout_name: str | None = None, eik_look: float = 0.0,
@@ -192,6 +201,12 @@ def arranged(style: RenderStyle, rng: np.random.Generator, arrangements: Arrange
         changes["layout_name"] = name
         trial = replace(style, **changes)
         changes.update(_fitting_x0(rng, name, trial))
+    if arrangements.time_marks > 0 and rng.random() < arrangements.time_marks:
+        # under the row, 30-45 % of the way to the next one (12x1: 4-6 mm, where deep S waves cross it)
+        pitch_mm = float(np.median(np.diff(default_placement(get_layout(base)).baselines_y_px))) \
+            / CANONICAL.px_per_mm if get_layout(base).n_rows > 1 else 60.0
+        changes.update(time_marks=str(rng.choice(["ticks", "axis"])),
+                       time_marks_mm=float(np.round(rng.uniform(0.3, 0.45) * pitch_mm, 1)))
     return replace(style, **changes)
 
 
@@ -449,6 +464,20 @@ def _abutting_pulse(x0: float, fs_hz: float, baseline_y: float, geometry: SheetG
 
 
 # --- text ---------------------------------------------------------------------------------------------
+def _time_marks(canvas: np.ndarray, panel, placement: Placement, baseline_y: float, style: RenderStyle, colour,
+                geometry: SheetGeometry) -> None:
+    """Under a panel, ``style.time_marks_mm`` below its baseline: a 1.5 mm tick every second of the panel's own
+    time (2.5 mm at its start), on a line across the panel for "axis"."""
+    y = baseline_y + style.time_marks_mm * geometry.px_per_mm
+    x0, x1 = (float(placement.panel_x_px(panel, t, geometry)) for t in (panel.t0_s, panel.t1_s))
+    if style.time_marks == "axis":
+        _polyline(canvas, np.array([[x0, y], [x1, y]]), colour, 1)
+    for k in range(int(np.floor(panel.t1_s - panel.t0_s + 1e-9)) + 1):
+        x = float(placement.panel_x_px(panel, panel.t0_s + k, geometry))
+        tick = (2.5 if k == 0 else 1.5) * geometry.px_per_mm
+        _polyline(canvas, np.array([[x, y - tick], [x, y]]), colour, 1)
+
+
 def _put_text(canvas: np.ndarray, text: str, org_xy, style: RenderStyle, scale: float, colour) -> np.ndarray:
     """Draw ``text`` with its baseline-left at ``org_xy``; returns its box x0, y0, x1, y1 (px)."""
     font = HERSHEY_FONTS[style.font]
@@ -530,6 +559,8 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
             name = ("-" if panel.inverted else "") + panel.lead  # Cabrera's -aVR
             label_boxes.append(_put_text(canvas, name, (x_start + style.label_dx_px, label_y), style,
                                          label_scale, text_colour))
+            if style.time_marks != "none":
+                _time_marks(canvas, panel, placement, base_y, style, text_colour, geometry)
             if style.separators and panel.col > 0:
                 bold = style.separator_style == "bold"
                 bar = float(geometry.mv_to_px(0.315 if bold else 0.35))

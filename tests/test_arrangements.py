@@ -16,7 +16,7 @@ from stage2_signal.oracle import oracle_maps
 from synth.factory import make_page
 from synth.labels import sub_column_x
 from synth.make import parse_layouts
-from synth.render import Arrangements, RenderStyle, sample_style, style_placement
+from synth.render import Arrangements, RenderStyle, render_page, sample_style, style_placement
 from synth.signals import simulate_record
 
 MM = CANONICAL.px_per_mm
@@ -143,3 +143,28 @@ def test_signal_rows_follow_the_amplitudes():
     got = page.labels.baselines_y_px
     assert got[0] == pytest.approx(even[0]) and got[-1] == pytest.approx(even[-1])
     assert not np.allclose(np.diff(got), np.diff(got)[0], atol=1.0)
+
+
+def test_time_marks_are_drawn_under_each_panel_and_left_out_of_the_traces():
+    """Ticks every second of a panel (an axis line too, for "axis"), time_marks_mm below the baseline, in ink
+    the labels do not count as trace."""
+    forced = Arrangements(time_marks=1.0)
+    styles = [sample_style(np.random.default_rng(s), "3x4+II", arrangements=forced) for s in range(12)]
+    assert {s.time_marks for s in styles} == {"ticks", "axis"}
+    assert all(5.0 < s.time_marks_mm < 25.0 for s in styles)
+    signals = simulate_record(np.random.default_rng(3), fs_hz=500.0, record_id="m").leads_mv[:, :5000]
+    plain = render_page(signals, 500.0, "m", RenderStyle())
+    for kind in ("ticks", "axis"):
+        page = render_page(signals, 500.0, "m", RenderStyle(time_marks=kind, time_marks_mm=12.0))
+        np.testing.assert_array_equal(page.labels.row_masks, plain.labels.row_masks)
+        added = (page.sheet_rgb.astype(int) != plain.sheet_rgb.astype(int)).any(axis=2)
+        panel = page.labels.layout.row_panels(1)[1]
+        y = int(round(page.labels.baselines_y_px[1] + 12.0 * MM))
+        placement = page.labels.placement
+        x0, x1 = (int(round(float(placement.panel_x_px(panel, t)))) for t in (panel.t0_s, panel.t1_s))
+        line = added[y - 1 : y + 2, x0 + 5 : x1 - 5].any(axis=0).mean()
+        assert line > 0.95 if kind == "axis" else line < 0.1
+        ticks = added[y - 8 : y - 4, x0 - 2 : x1 - 4].any(axis=0)  # not the next panel's first tick
+        assert np.count_nonzero(np.diff(ticks.astype(int)) == 1) == 3  # at 0, 1 and 2 s of the 2.5 s panel
+    with pytest.raises(ValueError):
+        RenderStyle(time_marks="grid")
