@@ -5,7 +5,8 @@
 ``--data-dir`` is a train-layout folder written by ``synth.make``, ``benchmarks.make_eval_set`` or ``synth.eik``
 (each record's labels and each image's exact map onto the sheet beside the images). Each image is put on the
 sheet by its exact map (the finder alone is measured), or by stage 0 (``--stage0``: the truth is carried into
-the rectified sheet through both maps). A page is right when it has the labelled number of rows, every panel's
+the rectified sheet through both maps); as in the pipeline, time axes ruled under the rows are painted out first
+(:mod:`stage1_segment.ruled_lines`). A page is right when it has the labelled number of rows, every panel's
 start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
 the layout's name is right: its base layout, and a gap between panels found where one is printed (its width is
 what the extents check; the lead order is not read, so a Cabrera page is right found in the standard order). An
@@ -39,6 +40,7 @@ from common.layouts import Placement, base_name, gap_mm_of, get_layout
 from common.sheet_map import SheetMap
 from pipeline.chain import read_image_rgb
 from stage1_segment.layout_finder import FoundLayout, find_layout, printed_name
+from stage1_segment.ruled_lines import without_ruled_lines
 from synth.make import parse_types
 
 TOL_PX = CANONICAL.px_per_mm  # 1 mm
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
         else:
             sheet = true_map.rectify(image)
         t, cpu = time.perf_counter(), time.process_time()
-        found = find_layout(sheet, reader)
+        found = find_layout(without_ruled_lines(sheet), reader)
         seconds, cpu_s = time.perf_counter() - t, time.process_time() - cpu
         score = score_page(found, truth, true_map, found_map)
         score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]

@@ -27,6 +27,7 @@ from pipeline.chain import read_image_rgb
 from stage0_rectify.grid import rectify_from_grid
 from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout
 from stage1_segment.lead_names import LeadNameReader
+from stage1_segment.ruled_lines import without_ruled_lines
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 THUMB_W, THUMB_H = 440, 340  # px per thumbnail (the 2200 x 1700 sheet at 1/5)
@@ -77,7 +78,7 @@ def page_thumbnail(path: Path, json_dir: Path | None,
     except Exception as err:  # a page stage 0 cannot read still gets its tile, with the reason
         blank = np.full((THUMB_H, THUMB_W, 3), 235, np.uint8)
         return thumbnail(blank, f"{path.name}: not read ({type(err).__name__})"), None
-    found = find_layout(rectified.sheet_rgb, names)
+    found = find_layout(without_ruled_lines(rectified.sheet_rgb), names)
     if json_dir is not None:
         found.save(json_dir / f"{path.stem}.layout.json")
     name = found.layout_name or "no layout"

@@ -35,6 +35,7 @@ from stage1_segment.anchors import find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
 from stage1_segment.lead_names import LeadNameReader
+from stage1_segment.ruled_lines import without_ruled_lines
 from stage2_signal.infer import Extraction, SignalExtractor
 
 log = logging.getLogger("pipeline")
@@ -230,6 +231,8 @@ class Pipeline:
         check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
+        # time axes ruled under the rows are painted out: stage 1 would follow them where a QRS comes near
+        rectified = replace(rectified, sheet_rgb=without_ruled_lines(rectified.sheet_rgb))
         found = find_layout(rectified.sheet_rgb, self.names)
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
         if reading.baselines_y_px is None:
