@@ -9,7 +9,9 @@ the rectified sheet through both maps); as in the pipeline, time axes ruled unde
 (:mod:`stage1_segment.ruled_lines`). A page is right when it has the labelled number of rows, every panel's
 start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
 the layout's name is right: its base layout, and a gap between panels found where one is printed (its width is
-what the extents check; the lead order is not read, so a Cabrera page is right found in the standard order). An
+what the extents check; the lead order is not read, so a Cabrera page is right found in the standard order);
+``layout_right`` also asks the found layout's lead order to be the printed one (Cabrera's, the rhythm strips'
+order: what the lead names read chose, or the prior without a name reader), so every panel is read as its lead. An
 image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed and not scored. Pages are grouped
 by their base layout and arrangement ("3x4+II/gap" for any gap). Also printed: pulses right (a row's pulse
 found where one is printed, its centre within 1 mm, and none found where none is), the rows' baseline error
@@ -166,6 +168,8 @@ def main(argv=None) -> int:
         seconds, cpu_s = time.perf_counter() - t, time.process_time() - cpu
         score = score_page(found, truth, true_map, found_map)
         score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]
+        # the layout the page is then read by, every panel's lead included (the order the names chose)
+        score["layout_right"] = score["right"] and layout_kind(found.layout_name or "") == layout_kind(truth["layout"])
         if reader is not None:
             score.update(score_names(found, truth))
             score["right_named"] = score["right"] and score["page_names"]
@@ -181,7 +185,7 @@ def main(argv=None) -> int:
         df.to_csv(args.out, index=False)
     named = ("panel_names", "page_names", "right_named") if reader is not None else ()
     pct = {c: (c, lambda s: 100.0 * s.mean()) for c in ("rows_right", "extents_right", "name_right", "right",
-                                                          "pulses_right", *named)}
+                                                          "layout_right", "pulses_right", *named)}
     table = df.groupby("layout").agg(pages=("image", "size"), **pct,
                                      baseline_err_px=("baseline_err_px", "median"),
                                      extent_err_px=("extent_err_px", "median"), seconds=("seconds", "mean"),
