@@ -3,6 +3,10 @@
     python -m stage1_segment.train_names --signals ../shared/data/signals --out weights/lead_names \
         [--pool /work/pool/eik_train /work/pool/eik_train2] [--pool-val /work/pool/eik_val] [--pages 400]
         [--pool-pages 200] [--synthetic 3000] [--minutes 10] [--seed 7] [--init BUNDLE]
+        [--time-marks SHARE] [--gaps SHARE] [--outside-pulse SHARE] ...
+
+Factory training pages take the arrangements of :mod:`synth.make` at the shares given (time marks, gaps, the pulse
+outside the row, ...: ``--time-marks 0.4`` puts ticks or an axis under the panels of 40 % of them).
 
 The crops are cut once, then trained on for ``--minutes``:
 
@@ -23,6 +27,7 @@ Validation: factory pages of the held-out records (another seed) and the ``--poo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,6 +52,7 @@ from stage1_segment.lead_names import (
     window_boxes,
     window_config,
 )
+from synth.make import add_arrangement_args, arrangements_from
 
 JITTER_X_PX = 12.0  # sheet px: the finder's panel starts are within 1 mm (8 px) of the truth
 JITTER_Y_PX = 10.0  # sheet px: its baselines within a few px
@@ -127,8 +133,9 @@ def redraw_name(sheet: np.ndarray, labels, style, k: int, text: str) -> np.ndarr
     return _put_text(sheet, text, (x0, y0 + th), style, style.font_scale, (0, 0, 0))
 
 
-def factory_crops(record, index: int, seed: int, jitter: bool, keep_raw: list | None = None):
-    """Crops of one factory page of ``record`` (see the module doc)."""
+def factory_crops(record, index: int, seed: int, jitter: bool, keep_raw: list | None = None, arrangements=None):
+    """Crops of one factory page of ``record`` (see the module doc), drawn in ``arrangements`` at their shares
+    (:class:`synth.render.Arrangements`; None: none)."""
     from synth.degrade import degrade
     from synth.factory import page_rng
     from synth.render import render_page, sample_style
@@ -137,7 +144,7 @@ def factory_crops(record, index: int, seed: int, jitter: bool, keep_raw: list | 
     rng = page_rng(seed, index)
     fs_hz = int(rng.choice([250, 500, 1000]))
     signals = enforce_einthoven(prepare(record, fs_hz).leads_mv)
-    style = sample_style(rng, str(rng.choice(list(LAYOUTS))), EIK_LOOK)
+    style = sample_style(rng, str(rng.choice(list(LAYOUTS))), EIK_LOOK, arrangements)
     page = render_page(signals, fs_hz, record.record_id, style, rng)
     sheet, labels = page.sheet_rgb.copy(), page.labels
     names, boxes = list(labels.panel_leads), labels.label_boxes_px.copy()
@@ -226,7 +233,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--init", type=Path, default=None, help="start from this bundle's weights")
     parser.add_argument("--threads", type=int, default=1)
+    add_arrangement_args(parser)  # --gaps, --outside-pulse, --time-marks ...: shares of the factory training pages
     args = parser.parse_args(argv)
+    arrangements = arrangements_from(args, parser)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -236,7 +245,7 @@ def main(argv=None) -> int:
     train_recs, val_recs, _ = split_records(args.signals)
     xs, ys, raw = [], [], []
     for i in range(args.pages):
-        c, y = factory_crops(train_recs[i % len(train_recs)], i, args.seed, True, raw)
+        c, y = factory_crops(train_recs[i % len(train_recs)], i, args.seed, True, raw, arrangements)
         xs += c
         ys += y
     n_factory = len(ys)
@@ -309,7 +318,9 @@ def main(argv=None) -> int:
                                             "pool_crops": n_pool, "synthetic_crops": args.synthetic,
                                             "cabrera_share": CABRERA_SHARE, "eik_look": EIK_LOOK,
                                             "seed": args.seed, "pool_val": str(args.pool_val),
-                                            "val_factory_pages": args.val_pages},
+                                            "val_factory_pages": args.val_pages,
+                                            **({} if arrangements is None else
+                                               {"arrangements": dataclasses.asdict(arrangements)})},
                           "command": "python -m stage1_segment.train_names " + " ".join(argv or __import__(
                               "sys").argv[1:])}
                 save_model_bundle(model, config, args.out)
