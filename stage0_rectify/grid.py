@@ -774,7 +774,8 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
                          margin_q: float) -> float | None:
     """Where along deskewed ``axis`` (work px) the sheet's centre goes so that the chart's ink on the paper
     (``paper_q``) lies inside the window (half as long as ``half_window_q``, ``margin_q`` inside its ends),
-    moved as little as it can be from ``centre_q`` (the paper's centre); None where the ink does not fit."""
+    moved as little as it can be from ``centre_q`` (the paper's centre); the ink's centre where it does not fit so;
+    None without ink."""
     small = cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     # the traces and text: darker than half the paper (bold grid lines of every colour stay above it)
@@ -788,8 +789,8 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
         return None
     lo, hi = np.percentile(q, [CHART_INK_PERCENTILE, 100.0 - CHART_INK_PERCENTILE])
     room = half_window_q - margin_q
-    if hi - lo > 2.0 * room:
-        return None
+    if hi - lo > 2.0 * room:  # no room for the margins, or wider than the window: centred, its ends cut alike
+        return float(0.5 * (lo + hi))
     return float(np.clip(centre_q, hi - room, lo + room))
 
 

@@ -315,9 +315,11 @@ def test_a_tinted_page_keeps_its_grid():
     assert abs(est.px_per_mm / CANONICAL.px_per_mm - 1) < 0.002
 
 
-def _wide_paper(sheet_rgb: np.ndarray, paper_mm: float, chart_left_mm: float) -> np.ndarray:
+def _wide_paper(sheet_rgb: np.ndarray, paper_mm: float, chart_left_mm: float, stretch: float = 1.0) -> np.ndarray:
     """A ``paper_mm`` wide page at the canonical px/mm, gridded edge to edge, with the ink of ``sheet_rgb`` (its
-    traces and labels) printed ``chart_left_mm`` further right than on the sheet."""
+    traces and labels, ``stretch`` times as wide) printed ``chart_left_mm`` further right than on the sheet."""
+    if stretch != 1.0:
+        sheet_rgb = cv2.resize(sheet_rgb, None, fx=stretch, fy=1.0, interpolation=cv2.INTER_NEAREST)
     w = int(round(paper_mm * PPM))
     img = np.full((H, w, 3), 255, np.uint8)
     for k in range(int(paper_mm) + 1):
@@ -346,3 +348,17 @@ def test_a_chart_on_wider_paper_stays_on_the_sheet(pages, chart_left_mm):
     x_out = np.flatnonzero((out.min(axis=2) < 110).any(axis=0))  # a sub-px shift greys 1 px strokes
     assert x_out[0] > 0 and x_out[-1] < W - 1  # nothing runs off either edge
     assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 2
+
+
+def test_a_chart_wider_than_the_window_less_its_margins_is_centred(pages):
+    """A chart 276 mm wide (the window is 279.4 mm, 273 mm inside its margins) on 330 mm paper, printed 40 mm
+    from the paper's left edge: centred in the window, not the paper's centre (which cuts off its right end)."""
+    img = _wide_paper(pages[1].sheet_rgb, 330.0, 40.0, stretch=1.08)
+    est = estimate_grid(img)
+    assert est.info["anchor"][0] == "chart"
+    out = SheetMap(est.image_to_sheet_h).rectify(img)
+    x_in = np.flatnonzero((img.min(axis=2) < 100).any(axis=0))
+    x_out = np.flatnonzero((out.min(axis=2) < 110).any(axis=0))
+    assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 10  # a few px of its outermost ink at most
+    assert abs(0.5 * (x_out[0] + x_out[-1]) - (W - 1) / 2) < 12
+
