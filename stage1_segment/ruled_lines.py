@@ -10,9 +10,10 @@ scan's or a warp's dark border is no axis). Its ink is then painted over from it
 inpainting over its rows and one more either side), which also closes a stroke that crossed it. The ticks are
 left: short and apart from the trace, they do not pull the maps.
 
-A candidate is no axis where the rest of the ink carries on at its height beyond its ends: it is then a flat
-stretch of a row's trace (a flat lead, or a low one whose small QRS blips the bridging joins) (:func:`_is_trace_line`).
-A lead flat over its whole row (a 12x1 or rhythm row) is still taken for an axis.
+A candidate is no axis where the rest of the ink carries on at its height beyond its ends (its own line followed
+first, across QRS strokes and pulses): it is then a flat stretch of a row's trace (a flat lead, or a low one
+whose small QRS blips the bridging joins; :func:`_is_trace_line`). A lead flat over its whole row (a 12x1 or
+rhythm row) is still taken for an axis.
 
 Grid lines as dark as the traces are no axes: the ink mask is :func:`stage1_segment.layout_finder.ink_masks`',
 which has taken out straight runs that repeat one grid pitch away, and frame lines longer than any row; a bold
@@ -35,7 +36,8 @@ _REDUCE = 2  # ink_masks' resolution: 1 px there = 2 sheet px
 RULED_MIN_S = 1.5  # s of chart (38 mm): a thin straight run this long is ruled, not a flat stretch of trace
 # (the longest such run of trace on our factory, ECG-Image-Kit and other-renderer sets is under 1.05 s)
 BRIDGE_PX = 24.0  # sheet px (0.12 s): breaks this short in the run (a QRS complex crossing it) are bridged ...
-THIN_SHARE = 0.7  # ... as long as the run is thin in at least this share of its columns
+THIN_SHARE = 0.5  # ... as long as the run is thin in at least this share of its columns (an axis 4 mm under
+# its row, the trace's S waves beside it: 0.59-0.68)
 MAX_HEIGHT = 3  # half-res px: the run's ink is at most this many rows high (a 1-4 px sheet line)
 ERASE_HALF_PX = 1  # sheet px: the band painted over reaches this far above and below the run's rows (its anti-aliasing)
 INPAINT_RADIUS_PX = 3
@@ -92,19 +94,26 @@ def find_ruled_lines(sheet_rgb: np.ndarray) -> list[RuledLine]:
     lines = []
     for x, y, w, h in found:
         line = RuledLine(y * _REDUCE, (y + h) * _REDUCE - 1, x * _REDUCE, (x + w) * _REDUCE - 1)
-        if not _is_trace_line(rest, x, y, w, h) and not _is_grid_line(bright, line):
+        if not _is_trace_line(ink, rest, x, y, w, h, bridge) and not _is_grid_line(bright, line):
             lines.append(line)
     return sorted(lines, key=lambda r: (r.y0_px, r.x0_px))
 
 
-def _is_trace_line(rest: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
-    """Whether a candidate (half-res box) is a flat stretch of a row's trace: beyond its ends the rest of the ink
-    (the other candidates taken out) carries on at its height, within 2 px, over CONTINUE_SHARE of the columns
-    up to CONTINUE_S either side (the row's trace on its baseline). An axis ends with its row or panel, where
-    nothing at its height goes on."""
+def _is_trace_line(ink: np.ndarray, rest: np.ndarray, x: int, y: int, w: int, h: int, bridge: int) -> bool:
+    """Whether a candidate (half-res box) is a flat stretch of a row's trace. Its ink is first followed along its
+    own rows beyond its ends, across breaks of up to ``bridge`` (an axis goes on, crossed by a pulse or a QRS
+    near its end, where it is not thin); beyond that, a trace goes on near its height: the rest of the ink (the
+    other candidates taken out) within 2 px of it over CONTINUE_SHARE of the columns up to CONTINUE_S either
+    side. An axis ends with its panel or row, where nothing at its height goes on."""
+    along = ink[y : y + h].any(axis=0)
+    x0, x1 = x, x + w  # [x0, x1)
+    while x0 > 0 and along[max(x0 - bridge, 0) : x0].any():
+        x0 -= 1
+    while x1 < along.size and along[x1 : x1 + bridge].any():
+        x1 += 1
     span = int(round(CONTINUE_S * CANONICAL.px_per_s / _REDUCE))
     rows = rest[max(y - 2, 0) : y + h + 2]
-    beyond = np.concatenate([rows[:, max(x - span, 0) : x].any(axis=0), rows[:, x + w : x + w + span].any(axis=0)])
+    beyond = np.concatenate([rows[:, max(x0 - span, 0) : x0].any(axis=0), rows[:, x1 : x1 + span].any(axis=0)])
     return bool(beyond.size) and float(beyond.mean()) >= CONTINUE_SHARE
 
 
