@@ -441,12 +441,16 @@ def _affine_h(a: np.ndarray, centre_img: np.ndarray, geometry: SheetGeometry) ->
     return h
 
 
+def _dark_ink(rgb_small: np.ndarray) -> np.ndarray:
+    """bool mask of the traces and text: darker than half the paper (bold grid lines of every colour stay above)."""
+    grey = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2GRAY)
+    return grey < min(128.0, 0.5 * float(np.median(grey)))
+
+
 def _ink_centre(rgb_small: np.ndarray, f: int) -> np.ndarray:
     """Centre (full-res px) of the bounding box of the dark content, or of the image when there is none."""
-    grey = cv2.cvtColor(rgb_small, cv2.COLOR_RGB2GRAY)
-    h, w = grey.shape
-    thr = min(128.0, 0.5 * float(np.median(grey)))
-    ink = grey < thr
+    ink = _dark_ink(rgb_small)
+    h, w = ink.shape
     rows, cols = np.flatnonzero(ink.sum(axis=1) > 1), np.flatnonzero(ink.sum(axis=0) > 1)
     if rows.size < 2 or cols.size < 2:
         return np.array([(w * f - 1) / 2.0, (h * f - 1) / 2.0])
@@ -776,11 +780,7 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
     (``paper_q``) lies inside the window (half as long as ``half_window_q``, ``margin_q`` inside its ends),
     moved as little as it can be from ``centre_q`` (the paper's centre); the ink's centre where it does not fit so;
     None without ink."""
-    small = cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    # the traces and text: darker than half the paper (bold grid lines of every colour stay above it)
-    ink = grey < min(128.0, 0.5 * float(np.median(grey)))
-    ys, xs = np.nonzero(ink)
+    ys, xs = np.nonzero(_dark_ink(cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)))
     if xs.size < 50:
         return None
     q = xs * rot[0, axis] + ys * rot[1, axis]  # deskewed coordinate: (rot.T @ (x, y))[axis]
