@@ -34,7 +34,8 @@ from stage1_segment.layout_finder import EDGE_PX, ink_masks
 
 _REDUCE = 2  # ink_masks' resolution: 1 px there = 2 sheet px
 RULED_MIN_S = 1.5  # s of chart (38 mm): a thin straight run this long is ruled, not a flat stretch of trace
-# (the longest such run of trace on our factory, ECG-Image-Kit and other-renderer sets is under 1.05 s)
+# (the longest such run of trace on our factory, ECG-Image-Kit and other-renderer sets: 1.43 s, on a wrinkled
+# ECG-Image-Kit page; anchors.py's LINE_RUN_PX makes the same call)
 BRIDGE_PX = 24.0  # sheet px (0.12 s): breaks this short in the run (a QRS complex crossing it) are bridged ...
 THIN_SHARE = 0.5  # ... as long as the run is thin in at least this share of its columns (an axis 4 mm under
 # its row, the trace's S waves beside it: 0.59-0.68)
@@ -71,7 +72,6 @@ def find_ruled_lines(sheet_rgb: np.ndarray) -> list[RuledLine]:
     """The ruled lines of a rectified sheet (see the module doc), top to bottom."""
     ink, _ = ink_masks(sheet_rgb)
     thin = _thin_ink(ink)
-    bright = None
     bridge = int(round(BRIDGE_PX / _REDUCE)) | 1
     joined = cv2.morphologyEx(thin, cv2.MORPH_CLOSE, np.ones((1, bridge), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
