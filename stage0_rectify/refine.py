@@ -1,22 +1,27 @@
-"""Fine correction of a rectified sheet from its own grid: a smooth displacement field (curl, folds, and what
-the keypoint homography left of scale, rotation and perspective).
+"""Fine correction of a rectified sheet from its own grid: a displacement field (curl, folds, and what the
+keypoint homography left of scale, rotation and perspective).
 
 On a sheet that is nearly rectified, the 5 mm lines of each family run almost straight at almost their
-canonical pitch P. Demodulating the grid map at 1/P across the lines (exp(-2 pi i y / P) for the horizontal
+canonical pitch P. Demodulating a grid map at 1/P across the lines (exp(-2 pi i y / P) for the horizontal
 lines, x for the vertical ones) and low-passing gives a phasor whose phase is -2 pi (y0 + e) / P, with e the
-local displacement of the lines from where a perfect map puts them. The phase is read at the nodes of a
-coarse grid over the sheet, unwrapped from the strongest node outwards (quality-guided: a node joins through
-its strongest unwrapped neighbour), turned into e in sheet px, its amplitude-weighted mean removed (the grid
-only knows displacement up to a whole period, so the page's placement stays the keypoints'), and smoothed by
-a robust cubic surface per axis (moire from a screen or an unwrapping slip moves a minority of nodes). The
-correction is d = -e on the :class:`~common.sheet_map.SheetMap`'s displacement grid: sheet = H(u) + d(H(u)).
+local displacement of the lines from where a perfect map puts them. The grid map is whichever of two shows the
+grid the more periodic: the darkness-and-colour map of the grid rectifier, or the colour saturation alone
+(a coloured grid under black ink, whose QRS strokes and letters are vertical lines at no particular phase).
+The phase is read at the nodes of a coarse grid over the sheet and turned into e in sheet px two ways:
+unwrapped from the strongest node outwards (quality-guided), and taken within half a period of a fitted
+surface (no unwrapping: a homography good to half a period, 19 px, needs none, and unwrapping can slip a period
+across a band of weak nodes); the reading the fitted surface leaves the closer is kept. Its amplitude-weighted
+mean is removed (the grid only knows displacement up to a whole period, so the page's placement stays the
+keypoints'), a robust cubic surface per axis is fitted (moire from a screen moves a minority of nodes), and
+what the surface leaves consistently over neighbouring reliable nodes (3x3 median, then 3x3 mean) is added
+back: a fold or crease is not smooth. The correction is d = -e on the :class:`~common.sheet_map.SheetMap`'s
+displacement grid: sheet = H(u) + d(H(u)).
 
-On 16 factory photos (/tmp/eval_kp, 4 held-out records x 0005/0006/0009/0010), starting from the homography of
-the TRUE corners, the 95th percentile of the grid-point error fell on 7 pages (0005: 10.4 -> 5.5, 5.1 -> 4.0 px)
-and rose on 6 (four 0006 pages, whose true map is an exact homography: 0 -> 0.6-6.7 px, and two folded 0010
-pages: a fold is not smooth); from corners off by 4 px (sd, image px) it fell on 10 and rose on 4. End to end
-(``pipeline cv`` on the 24 photos of that set) the correction is worth 0005 7.81 -> 12.54 dB, 0009 5.10 -> 7.42,
-0010 4.61 -> 7.81 and 0006 9.03 -> 8.95 (screens: moire disturbs the phase).
+Measured on the factory's held-out photos (57 keypoint sheets of /tmp/eval_kp and a second set of 12 records
+x 0005/0006/0009/0010; the error of d against the true map at the nodes, as the change of x error over four
+node steps, ~470 px, the stretch of a panel; median / mean, sheet px): the cubic of the darkness map alone
+1.68 / 3.22, this reading 1.09 / 2.39. End to end, ``pipeline cv`` over both sets (18 pages a type): 0005
+14.4 -> 16.5 dB, 0006 11.9 -> 12.0, 0009 10.9 -> 11.5, 0010 5.3 -> 7.0 (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from stage0_rectify.grid import grid_map
 
 WORK_SCALE = 0.25  # the sheet is read at a quarter of its resolution (5 mm = 9.8 px: enough for the fundamental)
 NODES_HW = (15, 19)  # displacement grid nodes (rows, columns), corner to corner: ~120 sheet px apart
-BLUR_SHEET_PX = 45.0  # Gaussian sigma of the demodulation low-pass (sheet px): about one 5 mm box
+BLUR_SHEET_PX = 80.0  # Gaussian sigma of the demodulation low-pass (sheet px): about two 5 mm boxes
 MIN_REL_AMP = 0.25  # a node whose phasor is below this share of the strong nodes' (90th pct) is not read
 MIN_READ_SHARE = 0.5  # both families must be read at this share of the nodes, else no correction
 MAX_DISP_PX = 40.0  # larger corrections are not believed (sheet px)
@@ -41,17 +46,39 @@ HUBER_PX = 2.0  # residuals beyond this (sheet px) are down-weighted in the fit
 
 
 def _phasor_field(g: np.ndarray, along_x: bool, period: float, sigma: float) -> np.ndarray:
-    """Low-passed g * exp(-2 pi i t / period), t = x (along_x) or y, as a complex (H, W) field."""
+    """Low-passed g * exp(-2 pi i t / period), t = x (along_x) or y, as a complex (H, W) field.
+
+    Near the sheet's edges the low-pass sees only the sheet, through a taper that falls smoothly to 0 at the
+    edge (normalised convolution): a mirrored border adds the grid's mirror image, and a window cut off hard
+    lets the sharp lines' harmonics into the fundamental; either bent the edge nodes' reading on an
+    undisplaced sheet by up to 0.7 px."""
     h, w = g.shape
     t = np.arange(w if along_x else h, dtype=np.float64) * (2 * math.pi / period)
     c, s = np.cos(t).astype(np.float32), (-np.sin(t)).astype(np.float32)
+    taper = _edge_taper(h, w, sigma)
+    g = g * taper
     if along_x:
         re, im = g * c[None, :], g * s[None, :]
     else:
         re, im = g * c[:, None], g * s[:, None]
-    re = cv2.GaussianBlur(re, (0, 0), sigma)
-    im = cv2.GaussianBlur(im, (0, 0), sigma)
+    inside = cv2.GaussianBlur(taper, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    re = cv2.GaussianBlur(re, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
+    im = cv2.GaussianBlur(im, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
     return re + 1j * im
+
+
+def _edge_taper(h: int, w: int, sigma: float) -> np.ndarray:
+    """(h, w) float32 weight rising as sin^2 from 0 at the sheet's edge to 1 at ``sigma`` px inside it."""
+    def ramp(n: int) -> np.ndarray:
+        d = np.minimum(np.arange(n) + 0.5, n - 0.5 - np.arange(n)) / sigma
+        return np.sin(0.5 * np.pi * np.clip(d, 0.0, 1.0)) ** 2
+    return np.outer(ramp(h), ramp(w)).astype(np.float32)
+
+
+def _local_mean(g: np.ndarray, size: int) -> np.ndarray:
+    """Box mean over what of the box lies on the sheet (a mirrored border would bend the edge nodes' phase)."""
+    inside = cv2.blur(np.ones_like(g), (size, size), borderType=cv2.BORDER_CONSTANT)
+    return cv2.blur(g, (size, size), borderType=cv2.BORDER_CONSTANT) / inside
 
 
 def _unwrap_quality(phase: np.ndarray, amp: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -102,36 +129,96 @@ def _robust_poly(values: np.ndarray, weight: np.ndarray, degree: int = POLY_DEGR
     return (a @ coef).reshape(gh, gw)
 
 
+def _wrap(a: np.ndarray) -> np.ndarray:
+    return (a + math.pi) % (2 * math.pi) - math.pi
+
+
+def _surface_unwrapped(phase: np.ndarray, w: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """The displacement e (sheet px, NaN where unread) by quality-guided unwrapping, and its robust surface."""
+    e = -_unwrap_quality(phase, w, w > 0) * period / (2 * math.pi)
+    e = e - float(np.nansum(e * w) / w.sum())
+    return e, _robust_poly(e, w)
+
+
+def _surface_rewrapped(phase: np.ndarray, w: np.ndarray, period: float,
+                       rounds: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The same without unwrapping: each node's phase is taken within half a period of the surface, starting
+    from the circular mean. Where the homography is good (lines within half a period, ±19 sheet px, of their
+    place everywhere) no node can slip a period; unwrapping can, along a chain of weak nodes (a shadow)."""
+    rel = _wrap(phase - float(np.angle(np.sum(w * np.exp(1j * phase)))))
+    e = np.where(w > 0, -rel * period / (2 * math.pi), np.nan)
+    surface = _robust_poly(e, w)
+    for _ in range(rounds):
+        e = surface + _wrap((e - surface) * (2 * math.pi / period)) * period / (2 * math.pi)
+        surface = _robust_poly(e, w)
+    shift = float(np.nansum(e * w) / w.sum())
+    return e - shift, surface - shift
+
+
+def _surface(phase: np.ndarray, w: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
+    """The displacement read at the nodes and its smooth surface (sheet px): of the unwrapped and the rewrapped
+    readings, the one whose surface leaves the nodes closer (a period slip leaves a patch a period off), plus
+    what the surface leaves consistently over neighbouring nodes (a fold, a crease: not smooth)."""
+    candidates = [_surface_unwrapped(phase, w, period), _surface_rewrapped(phase, w, period)]
+    misfit = [float(np.sum(w * np.minimum(np.abs(np.nan_to_num(e) - s), period / 2)) / w.sum())
+              for e, s in candidates]
+    e, surface = candidates[int(np.argmin(misfit))]
+    # only nodes read at least half as strongly as the typical one: a weak node's phase is mostly noise
+    reliable = w >= 0.5 * float(np.median(w[w > 0]))
+    left = cv2.medianBlur(np.where(reliable, np.nan_to_num(e) - surface, 0.0).astype(np.float32), 3)
+    return e, surface + cv2.blur(left, (3, 3))
+
+
+def colour_map(rgb: np.ndarray) -> np.ndarray:
+    """float32 saturation (max - min channel): a coloured grid without the black or grey trace ink and print,
+    whose QRS strokes and letters are vertical lines at no particular phase in :func:`grid_map`."""
+    r, g, b = cv2.split(rgb)
+    return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)).astype(np.float32)
+
+
+def _node_phasors(g: np.ndarray, period: float, sigma: float, mx: np.ndarray, my: np.ndarray) -> list:
+    """(phase, amplitude) of the 5 mm fundamental at the nodes, for the vertical then the horizontal lines."""
+    out = []
+    for along_x in (True, False):
+        field = _phasor_field(g, along_x, period, sigma)
+        re = cv2.remap(field.real.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        im = cv2.remap(field.imag.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append((np.arctan2(im, re).astype(np.float64), np.hypot(re, im).astype(np.float64)))
+    return out
+
+
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
                       nodes_hw: tuple[int, int] = NODES_HW) -> tuple[np.ndarray | None, dict]:
     """The displacement grid (gh, gw, 2) (sheet px, d = -e; see the module doc) of a nearly rectified sheet,
     or None when its grid is too weak or the answer implausible; and details."""
     small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
-    g = grid_map(small)
-    g = g - cv2.blur(g, (31, 31))
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
     sigma = BLUR_SHEET_PX * WORK_SCALE
     gh, gw = nodes_hw
     nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * WORK_SCALE - 0.5
     ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * WORK_SCALE - 0.5
     mx, my = np.meshgrid(nx.astype(np.float32), ny.astype(np.float32))
+    # the grid read from whichever map shows it the more periodic (median node amplitude over the map's spread):
+    # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map
+    chosen = None
+    for name, grid in (("grid", grid_map(small)), ("colour", colour_map(small))):
+        grid = grid - _local_mean(grid, 31)
+        phasors = _node_phasors(grid, period, sigma, mx, my)
+        periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
+        if chosen is None or periodic > chosen[0]:
+            chosen = (periodic, name, phasors)
+    _, name, phasors = chosen
     disp = np.zeros((gh, gw, 2), np.float32)
-    info: dict = {}
-    for axis, along_x in ((0, True), (1, False)):  # d_x from the vertical lines, d_y from the horizontal ones
-        field = _phasor_field(g, along_x, period, sigma)
-        re = cv2.remap(field.real.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        im = cv2.remap(field.imag.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        amp = np.hypot(re, im).astype(np.float64)
+    info: dict = {"grid_map": name}
+    for axis, (phase, amp) in enumerate(phasors):  # d_x from the vertical lines, d_y from the horizontal ones
         ok = amp >= MIN_REL_AMP * max(float(np.percentile(amp, 90)), 1e-9)
         info[f"read_share_{'xy'[axis]}"] = round(float(ok.mean()), 3)
         if ok.mean() < MIN_READ_SHARE:
             info["reject"] = f"grid too weak along {'xy'[axis]}"
             return None, info
-        phase = _unwrap_quality(np.arctan2(im, re).astype(np.float64), amp, ok)
-        e = -phase * period / (2 * math.pi) / WORK_SCALE  # sheet px, up to a constant
         w = np.where(ok, amp, 0.0)
-        e = e - float(np.nansum(e * w) / w.sum())
-        disp[..., axis] = -_robust_poly(e, w)
+        e, surface = _surface(phase, w, period / WORK_SCALE)
+        disp[..., axis] = -surface
         # what the smooth correction leaves: the lines' rms distance from it over the nodes read (sheet px)
         left = np.where(ok, np.nan_to_num(e + disp[..., axis]), 0.0)
         info[f"residual_px_{'xy'[axis]}"] = round(float(np.sqrt(np.sum(w * left**2) / w.sum())), 3)

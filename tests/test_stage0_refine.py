@@ -1,0 +1,142 @@
+"""Stage 0's grid refinement (stage0_rectify.refine): the displacement it reads from a sheet's own grid.
+
+The sheets are drawn here with a known displacement t of their grid lines (a line that a perfect map puts at
+x = k P is drawn at x = k P + t_x), so the correction must come out as d = -t, up to the mean the grid cannot
+know."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from common.geometry import CANONICAL
+from stage0_rectify import refine
+from stage0_rectify.refine import NODES_HW, _surface, _surface_unwrapped, grid_displacement
+
+G = CANONICAL
+PERIOD = G.big_box_mm * G.px_per_mm  # 5 mm in sheet px
+
+
+def _nodes() -> tuple[np.ndarray, np.ndarray]:
+    gh, gw = NODES_HW
+    return np.meshgrid(np.linspace(0, G.width_px - 1, gw), np.linspace(0, G.height_px - 1, gh))
+
+
+def _draw_sheet(tx, ty, strokes: int = 0, seed: int = 0) -> np.ndarray:
+    """A pink grid (5 mm bold, 1 mm thin) displaced by (tx, ty)(x, y) sheet px, with ``strokes`` black vertical
+    strokes 2 px wide and 80-240 px tall at random places (QRS complexes, letters)."""
+    y, x = np.mgrid[0 : G.height_px, 0 : G.width_px].astype(np.float32)
+    u, v = x - tx(x, y), y - ty(x, y)
+
+    def near_line(c: np.ndarray, period: float, half_width: float) -> np.ndarray:
+        return np.abs((c + period / 2) % period - period / 2) < half_width
+
+    img = np.full((G.height_px, G.width_px, 3), 250, np.uint8)
+    img[near_line(u, PERIOD / 5, 0.6) | near_line(v, PERIOD / 5, 0.6)] = (244, 200, 200)
+    img[near_line(u, PERIOD, 1.3) | near_line(v, PERIOD, 1.3)] = (232, 120, 120)
+    rng = np.random.default_rng(seed)
+    for _ in range(strokes):
+        x0, y0 = int(rng.integers(0, G.width_px - 2)), int(rng.integers(0, G.height_px - 240))
+        h = int(rng.integers(80, 240))
+        img[y0 : y0 + h, x0 : x0 + 2] = 20
+    return img
+
+
+def _error_px(disp: np.ndarray, tx, ty) -> tuple[float, float]:
+    """rms over the nodes of (d + t), each axis with its mean removed (sheet px)."""
+    x, y = _nodes()
+    out = []
+    for axis, t in ((0, tx(x, y)), (1, ty(x, y))):
+        err = disp[..., axis] + t
+        out.append(float(np.sqrt(np.mean((err - err.mean()) ** 2))))
+    return out[0], out[1]
+
+
+def _bow_x(x, y):
+    return 3.0 * ((x / G.width_px) * 2 - 1) ** 2  # a bow of 3 px along the rows (a curled page)
+
+
+def _wave_y(x, y):
+    return 2.0 * np.sin(np.pi * y / G.height_px) * (0.5 + x / G.width_px)
+
+
+def test_smooth_displacement_is_read_back():
+    disp, info = grid_displacement(_draw_sheet(_bow_x, _wave_y))
+    assert disp is not None, info
+    ex, ey = _error_px(disp, _bow_x, _wave_y)
+    assert ex < 0.3 and ey < 0.3, (ex, ey, info)
+
+
+def test_undisplaced_sheet_needs_no_correction():
+    disp, info = grid_displacement(_draw_sheet(lambda x, y: 0 * x, lambda x, y: 0 * y))
+    assert disp is not None, info
+    left = disp - disp.mean(axis=(0, 1))
+    # 0.12 px rms, 0.44 at most (the last column: the sharp lines' harmonics leak where the window is one-sided)
+    assert float(np.sqrt(np.mean(left**2))) < 0.2 and float(np.abs(left).max()) < 0.5
+
+
+def test_black_strokes_on_a_coloured_grid_do_not_bend_the_correction(monkeypatch):
+    """QRS strokes and letters are vertical dark lines at no particular phase: the colour map leaves them out."""
+    sheet = _draw_sheet(_bow_x, _wave_y, strokes=400, seed=3)
+    disp, info = grid_displacement(sheet)
+    assert disp is not None and info["grid_map"] == "colour", info
+    ex, _ = _error_px(disp, _bow_x, _wave_y)
+    # the darkness map alone is bent by them
+    monkeypatch.setattr(refine, "colour_map", lambda rgb: np.zeros(rgb.shape[:2], np.float32))
+    disp_dark, info_dark = grid_displacement(sheet)
+    ex_dark, _ = _error_px(disp_dark, _bow_x, _wave_y)
+    assert info_dark["grid_map"] == "grid"
+    assert ex < 0.3 and ex < 0.5 * ex_dark, (ex, ex_dark)
+
+
+def test_a_crease_is_followed_beyond_the_smooth_surface():
+    """A crease shifts the lines by 4 px over ~100 px: no cubic follows it; the local remainder does, in part."""
+
+    def crease_x(x, y):
+        return 2.0 * np.tanh((x - 0.62 * G.width_px) / 50.0)
+
+    flat = lambda x, y: 0 * y  # noqa: E731
+    disp, info = grid_displacement(_draw_sheet(crease_x, flat))
+    assert disp is not None, info
+    ex, _ = _error_px(disp, crease_x, flat)
+    x, y = _nodes()
+    t = crease_x(x, y)
+    surface_only = np.sqrt(np.mean(((t - t.mean()) - _cubic_fit(t)) ** 2))
+    assert ex < 0.75 * surface_only, (ex, surface_only)
+
+
+def _cubic_fit(values: np.ndarray) -> np.ndarray:
+    return refine._robust_poly(values - values.mean(), np.ones_like(values))
+
+
+def test_a_line_of_unreadable_nodes_cannot_slip_half_the_sheet_by_a_period():
+    """Quality-guided unwrapping must cross a column of weak, noisy nodes (a shadow, a fold's dark line) and can
+    slip a whole 5 mm period there; a homography good to half a period needs no unwrapping."""
+    x, y = _nodes()
+    true_e = 12.0 * np.sin(x / G.width_px * np.pi) * np.cos(y / G.height_px * 2)  # sheet px, within ±P/2 of 0
+    rng = np.random.default_rng(3)
+    phase = -2 * math.pi * true_e / PERIOD + 0.05 * rng.standard_normal(true_e.shape)
+    phase = (phase + math.pi) % (2 * math.pi) - math.pi
+    weight = np.ones_like(true_e)
+    band = slice(NODES_HW[1] // 2 - 1, NODES_HW[1] // 2 + 2)  # three columns, weak and noisy but taken
+    phase[:, band] = rng.uniform(-math.pi, math.pi, (NODES_HW[0], 3))
+    weight[:, band] = 0.3
+    keep = np.ones_like(true_e, bool)
+    keep[:, band] = False
+
+    def worst(surface: np.ndarray) -> float:
+        err = (surface - true_e)[keep]
+        return float(np.abs(err - err.mean()).max())
+
+    _, unwrapped = _surface_unwrapped(phase, weight, PERIOD)
+    _, chosen = _surface(phase, weight, PERIOD)
+    assert worst(unwrapped) > 5.0  # the test's premise: unwrapping slips here
+    assert worst(chosen) < 2.0, worst(chosen)
+
+
+@pytest.mark.parametrize("blank", [np.full((G.height_px, G.width_px, 3), 250, np.uint8)])
+def test_a_sheet_without_grid_is_not_corrected(blank):
+    disp, info = grid_displacement(blank)
+    assert disp is None and "reject" in info
