@@ -13,7 +13,13 @@ import pytest
 
 from common.geometry import CANONICAL
 from stage0_rectify import refine
-from stage0_rectify.refine import NODES_HW, _surface, _surface_unwrapped, grid_displacement
+from stage0_rectify.refine import (
+    NODES_HW,
+    _surface,
+    _surface_unwrapped,
+    grid_displacement,
+    grid_scale_factors,
+)
 
 G = CANONICAL
 PERIOD = G.big_box_mm * G.px_per_mm  # 5 mm in sheet px
@@ -140,3 +146,20 @@ def test_a_line_of_unreadable_nodes_cannot_slip_half_the_sheet_by_a_period():
 def test_a_sheet_without_grid_is_not_corrected(blank):
     disp, info = grid_displacement(blank)
     assert disp is None and "reject" in info
+
+
+@pytest.mark.parametrize("scale", [0.96, 1.06])
+def test_a_sheet_drawn_at_the_wrong_scale_is_measured(scale):
+    """A grid drawn ``scale`` times its canonical pitch asks for sheet coordinates times 1 / scale (the phase
+    reading alone cannot follow a scale error of several per cent)."""
+    stretch = 1 - 1 / scale  # the line a perfect map puts at c + k P is drawn at c + k P scale
+
+    sheet = _draw_sheet(lambda x, y: stretch * (x - G.width_px / 2), lambda x, y: stretch * (y - G.height_px / 2))
+    factors = grid_scale_factors(sheet)
+    assert factors is not None
+    assert factors == pytest.approx((1 / scale, 1 / scale), abs=0.002)
+
+
+def test_a_sheet_at_the_canonical_pitch_or_without_grid_is_not_rescaled():
+    assert grid_scale_factors(_draw_sheet(_bow_x, _wave_y)) is None
+    assert grid_scale_factors(np.full((G.height_px, G.width_px, 3), 250, np.uint8)) is None
