@@ -16,9 +16,11 @@ from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.metric import lead_residuals
 from common.types import Page
+from pipeline import chain
 from pipeline.__main__ import main
 from pipeline.batch import summarise
-from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading
+from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading, default_rows
+from stage1_segment.anchors import Anchors
 from stage1_segment.layout_finder import FoundLayout, FoundRow
 from stage1_segment.passes import only_rows, row_passes, spread_rows
 from synth.factory import make_page
@@ -92,6 +94,23 @@ def test_an_unknown_forced_layout_is_refused():
 def _found(name: str | None, confidence: float, rows_y: list[float]) -> FoundLayout:
     rows = tuple(FoundRow(y, ((100.0, 2000.0),), None, None, False, ((100.0, 2000.0),)) for y in rows_y)
     return FoundLayout(name, confidence, rows, {}, 100.0 if name else None, CANONICAL.px_per_s if name else None)
+
+
+def test_the_competition_layout_is_read_at_the_anchors_unless_they_lost_a_row_the_finder_found(monkeypatch):
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    rows = [750.0, 932.0, 1112.0, 1292.0]
+
+    def anchored_at(*baselines):
+        monkeypatch.setattr(chain, "find_anchors", lambda rgb, name: Anchors(tuple(baselines), "ink", ()))
+
+    anchored_at(755.0, 936.0, 1140.0, 1296.0)  # within half a row pitch: the anchors' baselines, as always
+    assert default_rows(_found("3x4+II", 1.0, rows), sheet, "3x4+II") == (755.0, 936.0, 1140.0, 1296.0)
+    anchored_at(94.0, 752.0, 935.0, 1292.0)  # a header line taken for the first row, the third skipped
+    assert default_rows(_found("3x4+II", 1.0, rows), sheet, "3x4+II") == tuple(rows)
+    # ... but only where the finder is sure of the competition layout with as many rows
+    for found in (_found("3x4+II", LAYOUT_CONFIDENCE / 2, rows), _found("3x4", 1.0, rows[:3] + [1400.0]),
+                  _found(None, 0.0, rows), _found("3x4+II", 1.0, rows[:3])):
+        assert default_rows(found, sheet, "3x4+II") == (94.0, 752.0, 935.0, 1292.0)
 
 
 def test_which_layout_a_page_is_read_by():
