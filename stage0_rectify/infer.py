@@ -32,7 +32,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import estimate_grid, is_letter_render, page_image, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
-from stage0_rectify.refine import grid_displacement, grid_scale_factors
+from stage0_rectify.refine import grid_displacement, grid_pitch_correction
 
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
@@ -208,18 +208,11 @@ def rescale_to_grid(image_to_sheet_h: np.ndarray, grid_px_per_mm: float, tol: fl
     factors = implied / grid_px_per_mm  # sheet coordinates times this: the grid's pitch lands on the canonical one
     if np.all(np.abs(factors - 1.0) <= tol):
         return image_to_sheet_h, None
-    return scaled_about_centre(image_to_sheet_h, (float(factors[0]), float(factors[1])), geometry), (
-        float(factors[0]), float(factors[1]))
-
-
-def scaled_about_centre(image_to_sheet_h: np.ndarray, factors: tuple[float, float],
-                        geometry: SheetGeometry = CANONICAL) -> np.ndarray:
-    """``image_to_sheet_h`` followed by scaling the sheet coordinates by ``factors`` (x, y) about its centre."""
-    cx, cy = (geometry.width_px - 1) / 2.0, (geometry.height_px - 1) / 2.0
-    fx, fy = factors
-    scale = np.array([[fx, 0.0, cx * (1 - fx)], [0.0, fy, cy * (1 - fy)], [0.0, 0.0, 1.0]])
+    c = centre[0]
+    scale = np.array([[factors[0], 0.0, c[0] * (1 - factors[0])], [0.0, factors[1], c[1] * (1 - factors[1])],
+                      [0.0, 0.0, 1.0]])
     h = scale @ image_to_sheet_h
-    return h / h[2, 2]
+    return h / h[2, 2], (float(factors[0]), float(factors[1]))
 
 
 def fixed_point_iterations(disp: np.ndarray, geometry: SheetGeometry = CANONICAL, tol_px: float = 0.05) -> int:
@@ -331,12 +324,13 @@ class KeypointRectifier:
         sheet = sheet_map.rectify(rgb)
         residual = residual_grid_px(est, geometry) if method != "keypoints" else None
         if method == "keypoints" and self.routing.refine:
-            factors = grid_scale_factors(sheet, geometry)
-            if factors is not None:  # the sheet's own 5 mm pitch says the homography's scale is off
-                h = scaled_about_centre(h, factors, geometry)
+            correction = grid_pitch_correction(sheet, geometry)
+            if correction is not None:  # the sheet's own 5 mm pitch says the homography's scale is off
+                h = correction @ h
+                h = h / h[2, 2]
                 sheet_map = SheetMap(h, None, geometry)
                 sheet = sheet_map.rectify(rgb)
-                info["grid_pitch_rescale"] = [round(v, 4) for v in factors]
+                info["grid_pitch_correction"] = np.round(correction, 6).tolist()
             disp, refine_info = grid_displacement(sheet, geometry)
             info.update(refine_info)
             if disp is not None:

@@ -45,7 +45,10 @@ PITCH_STRIP_PX = 256  # sheet px across each strip whose profile spectrum the 5 
 PITCH_SEARCH = 0.3  # the pitch is looked for within this share of the canonical one
 PITCH_MIN_PROMINENCE = 40.0  # its spectral peak over the search band's median power, at least (held-out photos:
 # 40-8000 where the pitch read within 0.01 of the truth, 3-38 on screens and crumpled pages it misread)
-PITCH_TOL = 0.01  # a sheet whose pitch is off by more than this share along either axis is rescaled first
+PITCH_TOL = 0.02  # a sheet whose pitch is off by more than this share anywhere is corrected first
+PITCH_TILES_HW = (3, 3)  # the pitch is also read per tile: its change across the sheet is the view's perspective
+PITCH_MIN_TILE_PROMINENCE = 20.0  # a tile's reading counts from here (fewer strips: lower peaks; held-out photos:
+# within 0.02 of the true local scale from 20 up)
 POLY_DEGREE = 3  # the correction is a cubic surface per axis (curl and perspective residue are smooth)
 HUBER_PX = 2.0  # residuals beyond this (sheet px) are down-weighted in the fit
 
@@ -220,25 +223,81 @@ def _line_pitch(g: np.ndarray, along_x: bool, period: float, strip: int) -> tupl
     return n_fft / (k + shift), float(power[k] / max(float(np.median(band)), 1e-12))
 
 
-def grid_scale_factors(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL) -> tuple[float, float] | None:
-    """Per sheet axis, the factor that brings the sheet's 5 mm pitch to the canonical one (sheet coordinates
-    times it, about any point), where the pitch is read prominently on both axes and is off by more than
-    PITCH_TOL along either; else None. The phase reading of :func:`grid_displacement` follows a scale error only
-    up to a few per cent (beyond, the lines move more than half a period between its nodes, or the correction
-    exceeds MAX_DISP_PX), and keypoint homographies on screens and crumpled pages were off by 3-26 %."""
+def _perspective_scales(params: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d q_x / d x and d q_y / d y of q = (a x, e y) / (1 + g x + h y) at (x, y) (sheet px from the centre);
+    params (a, e, g * 1e4, h * 1e4)."""
+    a, e, g, h = params[0], params[1], params[2] * 1e-4, params[3] * 1e-4
+    w = 1.0 + g * x + h * y
+    return a * (1.0 + h * y) / w**2, e * (1.0 + g * x) / w**2
+
+
+def _fit_perspective(x, y, scale_x, scale_y, use_x, use_y) -> np.ndarray:
+    """(a, e, g * 1e4, h * 1e4) whose local scales match the tiles' (Gauss-Newton, Huber weights at 0.01)."""
+    params = np.array([1.0, 1.0, 0.0, 0.0])
+
+    def residual(q: np.ndarray) -> np.ndarray:
+        fx, fy = _perspective_scales(q, x, y)
+        return np.r_[(fx - scale_x)[use_x], (fy - scale_y)[use_y]]
+
+    for _ in range(20):
+        r = residual(params)
+        jac = np.stack([(residual(params + step) - r) / 1e-6 for step in np.eye(4) * 1e-6], axis=1)
+        sw = np.sqrt(np.minimum(1.0, 0.01 / np.maximum(np.abs(r), 1e-12)))
+        delta = np.linalg.lstsq(jac * sw[:, None], -r * sw, rcond=None)[0]
+        params = params + delta
+        if np.abs(delta).max() < 1e-7:
+            break
+    return params
+
+
+def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL) -> np.ndarray | None:
+    """A homography of the sheet onto itself (3x3, sheet px; it keeps the centre) under which the 5 mm pitch read
+    from the sheet's own grid is the canonical one, where that pitch is read prominently and is off by more than
+    PITCH_TOL somewhere; else None. Read per tile (PITCH_TILES_HW) where enough tiles show the grid, so that the
+    correction carries the view's perspective (the scale's change across the sheet); else the whole sheet's pitch
+    per axis. The phase reading of :func:`grid_displacement` follows a scale error only up to a few per cent
+    (beyond, the lines move more than half a period between its nodes, or the correction exceeds MAX_DISP_PX);
+    keypoint homographies on screens and crumpled pages were off by 3-26 %, by up to ±13 % across one sheet."""
     small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
+    maps = [grid for _, grid in _grid_maps(small)]
     strip = max(8, int(PITCH_STRIP_PX * WORK_SCALE))
-    best = None
-    for _, grid in _grid_maps(small):
-        (px, prom_x), (py, prom_y) = (_line_pitch(grid, along_x, period, strip) for along_x in (True, False))
-        if best is None or min(prom_x, prom_y) > best[0]:
-            best = (min(prom_x, prom_y), px, py)
-    prominence, px, py = best
-    factors = (float(period / px), float(period / py))
-    if prominence < PITCH_MIN_PROMINENCE or all(abs(f - 1.0) <= PITCH_TOL for f in factors):
+
+    def read(region: tuple[slice, slice], strip_px: int) -> tuple[float, float, float, float]:
+        """(scale x, scale y, prominence x, prominence y) from the map whose weaker axis is the more prominent."""
+        best = None
+        for grid in maps:
+            (px, prom_x), (py, prom_y) = (_line_pitch(grid[region], along_x, period, strip_px)
+                                          for along_x in (True, False))
+            if best is None or min(prom_x, prom_y) > min(best[2], best[3]):
+                best = (period / px, period / py, prom_x, prom_y)
+        return best
+
+    whole = read((slice(None), slice(None)), strip)
+    if min(whole[2], whole[3]) < PITCH_MIN_PROMINENCE:
         return None
-    return factors
+    th, tw = PITCH_TILES_HW
+    h, w = small.shape[:2]
+    cx, cy = (geometry.width_px - 1) / 2.0, (geometry.height_px - 1) / 2.0
+    tiles = np.array([(((j + 0.5) * geometry.width_px / tw - cx), ((i + 0.5) * geometry.height_px / th - cy))
+                      + read((slice(i * h // th, (i + 1) * h // th), slice(j * w // tw, (j + 1) * w // tw)),
+                             max(4, strip // 4))
+                      for i in range(th) for j in range(tw)])
+    x, y, sx, sy, prom_x, prom_y = tiles.T
+    use_x, use_y = prom_x >= PITCH_MIN_TILE_PROMINENCE, prom_y >= PITCH_MIN_TILE_PROMINENCE
+    if use_x.sum() >= 4 and use_y.sum() >= 4:
+        params = _fit_perspective(x, y, sx, sy, use_x, use_y)
+    else:
+        params = np.array([whole[0], whole[1], 0.0, 0.0])
+    corners_x = np.array([-cx, cx, -cx, cx, 0.0])
+    corners_y = np.array([-cy, -cy, cy, cy, 0.0])
+    fx, fy = _perspective_scales(params, corners_x, corners_y)
+    if max(float(np.abs(fx - 1).max()), float(np.abs(fy - 1).max())) <= PITCH_TOL:
+        return None
+    a, e, g, hh = params[0], params[1], params[2] * 1e-4, params[3] * 1e-4
+    centred = np.array([[a, 0.0, 0.0], [0.0, e, 0.0], [g, hh, 1.0]])
+    shift = np.array([[1.0, 0.0, cx], [0.0, 1.0, cy], [0.0, 0.0, 1.0]])
+    return shift @ centred @ np.linalg.inv(shift)
 
 
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,

@@ -18,7 +18,7 @@ from stage0_rectify.refine import (
     _surface,
     _surface_unwrapped,
     grid_displacement,
-    grid_scale_factors,
+    grid_pitch_correction,
 )
 
 G = CANONICAL
@@ -148,18 +148,32 @@ def test_a_sheet_without_grid_is_not_corrected(blank):
     assert disp is None and "reject" in info
 
 
-@pytest.mark.parametrize("scale", [0.96, 1.06])
-def test_a_sheet_drawn_at_the_wrong_scale_is_measured(scale):
-    """A grid drawn ``scale`` times its canonical pitch asks for sheet coordinates times 1 / scale (the phase
-    reading alone cannot follow a scale error of several per cent)."""
-    stretch = 1 - 1 / scale  # the line a perfect map puts at c + k P is drawn at c + k P scale
-
-    sheet = _draw_sheet(lambda x, y: stretch * (x - G.width_px / 2), lambda x, y: stretch * (y - G.height_px / 2))
-    factors = grid_scale_factors(sheet)
-    assert factors is not None
-    assert factors == pytest.approx((1 / scale, 1 / scale), abs=0.002)
+def _perspective(a: float, e: float, g: float, h: float) -> np.ndarray:
+    """Sheet to sheet homography (a x, e y) / (1 + g x + h y) about the sheet's centre."""
+    shift = np.array([[1.0, 0.0, (G.width_px - 1) / 2], [0.0, 1.0, (G.height_px - 1) / 2], [0.0, 0.0, 1.0]])
+    return shift @ np.array([[a, 0.0, 0.0], [0.0, e, 0.0], [g, h, 1.0]]) @ np.linalg.inv(shift)
 
 
-def test_a_sheet_at_the_canonical_pitch_or_without_grid_is_not_rescaled():
-    assert grid_scale_factors(_draw_sheet(_bow_x, _wave_y)) is None
-    assert grid_scale_factors(np.full((G.height_px, G.width_px, 3), 250, np.uint8)) is None
+def _apply(hom: np.ndarray, x, y):
+    w = hom[2, 0] * x + hom[2, 1] * y + hom[2, 2]
+    return (hom[0, 0] * x + hom[0, 1] * y + hom[0, 2]) / w, (hom[1, 0] * x + hom[1, 1] * y + hom[1, 2]) / w
+
+
+@pytest.mark.parametrize("truth", [(1 / 0.96, 1 / 0.96, 0.0, 0.0), (1 / 1.06, 1 / 1.06, 0.0, 0.0),
+                                   (1.03, 0.98, 3e-5, -2e-5)])
+def test_a_grid_drawn_at_the_wrong_scale_or_in_perspective_is_corrected(truth):
+    """A sheet whose grid lines lie where ``correction`` maps the canonical ones from asks for that correction (the
+    phase reading alone cannot follow a scale error of several per cent)."""
+    correction = _perspective(*truth)
+    sheet = _draw_sheet(lambda x, y: x - _apply(correction, x, y)[0], lambda x, y: y - _apply(correction, x, y)[1])
+    found = grid_pitch_correction(sheet)
+    assert found is not None
+    x, y = _nodes()
+    for axis in (0, 1):
+        err = _apply(found, x, y)[axis] - _apply(correction, x, y)[axis]
+        assert float(np.abs(err).max()) < 1.5, (axis, float(np.abs(err).max()))  # sheet px (0.3-0.7 read)
+
+
+def test_a_sheet_at_the_canonical_pitch_or_without_grid_is_not_corrected():
+    assert grid_pitch_correction(_draw_sheet(_bow_x, _wave_y)) is None
+    assert grid_pitch_correction(np.full((G.height_px, G.width_px, 3), 250, np.uint8)) is None
