@@ -40,7 +40,10 @@ NODES_HW = (15, 19)  # displacement grid nodes (rows, columns), corner to corner
 BLUR_SHEET_PX = 80.0  # Gaussian sigma of the demodulation low-pass (sheet px): about two 5 mm boxes
 MIN_REL_AMP = 0.25  # a node whose phasor is below this share of the strong nodes' (90th pct) is not read
 MIN_READ_SHARE = 0.5  # both families must be read at this share of the nodes, else no correction
-MAX_DISP_PX = 40.0  # larger corrections are not believed (sheet px)
+MAX_DISP_PX = 40.0  # larger corrections are not believed (sheet px) ...
+MAX_DISP_CONSISTENT_PX = 100.0  # ... unless the grid's lines lie within LARGE_DISP_RESIDUAL_PX of the correction on
+LARGE_DISP_RESIDUAL_PX = 2.0  # both axes (held-out photos the keypoints placed 45-90 px off in places: 0.5-1.3 px
+# left where the correction was right, 4.0-4.2 on a page where it was wrong)
 PITCH_STRIP_PX = 256  # sheet px across each strip whose profile spectrum the 5 mm pitch is read from
 PITCH_SEARCH = 0.3  # the pitch is looked for within this share of the canonical one
 PITCH_MIN_PROMINENCE = 40.0  # its spectral peak over the search band's median power, at least (held-out photos:
@@ -336,7 +339,8 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
         info[f"residual_px_{'xy'[axis]}"] = round(float(np.sqrt(np.sum(w * left**2) / w.sum())), 3)
     peak = float(np.abs(disp).max())
     info["max_disp_px"] = round(peak, 1)
-    if peak > MAX_DISP_PX:
+    consistent = max(info["residual_px_x"], info["residual_px_y"]) <= LARGE_DISP_RESIDUAL_PX
+    if peak > (MAX_DISP_CONSISTENT_PX if consistent else MAX_DISP_PX):
         info["reject"] = "implausibly large correction"
         return None, info
     return disp, info

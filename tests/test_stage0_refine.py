@@ -177,3 +177,20 @@ def test_a_grid_drawn_at_the_wrong_scale_or_in_perspective_is_corrected(truth):
 def test_a_sheet_at_the_canonical_pitch_or_without_grid_is_not_corrected():
     assert grid_pitch_correction(_draw_sheet(_bow_x, _wave_y)) is None
     assert grid_pitch_correction(np.full((G.height_px, G.width_px, 3), 250, np.uint8)) is None
+
+
+def test_a_large_smooth_displacement_is_taken_where_the_lines_follow_it():
+    """A 75 px bow (a keypoint homography far off at the page's ends) needs more than MAX_DISP_PX, but the grid lies
+    on the correction within LARGE_DISP_RESIDUAL_PX: it is believed."""
+
+    def big_bow(x, y):
+        return 25.0 * _bow_x(x, y)
+
+    flat = lambda x, y: 0 * y  # noqa: E731
+    disp, info = grid_displacement(_draw_sheet(big_bow, flat))
+    assert disp is not None, info
+    assert info["max_disp_px"] > refine.MAX_DISP_PX
+    ex, ey = _error_px(disp, big_bow, flat)
+    x, y = _nodes()
+    bow_rms = float(np.std(big_bow(x, y)))  # 22 px; the correction leaves 2.6 (its edges are read faintly)
+    assert ex < 0.15 * bow_rms and ey < 0.5, (ex, ey, bow_rms)
