@@ -323,21 +323,25 @@ class KeypointRectifier:
         sheet_map = SheetMap(h, None, geometry)
         sheet = sheet_map.rectify(rgb)
         residual = residual_grid_px(est, geometry) if method != "keypoints" else None
-        if method == "keypoints" and self.routing.refine:
+        if self.routing.refine:
+            # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off: on the keypoint route
+            # (a homography from the page's corners), and on the grid route where one affine grid could not undo a
+            # photo's perspective (no scan or render of the held-out sets asked for it; 1 of 72 factory photos did)
             correction = grid_pitch_correction(sheet, geometry)
-            if correction is not None:  # the sheet's own 5 mm pitch says the homography's scale is off
+            if correction is not None:
                 h = correction @ h
                 h = h / h[2, 2]
                 sheet_map = SheetMap(h, None, geometry)
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
-            disp, refine_info = grid_displacement(sheet, geometry)
-            info.update(refine_info)
-            if disp is not None:
-                residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
-                sheet_map = SheetMap(h, disp, geometry)
-                mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
-                sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=(255, 255, 255))
+            if method == "keypoints" or correction is not None:
+                disp, refine_info = grid_displacement(sheet, geometry)
+                info.update(refine_info)
+                if disp is not None:
+                    residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
+                    sheet_map = SheetMap(h, disp, geometry)
+                    mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
+                    sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=(255, 255, 255))
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)

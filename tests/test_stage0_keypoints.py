@@ -205,3 +205,24 @@ def test_a_homography_that_stretches_a_grid_crop_onto_the_sheet_is_rescaled_to_t
     uniform = np.diag([2.0, 2.0, 1.0])  # implies CANONICAL.px_per_mm / 2 image px per mm along both axes
     same, none = rescale_to_grid(uniform, CANONICAL.px_per_mm / 2 * 1.05, tol=0.08)
     assert none is None and same is uniform
+
+
+def test_a_mild_perspective_the_grid_route_leaves_is_corrected_from_the_grid_pitch(sheet):
+    """A print photographed a little obliquely: the grid rectifier reads it (one affine grid), but the page's far
+    side is 8 % smaller than its near side; the pitch read per tile undoes that, the grid's phase the rest."""
+    w, h = CANONICAL.width_px, CANONICAL.height_px
+    corners_img = np.array([[100, 100], [100 + w * 0.96, 100 + h * 0.02], [100 + w * 0.96, 100 + h * 0.98],
+                            [100, 100 + h]], np.float32)
+    s2i = cv2.getPerspectiveTransform(CANONICAL.corners_px().astype(np.float32), corners_img)
+    img = cv2.warpPerspective(sheet, s2i, (w + 200, h + 200), flags=cv2.INTER_AREA, borderValue=(60, 50, 40))
+    true_map = SheetMap(np.linalg.inv(s2i))
+    rect = KeypointRectifier(Oracle(img, true_map, flat=True), {"input_side": SIDE})
+    out, grid = rect.rectify(img), rectify_from_grid(img)
+    assert out.method == grid.method != "keypoints" and "grid_pitch_correction" in rect.last_info
+
+    def stretch_px(rectified) -> float:
+        """How much the x error changes across the sheet (a translation costs nothing downstream)."""
+        err = rectified.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+        return float(np.ptp(err[:, 0]))
+
+    assert stretch_px(out) < 0.25 * stretch_px(grid), (stretch_px(out), stretch_px(grid), rect.last_info)
