@@ -334,7 +334,10 @@ class KeypointRectifier:
                 sheet_map = SheetMap(h, None, geometry)
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
-            if method == "keypoints" or correction is not None:
+            # a grid read unsurely (the keypoints consulted, not taken) is a photo's too: its phase says what the
+            # one affine grid left (held-out scans and renders read their grids at 0.6-0.97)
+            unsure_grid = method.startswith("grid") and conf < self.routing.grid_trust
+            if method == "keypoints" or correction is not None or unsure_grid:
                 disp, refine_info = grid_displacement(sheet, geometry)
                 info.update(refine_info)
                 if disp is not None:

@@ -226,3 +226,26 @@ def test_a_mild_perspective_the_grid_route_leaves_is_corrected_from_the_grid_pit
         return float(np.ptp(err[:, 0]))
 
     assert stretch_px(out) < 0.25 * stretch_px(grid), (stretch_px(out), stretch_px(grid), rect.last_info)
+
+
+def test_a_grid_read_unsurely_gets_the_grid_phase_correction(sheet):
+    """A curled print whose grid the grid rectifier reads only unsurely (below grid_trust, the keypoints not
+    taken): the phase correction runs there as on the keypoint route, and straightens a 6 px bulge."""
+    w, h = CANONICAL.width_px, CANONICAL.height_px
+
+    def bulge(x, y):
+        return 6.0 * np.sin(np.pi * x / w) * np.sin(np.pi * y / h)  # sheet px along x
+
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    curled = cv2.remap(sheet, xs + bulge(xs, ys), ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    rect = KeypointRectifier(Oracle(curled, SheetMap.identity(), flat=True), {"input_side": SIDE},
+                             RoutingConfig(grid_trust=1.01))  # every grid reading counts as unsure
+    out, grid = rect.rectify(curled), rectify_from_grid(curled)
+    assert out.method.startswith("grid") and "max_disp_px" in rect.last_info, rect.last_info
+
+    def x_spread_px(rectified) -> float:
+        """Spread of the x error over the check points (image px (x, y) shows sheet px (x + bulge, y))."""
+        err = rectified.sheet_map.image_to_sheet(CHECK_POINTS)[:, 0] - (CHECK_POINTS[:, 0] + bulge(*CHECK_POINTS.T))
+        return float(np.ptp(err))
+
+    assert x_spread_px(out) < 0.4 * x_spread_px(grid), (x_spread_px(out), x_spread_px(grid))
