@@ -55,7 +55,8 @@ class RoutingConfig:
     min_inliers: int = 200  # dense correspondences agreeing with the fitted homography
     ransac_px: float = 12.0  # RANSAC reprojection threshold on the sheet
     agree_px: float = 25.0  # grid and keypoint maps closer than this everywhere: keep the grid's
-    refine: bool = True  # correct the keypoint homography by the grid's displacement field (refine.py)
+    refine: bool = True  # correct the map from the sheet's own grid (refine.py): its pitch per tile everywhere,
+    # its phase on the keypoint route, on a grid read unsurely and where the pitch asked for a correction
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
