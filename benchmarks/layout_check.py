@@ -4,12 +4,14 @@
 
 ``--data-dir`` is a train-layout folder written by ``synth.make``, ``benchmarks.make_eval_set`` or ``synth.eik``
 (each record's labels and each image's exact map onto the sheet beside the images). Each image is put on the
-sheet by its exact map (the finder alone is measured), or by stage 0 (``--stage0``: the truth is carried into
-the rectified sheet through both maps); as in the pipeline, time axes ruled under the rows are painted out first
-(:mod:`stage1_segment.ruled_lines`). A page is right when it has the labelled number of rows, every panel's
-start and end lie within 1 mm of the labelled ones (the layout's panel times from the labelled origin x0) and
-the layout's name is right: its base layout, and a gap between panels found where one is printed (its width is
-what the extents check; the lead order is not read, so a Cabrera page is right found in the standard order);
+sheet by its exact map (the finder alone is measured), or by stage 0 as the pipeline runs it (``--stage0``:
+:meth:`pipeline.chain.Pipeline.rectify` with the bundles of ``--weights``, the keypoint route and the grid's
+corrections included; the truth is carried into the rectified sheet through both maps); as in the pipeline,
+time axes ruled under the rows are painted out first (:mod:`stage1_segment.ruled_lines`). A page is right when
+it has the labelled number of rows, every panel's start and end lie within 1 mm of the labelled ones (the
+layout's panel times from the labelled origin x0) and the layout's name is right: its base layout, and a gap
+between panels found where one is printed (its width is what the extents check; the lead order is not read, so
+a Cabrera page is right found in the standard order);
 ``layout_right`` also asks the found layout's lead order to be the printed one (Cabrera's, the rhythm strips'
 order: what the lead names read chose, or the prior without a name reader), so every panel is read as its lead. An
 image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed and not scored. Pages are grouped
@@ -40,7 +42,8 @@ import pandas as pd
 from common.geometry import CANONICAL
 from common.layouts import Placement, base_name, gap_mm_of, get_layout
 from common.sheet_map import SheetMap
-from pipeline.chain import read_image_rgb
+from common.types import Page
+from pipeline.chain import Pipeline, read_image_rgb
 from stage1_segment.layout_finder import FoundLayout, find_layout, printed_name
 from stage1_segment.ruled_lines import without_ruled_lines
 from synth.make import parse_types
@@ -127,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--types", type=parse_types, default=None, help="comma-separated image types (default all)")
     parser.add_argument("--stage0", action="store_true", help="rectify with stage 0 instead of the exact map")
+    parser.add_argument("--weights", type=Path, default=Path("weights"), help="bundles of stage 0 (with --stage0)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads for the finder")
     parser.add_argument("--names", type=Path, default=Path("weights/lead_names"), help="lead-name bundle")
     parser.add_argument("--no-names", action="store_true", help="do not read the lead names")
@@ -146,6 +150,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
         reader = LeadNameReader.from_bundle(args.names)
+    pipeline = Pipeline.from_bundles(args.weights) if args.stage0 else None
     rows, unmapped = [], []
     for png in pngs:
         record = png.parent.name
@@ -156,10 +161,8 @@ def main(argv=None) -> int:
         true_map = SheetMap.from_dict(json.loads(png.with_suffix(".map.json").read_text()))
         image = read_image_rgb(png)
         found_map = None
-        if args.stage0:
-            from stage0_rectify.grid import rectify_from_grid
-
-            rectified = rectify_from_grid(image, png.stem)
+        if pipeline is not None:
+            rectified = pipeline.rectify(Page(png.stem, image, 500.0))
             sheet, found_map = rectified.sheet_rgb, rectified.sheet_map
         else:
             sheet = true_map.rectify(image)
