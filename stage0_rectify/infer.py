@@ -55,8 +55,8 @@ class RoutingConfig:
     min_inliers: int = 200  # dense correspondences agreeing with the fitted homography
     ransac_px: float = 12.0  # RANSAC reprojection threshold on the sheet
     agree_px: float = 25.0  # grid and keypoint maps closer than this everywhere: keep the grid's
-    refine: bool = True  # correct the map from the sheet's own grid (refine.py): its pitch per tile everywhere,
-    # its phase on the keypoint route, on a grid read unsurely and where the pitch asked for a correction
+    refine: bool = True  # correct the map from the sheet's own grid (refine.py), its pitch per tile and its phase,
+    # on the keypoint route and on a grid read unsurely
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
@@ -324,10 +324,12 @@ class KeypointRectifier:
         sheet_map = SheetMap(h, None, geometry)
         sheet = sheet_map.rectify(rgb)
         residual = residual_grid_px(est, geometry) if method != "keypoints" else None
-        if self.routing.refine:
-            # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off: on the keypoint route
-            # (a homography from the page's corners), and on the grid route where one affine grid could not undo a
-            # photo's perspective (no scan or render of the held-out sets asked for it; 1 of 72 factory photos did)
+        # a grid read unsurely (the keypoints consulted, not taken) is a photo's: one affine grid may have left its
+        # perspective and curl (held-out scans and renders read their grids at 0.6-0.97; a confident reading is
+        # left alone: on clean renders of another program, with 12 dense rows, the pitch check misread by 5 %)
+        unsure_grid = method.startswith("grid") and conf < self.routing.grid_trust
+        if self.routing.refine and (method == "keypoints" or unsure_grid):
+            # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off
             correction = grid_pitch_correction(sheet, geometry)
             if correction is not None:
                 h = correction @ h
@@ -335,17 +337,13 @@ class KeypointRectifier:
                 sheet_map = SheetMap(h, None, geometry)
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
-            # a grid read unsurely (the keypoints consulted, not taken) is a photo's too: its phase says what the
-            # one affine grid left (held-out scans and renders read their grids at 0.6-0.97)
-            unsure_grid = method.startswith("grid") and conf < self.routing.grid_trust
-            if method == "keypoints" or correction is not None or unsure_grid:
-                disp, refine_info = grid_displacement(sheet, geometry)
-                info.update(refine_info)
-                if disp is not None:
-                    residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
-                    sheet_map = SheetMap(h, disp, geometry)
-                    mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
-                    sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                      borderValue=(255, 255, 255))
+            disp, refine_info = grid_displacement(sheet, geometry)
+            info.update(refine_info)
+            if disp is not None:
+                residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
+                sheet_map = SheetMap(h, disp, geometry)
+                mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
+                sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=(255, 255, 255))
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)
