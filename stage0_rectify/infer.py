@@ -32,7 +32,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import estimate_grid, is_letter_render, page_image, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
-from stage0_rectify.refine import grid_displacement, grid_pitch_correction
+from stage0_rectify.refine import grid_displacement, grid_maps, grid_pitch_correction
 
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
@@ -330,14 +330,16 @@ class KeypointRectifier:
         unsure_grid = method.startswith("grid") and conf < self.routing.grid_trust
         if self.routing.refine and (method == "keypoints" or unsure_grid):
             # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off
-            correction = grid_pitch_correction(sheet, geometry)
+            maps = grid_maps(sheet)
+            correction = grid_pitch_correction(sheet, geometry, maps)
             if correction is not None:
                 h = correction @ h
                 h = h / h[2, 2]
                 sheet_map = SheetMap(h, None, geometry)
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
-            disp, refine_info = grid_displacement(sheet, geometry)
+                maps = grid_maps(sheet)
+            disp, refine_info = grid_displacement(sheet, geometry, maps=maps)
             info.update(refine_info)
             if disp is not None:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])

@@ -198,10 +198,12 @@ def _node_phasors(g: np.ndarray, period: float, sigma: float, mx: np.ndarray, my
     return out
 
 
-def _grid_maps(small_rgb: np.ndarray):
-    """(name, map with its local mean removed) for the darkness-and-colour map and the colour map."""
-    for name, grid in (("grid", grid_map(small_rgb)), ("colour", colour_map(small_rgb))):
-        yield name, grid - _local_mean(grid, 31)
+def grid_maps(sheet_rgb: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(name, map at WORK_SCALE with its local mean removed) for the darkness-and-colour map and the colour map of
+    a sheet: what :func:`grid_pitch_correction` and :func:`grid_displacement` read (computed once for both)."""
+    small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
+    return [(name, grid - _local_mean(grid, 31))
+            for name, grid in (("grid", grid_map(small)), ("colour", colour_map(small)))]
 
 
 def _line_pitch(g: np.ndarray, along_x: bool, period: float, strip: int) -> tuple[float, float]:
@@ -253,17 +255,18 @@ def _fit_perspective(x, y, scale_x, scale_y, use_x, use_y) -> np.ndarray:
     return params
 
 
-def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL) -> np.ndarray | None:
+def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
+                          maps: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray | None:
     """A homography of the sheet onto itself (3x3, sheet px; it keeps the centre) under which the 5 mm pitch read
     from the sheet's own grid is the canonical one, where that pitch is read prominently and is off by more than
     PITCH_TOL somewhere; else None. Read per tile (PITCH_TILES_HW) where enough tiles show the grid, so that the
     correction carries the view's perspective (the scale's change across the sheet); else the whole sheet's pitch
     per axis. The phase reading of :func:`grid_displacement` follows a scale error only up to a few per cent
     (beyond, the lines move more than half a period between its nodes, or the correction exceeds MAX_DISP_PX);
-    keypoint homographies on screens and crumpled pages were off by 3-26 %, by up to ±13 % across one sheet."""
-    small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
+    keypoint homographies on screens and crumpled pages were off by 3-26 %, by up to ±13 % across one sheet.
+    ``maps``: :func:`grid_maps` of the sheet, if already computed."""
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
-    maps = [grid for _, grid in _grid_maps(small)]
+    maps = [grid for _, grid in (maps if maps is not None else grid_maps(sheet_rgb))]
     strip = max(8, int(PITCH_STRIP_PX * WORK_SCALE))
 
     def read(region: tuple[slice, slice], strip_px: int) -> tuple[float, float, float, float]:
@@ -280,7 +283,7 @@ def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANON
     if min(whole[2], whole[3]) < PITCH_MIN_PROMINENCE:
         return None
     th, tw = PITCH_TILES_HW
-    h, w = small.shape[:2]
+    h, w = maps[0].shape
     cx, cy = (geometry.width_px - 1) / 2.0, (geometry.height_px - 1) / 2.0
     tiles = np.array([(((j + 0.5) * geometry.width_px / tw - cx), ((i + 0.5) * geometry.height_px / th - cy))
                       + read((slice(i * h // th, (i + 1) * h // th), slice(j * w // tw, (j + 1) * w // tw)),
@@ -304,10 +307,11 @@ def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANON
 
 
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
-                      nodes_hw: tuple[int, int] = NODES_HW) -> tuple[np.ndarray | None, dict]:
+                      nodes_hw: tuple[int, int] = NODES_HW,
+                      maps: list[tuple[str, np.ndarray]] | None = None) -> tuple[np.ndarray | None, dict]:
     """The displacement grid (gh, gw, 2) (sheet px, d = -e; see the module doc) of a nearly rectified sheet,
-    or None when its grid is too weak or the answer implausible; and details."""
-    small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
+    or None when its grid is too weak or the answer implausible; and details. ``maps``: :func:`grid_maps` of the
+    sheet, if already computed."""
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
     sigma = BLUR_SHEET_PX * WORK_SCALE
     gh, gw = nodes_hw
@@ -317,7 +321,7 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
     # the grid read from whichever map shows it the more periodic (median node amplitude over the map's spread):
     # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map
     chosen = None
-    for name, grid in _grid_maps(small):
+    for name, grid in (maps if maps is not None else grid_maps(sheet_rgb)):
         phasors = _node_phasors(grid, period, sigma, mx, my)
         periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
         if chosen is None or periodic > chosen[0]:
