@@ -145,17 +145,24 @@ def _downscale(rgb: np.ndarray, work_side: int = WORK_SIDE) -> tuple[np.ndarray,
     return small, 1 << levels
 
 
+def darkness(rgb: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """uint8 darkness against the local paper level, the level at which :func:`grid_map` caps it (40 % of the
+    paper-to-ink contrast, at least 25 grey levels; darker is ink), and that paper level (uint8: the grey image's
+    7 px dilation, blurred)."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    paper = cv2.blur(cv2.dilate(grey, np.ones((7, 7), np.uint8)), (15, 15))
+    lo = float(np.percentile(grey[::4, ::4], 0.5))
+    return cv2.subtract(paper, grey), max(25.0, 0.4 * (float(np.median(paper[::4, ::4])) - lo)), paper
+
+
 def grid_map(rgb: np.ndarray) -> np.ndarray:
     """float32 map that is large on grid lines: capped darkness against the local paper level + colour.
 
     The cap (40 % of the paper-to-ink contrast) keeps the trace from outweighing a bold grid line, while a
     binary scan's black grid still counts; colour saturation above the local paper's adds coloured grids, but
     not on dark ink (a tinted page, such as ECG-Image-Kit's colour-temperature shift, is saturated all over)."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    paper = cv2.blur(cv2.dilate(grey, np.ones((7, 7), np.uint8)), (15, 15))
-    lo = float(np.percentile(grey[::4, ::4], 0.5))
-    cap = max(25.0, 0.4 * (float(np.median(paper[::4, ::4])) - lo))
-    dark = cv2.min(cv2.subtract(paper, grey), int(round(cap)))
+    dark, cap, paper = darkness(rgb)
+    dark = cv2.min(dark, int(round(cap)))
     r, gch, b = cv2.split(rgb)
     mx = cv2.max(cv2.max(r, gch), b)
     sat = cv2.subtract(mx, cv2.min(cv2.min(r, gch), b))

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from common.geometry import CANONICAL, SheetGeometry
-from stage0_rectify.grid import grid_map
+from stage0_rectify.grid import darkness, grid_map
 
 WORK_SCALE = 0.25  # the sheet is read at a quarter of its resolution (5 mm = 9.8 px: enough for the fundamental)
 NODES_HW = (15, 19)  # displacement grid nodes (rows, columns), corner to corner: ~120 sheet px apart
@@ -200,10 +200,24 @@ def _node_phasors(g: np.ndarray, period: float, sigma: float, mx: np.ndarray, my
 
 def grid_maps(sheet_rgb: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(name, map at WORK_SCALE with its local mean removed) for the darkness-and-colour map and the colour map of
-    a sheet: what :func:`grid_pitch_correction` and :func:`grid_displacement` read (computed once for both)."""
+    a sheet, each also with the ink masked out: what :func:`grid_pitch_correction` and :func:`grid_displacement`
+    read (computed once for both; each takes the map that shows the grid best).
+
+    Masked: pixels darker than :func:`~stage0_rectify.grid.grid_map`'s cap (and their 8 neighbours) count as the
+    local mean. A QRS stroke or a lead name is a dark vertical line at no particular phase of the grid: within the
+    phase reading's low-pass (80 px) the tall strokes of a chest lead pulled the nodes by up to 5 px (held-out
+    photo 10009-0005: its third and fourth columns stretched 4 px). On a sheet whose grid lines reach the cap (a
+    dark grid, 20 % of the sheet "ink") the mask takes the grid too, and the unmasked map reads more periodic."""
     small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
-    return [(name, grid - _local_mean(grid, 31))
-            for name, grid in (("grid", grid_map(small)), ("colour", colour_map(small)))]
+    dark, cap, _ = darkness(small)
+    ink = cv2.dilate((dark >= cap).astype(np.uint8), np.ones((3, 3), np.uint8))
+    keep = (1 - ink).astype(np.float32)
+    kept = _local_mean(keep, 31)
+    out, masked = [], []
+    for name, grid in (("grid", grid_map(small)), ("colour", colour_map(small))):
+        out.append((name, grid - _local_mean(grid, 31)))
+        masked.append((f"{name}-masked", (grid - _local_mean(grid * keep, 31) / np.maximum(kept, 1e-3)) * keep))
+    return out + masked
 
 
 def _line_pitch(g: np.ndarray, along_x: bool, period: float, strip: int) -> tuple[float, float]:
@@ -318,8 +332,9 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
     nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * WORK_SCALE - 0.5
     ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * WORK_SCALE - 0.5
     mx, my = np.meshgrid(nx.astype(np.float32), ny.astype(np.float32))
-    # the grid read from whichever map shows it the more periodic (median node amplitude over the map's spread):
-    # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map
+    # the grid read from whichever map shows it the most periodic (median node amplitude over the map's spread):
+    # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map; either with
+    # the ink masked out where that leaves the grid
     chosen = None
     for name, grid in (maps if maps is not None else grid_maps(sheet_rgb)):
         phasors = _node_phasors(grid, period, sigma, mx, my)

@@ -97,6 +97,26 @@ def test_black_strokes_on_a_coloured_grid_do_not_bend_the_correction(monkeypatch
     assert ex < 0.3 and ex < 0.5 * ex_dark, (ex, ex_dark)
 
 
+def test_trace_ink_on_a_grey_grid_is_masked_out(monkeypatch):
+    """A grid without colour (a grey print, a screen): the darkness map is all there is, and ink strokes as wide as
+    a trace (4 px) would bend it; with the ink masked out they do not."""
+    sheet = _draw_sheet(_bow_x, _wave_y)
+    grey = sheet.min(axis=2, keepdims=True)  # the grid's darkness without its colour
+    sheet = np.repeat(np.where(grey < 250, 255 - (255 - grey) // 2, 250), 3, axis=2).astype(np.uint8)
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        x0, y0 = int(rng.integers(0, G.width_px - 4)), int(rng.integers(0, G.height_px - 240))
+        sheet[y0 : y0 + int(rng.integers(80, 240)), x0 : x0 + 4] = 30
+    disp, info = grid_displacement(sheet)
+    assert disp is not None and info["grid_map"].endswith("-masked"), info
+    ex, ey = _error_px(disp, _bow_x, _wave_y)
+    unmasked = refine.grid_maps(sheet)[:2]  # the darkness and colour maps as read before the mask
+    disp_raw, info_raw = grid_displacement(sheet, maps=unmasked)
+    ex_raw, ey_raw = _error_px(disp_raw, _bow_x, _wave_y)
+    assert ex < 0.3 and ey < 0.3, (ex, ey, info)
+    assert ex < 0.5 * ex_raw, (ex, ex_raw, info_raw)
+
+
 def test_a_crease_is_followed_beyond_the_smooth_surface():
     """A crease shifts the lines by 4 px over ~100 px: no cubic follows it; the local remainder does, in part."""
 
