@@ -53,11 +53,13 @@ def log(msg: str) -> None:
 
 def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float,
               pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0, layouts: tuple = (LAYOUT,),
-              n_rows: int = 4, spread_close_rows: bool = True, arrangements=None) -> None:
+              n_rows: int = 4, spread_close_rows: bool = True, arrangements=None,
+              image_types: tuple = IMAGE_TYPES) -> None:
     """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever; page i is, with
     probability ``pool_share``, a page drawn by another generator from the ``pools`` folders (written by
     :mod:`synth.eik`; looked up again every 50 pages, so a pool still being written keeps growing). Factory
-    pages take ``arrangements`` (:class:`synth.render.Arrangements`, None: none) at their shares."""
+    pages take ``arrangements`` (:class:`synth.render.Arrangements`, None: none) at their shares, and the image types
+    ``image_types`` in turn (a type named twice comes twice as often)."""
     import cv2
 
     from synth.dataset import SynthPageDataset
@@ -67,7 +69,7 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
     torch.set_num_threads(1)
     to_sample = PageToSample(spec, jitter=jitter, seed=seed + start, layout=LAYOUT, n_model=n_rows,
                              spread_close_rows=spread_close_rows)
-    ds = SynthPageDataset(records, IMAGE_TYPES, seed=seed, length=10**9, layouts=list(layouts),
+    ds = SynthPageDataset(records, list(image_types), seed=seed, length=10**9, layouts=list(layouts),
                           fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look,
                           arrangements=arrangements)
     pool: list = []
@@ -264,6 +266,9 @@ def main(argv=None) -> int:
                     help="layouts the factory's training pages are drawn in, separated by ';' (each page draws one; "
                          "name one twice to draw it twice as often); a page in another layout than the network's "
                          "own is shown as inference shows it (stage1_segment.passes)")
+    ap.add_argument("--types", default=";".join(IMAGE_TYPES),
+                    help="image types the factory's training pages are degraded as, separated by ';' (in turn; name "
+                         "one twice to draw it twice as often); validation keeps every type")
     add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera, --time-marks: shares
     ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
                     help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
@@ -282,6 +287,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.steps is None and args.minutes is None:
         ap.error("give --steps and/or --minutes")
+    image_types = tuple(name.strip() for name in args.types.split(";") if name.strip())
+    unknown = sorted(set(image_types) - set(IMAGE_TYPES))
+    if unknown or not image_types:
+        ap.error(f"--types: unknown image types {unknown}; known: {';'.join(IMAGE_TYPES)}")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -372,7 +381,8 @@ def main(argv=None) -> int:
     q = ctx.Queue(maxsize=4 * args.producers)
     producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
                                                      args.jitter, tuple(args.pool), args.pool_share, args.eik_look,
-                                                     layouts, n_rows, args.close_rows == "spread", arrangements),
+                                                     layouts, n_rows, args.close_rows == "spread", arrangements,
+                                                     image_types),
                              daemon=True)
                  for k in range(args.producers)]
     for prod in producers:
@@ -398,7 +408,7 @@ def main(argv=None) -> int:
         "inference": {**DEFAULT_INFERENCE, **({"close_rows": "in_place"} if args.close_rows == "in_place" else {})},
         "training_data": {
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
-            "image_types": list(IMAGE_TYPES), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": list(layouts),
+            "image_types": list(image_types), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": list(layouts),
             "rectification": "labelled sheet_map (exact)", "jitter_p": args.jitter,
             "val_pages": args.val_pages, "pools": [str(p) for p in args.pool], "pool_share": args.pool_share,
             "eik_look": args.eik_look,
