@@ -91,3 +91,26 @@ def test_read_panels_takes_a_given_origin(clean_500):  # noqa: F811
     assert info["x0_px"] == given.tolist() and set(info["x0_how"]) == {"given"}
     with pytest.raises(ValueError, match="one origin per row"):
         read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, x0_px=given[:2])
+
+
+def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edge():
+    """Every row starts with its pulse (its start and end disagree: the end is taken); ink running on from two rows'
+    ends to the sheet's edge (a stain, a dark border) must not drag the shared origin halfway to their ends."""
+    from dataclasses import replace
+
+    labels = labels_for(500, index=2)
+    traces = read_rows(oracle_maps(labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    cfg = CalibrateConfig()
+    geom = sheet_geometry(CANONICAL.px_per_mm)
+    layout = get_layout(labels.layout_name)
+    clean, how_clean = estimate_x0(traces, layout, labels.fs_hz, geom, cfg)
+    assert set(how_clean) == {"end"}
+    smeared = list(traces)
+    for row, stop_px in ((1, W), (3, W - 40)):  # as on a stained photo: on to 2195 and 2174 px
+        t = traces[row]
+        run_on = (t.x > t.x[t.conf >= t.cfg.min_confidence].max()) & (t.x < stop_px)
+        smeared[row] = replace(t, conf=np.where(run_on, float(np.median(t.conf[t.conf > 0])), t.conf),
+                               presence=np.where(run_on, 1.0, t.presence))
+    x0, how = estimate_x0(smeared, layout, labels.fs_hz, geom, cfg)
+    assert how[0] == how[2] == "end", how
+    np.testing.assert_allclose(x0, clean, atol=0.5)
