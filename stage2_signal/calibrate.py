@@ -7,7 +7,8 @@
   length). A row whose two agree uses their mean; otherwise (a trace that starts late or ends early, clutter
   at one end) the one that agrees with the other rows' consensus, else the consensus itself (where no row agrees
   with itself, the median of the largest group of the rows' likelier estimates). Short pieces of
-  ink alone beyond a gap at a row's end (a scan's dark border) do not count as its end. The ends are moved
+  ink alone beyond a gap at a row's end (a scan's dark border), nor ink beyond a gap that runs on to the sheet's
+  edge (a photo's background where the page ends short of the sheet), count as its end. The ends are moved
   in by a fraction of the stroke width measured on the sheet (ink runs past the first and last sample), and
   rows that agree share one origin: a timing error of 1 px costs ~1.3 dB (``benchmarks.time_origin``).
   Where the sheet shows panel separators (:mod:`stage2_signal.separators`), they re-time the rows: each
@@ -177,9 +178,11 @@ def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: 
     first = np.concatenate([[0], breaks + 1])
     last = np.concatenate([breaks, [idx.size - 1]])
     a, b = 0, first.size - 1
-    while a < b and idx[last[a]] - idx[first[a]] + 1 < min_piece:
+    # a piece running on to the sheet's edge is no trace either, however long (a dark background or border
+    # where the photo's page ends short of the sheet)
+    while a < b and (idx[last[a]] - idx[first[a]] + 1 < min_piece or idx[first[a]] == 0):
         a += 1
-    while b > a and idx[last[b]] - idx[first[b]] + 1 < min_piece:
+    while b > a and (idx[last[b]] - idx[first[b]] + 1 < min_piece or idx[last[b]] == on.size - 1):
         b -= 1
     if idx[last[b]] - idx[first[a]] + 1 < min_kept:
         return lo, hi

@@ -114,3 +114,19 @@ def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edg
     x0, how = estimate_x0(smeared, layout, labels.fs_hz, geom, cfg)
     assert how[0] == how[2] == "end", how
     np.testing.assert_allclose(x0, clean, atol=0.5)
+
+
+def test_dark_background_at_the_sheet_edge_is_not_the_rows_end():
+    """A photo's page ending short of the sheet leaves dark background at the sheet's edge, which stage 1 may read
+    as ink: beyond a gap, a piece running on to the edge is dropped however long it is; a trace running on to the
+    edge without a gap (a chart wider than the sheet) is kept."""
+    from stage2_signal.calibrate import _drop_stray_ends
+
+    on = np.zeros(W, bool)
+    on[80:2040] = True
+    background = on.copy()
+    background[2140:] = True  # 60 px: longer than a stray piece
+    assert _drop_stray_ends(background, 0, W - 1, 24, 60, 1000) == (80, 2039)
+    cut = on.copy()
+    cut[2040:] = True
+    assert _drop_stray_ends(cut, 0, W - 1, 24, 60, 1000) == (80, W - 1)
