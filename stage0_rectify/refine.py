@@ -207,7 +207,8 @@ def grid_maps(sheet_rgb: np.ndarray) -> list[tuple[str, np.ndarray]]:
     local mean. A QRS stroke or a lead name is a dark vertical line at no particular phase of the grid: within the
     phase reading's low-pass (80 px) the tall strokes of a chest lead pulled the nodes by up to 5 px (held-out
     photo 10009-0005: its third and fourth columns stretched 4 px). On a sheet whose grid lines reach the cap (a
-    dark grid, 20 % of the sheet "ink") the mask takes the grid too, and the unmasked map reads more periodic."""
+    dark grid, 20 % of the sheet "ink") the mask takes the grid too, and the unmasked map reads more periodic.
+    :func:`grid_pitch_correction` reads the unmasked maps only."""
     small = cv2.resize(sheet_rgb, None, fx=WORK_SCALE, fy=WORK_SCALE, interpolation=cv2.INTER_AREA)
     dark, cap, _ = darkness(small)
     ink = cv2.dilate((dark >= cap).astype(np.uint8), np.ones((3, 3), np.uint8))
@@ -280,7 +281,9 @@ def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANON
     keypoint homographies on screens and crumpled pages were off by 3-26 %, by up to ±13 % across one sheet.
     ``maps``: :func:`grid_maps` of the sheet, if already computed."""
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
-    maps = [grid for _, grid in (maps if maps is not None else grid_maps(sheet_rgb))]
+    # the maps as drawn: the mask's holes are no grid, and their own spacing (rows of text, beats) can peak in a
+    # tile's spectrum (two real photos read 2 % off their pitch with the masked maps among these)
+    maps = [grid for name, grid in (maps if maps is not None else grid_maps(sheet_rgb)) if not name.endswith("-masked")]
     strip = max(8, int(PITCH_STRIP_PX * WORK_SCALE))
 
     def read(region: tuple[slice, slice], strip_px: int) -> tuple[float, float, float, float]:
