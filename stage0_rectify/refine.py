@@ -4,9 +4,10 @@ keypoint homography left of scale, rotation and perspective).
 On a sheet that is nearly rectified, the 5 mm lines of each family run almost straight at almost their
 canonical pitch P. Demodulating a grid map at 1/P across the lines (exp(-2 pi i y / P) for the horizontal
 lines, x for the vertical ones) and low-passing gives a phasor whose phase is -2 pi (y0 + e) / P, with e the
-local displacement of the lines from where a perfect map puts them. The grid map is whichever of two shows the
-grid the more periodic: the darkness-and-colour map of the grid rectifier, or the colour saturation alone
-(a coloured grid under black ink, whose QRS strokes and letters are vertical lines at no particular phase).
+local displacement of the lines from where a perfect map puts them. The grid map is whichever of four shows the
+grid the most periodic: the darkness-and-colour map of the grid rectifier, or the colour saturation alone
+(a coloured grid under black ink, whose QRS strokes and letters are vertical lines at no particular phase),
+each as drawn or with the ink masked out (:func:`grid_maps`).
 The phase is read at the nodes of a coarse grid over the sheet and turned into e in sheet px two ways:
 unwrapped from the strongest node outwards (quality-guided), and taken within half a period of a fitted
 surface (no unwrapping: a homography good to half a period, 19 px, needs none, and unwrapping can slip a period
