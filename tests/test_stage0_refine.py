@@ -97,7 +97,7 @@ def test_black_strokes_on_a_coloured_grid_do_not_bend_the_correction(monkeypatch
     assert ex < 0.3 and ex < 0.5 * ex_dark, (ex, ex_dark)
 
 
-def test_trace_ink_on_a_grey_grid_is_masked_out(monkeypatch):
+def test_trace_ink_on_a_grey_grid_is_masked_out():
     """A grid without colour (a grey print, a screen): the darkness map is all there is, and ink strokes as wide as
     a trace (4 px) would bend it; with the ink masked out they do not."""
     sheet = _draw_sheet(_bow_x, _wave_y)
