@@ -32,7 +32,14 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import estimate_grid, is_letter_render, page_image, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
-from stage0_rectify.refine import grid_displacement, grid_maps, grid_pitch_correction
+from stage0_rectify.refine import (
+    FINE_BLUR_SHEET_PX,
+    FINE_NODES_HW,
+    grid_displacement,
+    grid_maps,
+    grid_pitch_correction,
+    refined_map,
+)
 
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
@@ -57,6 +64,12 @@ class RoutingConfig:
     agree_px: float = 25.0  # grid and keypoint maps closer than this everywhere: keep the grid's
     refine: bool = True  # correct the map from the sheet's own grid (refine.py), its pitch per tile and its phase,
     # on the keypoint route and on a grid read unsurely
+    fine_min_residual_px: float = 0.5  # a second, finer pass where the first left the lines this far (rms, sheet
+    # px, the worse axis) from its correction: crumpled and soaked photos (0010, 0009: 0.6-1.4) gain 1-4 dB a page;
+    # on a flat photo (0005: 0.1-0.5) the finer reading's noise costs up to 6 dB
+    fine_max_residual_ratio: float = 1.5  # ... and is kept where it leaves its own lines at most this many times
+    # as far as the first left them: a screen's moire makes the finer reading follow noise (factory 0006 photos:
+    # 1.7-2.5 times, 2-6 dB lost a page; crumpled pages 0.3-1.5)
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
@@ -233,6 +246,12 @@ def fixed_point_iterations(disp: np.ndarray, geometry: SheetGeometry = CANONICAL
     return int(np.clip(math.ceil(math.log(tol_px / peak) / math.log(max(slope, 1e-6))), 1, 8))
 
 
+def _remap(rgb: np.ndarray, sheet_map: SheetMap, geometry: SheetGeometry) -> np.ndarray:
+    """The image resampled onto the sheet through a map with a displacement field (white outside the image)."""
+    mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(sheet_map.displacement_px, geometry))
+    return cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+
+
 def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`SheetMap.sheet_to_image_maps` evaluated every ``factor`` sheet px and upsampled bilinearly: the
     map is smooth (a homography and a cubic field), so on factory photos it differs by a few hundredths of a
@@ -344,8 +363,19 @@ class KeypointRectifier:
             if disp is not None:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
-                mx, my = coarse_sheet_to_image_maps(sheet_map, fixed_point_iterations(disp, geometry))
-                sheet = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=(255, 255, 255))
+                sheet = _remap(rgb, sheet_map, geometry)
+                if residual >= self.routing.fine_min_residual_px:
+                    # creases the first pass smoothed away: read again, finer, on the sheet it made
+                    fine, fine_info = grid_displacement(sheet, geometry, nodes_hw=FINE_NODES_HW,
+                                                        blur_px=FINE_BLUR_SHEET_PX)
+                    info.update({f"fine_{k}": v for k, v in fine_info.items()})
+                    fine_residual = (max(fine_info["residual_px_x"], fine_info["residual_px_y"])
+                                     if fine is not None else math.inf)
+                    if fine_residual <= self.routing.fine_max_residual_ratio * residual:
+                        residual = fine_residual
+                        sheet_map = refined_map(sheet_map, fine, geometry)
+                        sheet = _remap(rgb, sheet_map, geometry)
+                    elif fine is not None:
+                        info["fine_reject"] = "the finer reading fits its own lines worse"
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)

@@ -18,6 +18,12 @@ what the surface leaves consistently over neighbouring reliable nodes (3x3 media
 back: a fold or crease is not smooth. The correction is d = -e on the :class:`~common.sheet_map.SheetMap`'s
 displacement grid: sheet = H(u) + d(H(u)).
 
+A crumpled or soaked page moves its lines by 5-9 px within 200 px, which that first reading (nodes 120 px apart,
+an 80 px low-pass) smooths away: a QRS spike 5 px out of place is a time shift that costs most of its energy. Where
+the first reading leaves the lines far from its correction, the keypoint route reads the grid again on the
+sheet it made, finer (:data:`FINE_NODES_HW`, :data:`FINE_BLUR_SHEET_PX`), and composes the two
+(:func:`refined_map`), unless the finer reading fits its own lines worse than the first did (a screen's moire).
+
 Measured on the factory's held-out photos (57 keypoint sheets of /tmp/eval_kp and a second set of 12 records
 x 0005/0006/0009/0010; the error of d against the true map at the nodes, as the change of x error over four
 node steps, ~470 px, the stretch of a panel; median / mean, sheet px): the cubic of the darkness map alone
@@ -34,11 +40,15 @@ import cv2
 import numpy as np
 
 from common.geometry import CANONICAL, SheetGeometry
+from common.sheet_map import SheetMap
 from stage0_rectify.grid import darkness, grid_map
 
 WORK_SCALE = 0.25  # the sheet is read at a quarter of its resolution (5 mm = 9.8 px: enough for the fundamental)
 NODES_HW = (15, 19)  # displacement grid nodes (rows, columns), corner to corner: ~120 sheet px apart
 BLUR_SHEET_PX = 80.0  # Gaussian sigma of the demodulation low-pass (sheet px): about two 5 mm boxes
+FINE_NODES_HW = (29, 37)  # the second, finer pass (:func:`refined_map`): nodes ~60 sheet px apart ...
+FINE_BLUR_SHEET_PX = 40.0  # ... read through a low-pass of one 5 mm box: a crumpled page's creases move the lines
+# by 5-9 px within 200 px, which the first pass's 120 px nodes and 80 px low-pass smooth away
 MIN_REL_AMP = 0.25  # a node whose phasor is below this share of the strong nodes' (90th pct) is not read
 MIN_READ_SHARE = 0.5  # both families must be read at this share of the nodes, else no correction
 MAX_DISP_PX = 40.0  # larger corrections are not believed (sheet px) ...
@@ -326,12 +336,13 @@ def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANON
 
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
                       nodes_hw: tuple[int, int] = NODES_HW,
-                      maps: list[tuple[str, np.ndarray]] | None = None) -> tuple[np.ndarray | None, dict]:
+                      maps: list[tuple[str, np.ndarray]] | None = None,
+                      blur_px: float = BLUR_SHEET_PX) -> tuple[np.ndarray | None, dict]:
     """The displacement grid (gh, gw, 2) (sheet px, d = -e; see the module doc) of a nearly rectified sheet,
     or None when its grid is too weak or the answer implausible; and details. ``maps``: :func:`grid_maps` of the
-    sheet, if already computed."""
+    sheet, if already computed; ``blur_px``: the demodulation low-pass's sigma (sheet px)."""
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
-    sigma = BLUR_SHEET_PX * WORK_SCALE
+    sigma = blur_px * WORK_SCALE
     gh, gw = nodes_hw
     nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * WORK_SCALE - 0.5
     ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * WORK_SCALE - 0.5
@@ -367,3 +378,14 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
         info["reject"] = "implausibly large correction"
         return None, info
     return disp, info
+
+
+def refined_map(sheet_map: SheetMap, second: np.ndarray, geometry: SheetGeometry = CANONICAL) -> SheetMap:
+    """``sheet_map`` followed by a displacement grid ``second`` read on the sheet it makes: one map whose
+    displacement, on ``second``'s nodes, is d(p) = d1(p) + d2(p + d1(p))."""
+    gh, gw = second.shape[:2]
+    xs, ys = np.meshgrid(np.linspace(0, geometry.width_px - 1, gw), np.linspace(0, geometry.height_px - 1, gh))
+    nodes = np.stack([xs, ys], axis=-1)
+    first = sheet_map.displacement_at(nodes)
+    total = first + SheetMap(np.eye(3), second, geometry).displacement_at(nodes + first)
+    return SheetMap(sheet_map.image_to_sheet_h, total.astype(np.float32), geometry)

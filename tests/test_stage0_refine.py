@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from common.geometry import CANONICAL
+from common.sheet_map import SheetMap
 from stage0_rectify import refine
+from stage0_rectify.infer import RoutingConfig, _remap
 from stage0_rectify.refine import (
     NODES_HW,
     _surface,
@@ -214,3 +216,55 @@ def test_a_large_smooth_displacement_is_taken_where_the_lines_follow_it():
     x, y = _nodes()
     bow_rms = float(np.std(big_bow(x, y)))  # 22 px; the correction leaves 2.6 (its edges are read faintly)
     assert ex < 0.15 * bow_rms and ey < 0.5, (ex, ey, bow_rms)
+
+
+def test_the_fine_pass_follows_creases_the_first_smooths_away():
+    """Waves of 4 px every 500 px (a crumpled page): the first pass's 120 px nodes and 80 px low-pass keep little
+    of them, and leave the lines far enough from its correction to ask for the second pass; that finer pass, on
+    the sheet the first made and composed with it, follows them."""
+
+    def waves_x(x, y):
+        return 4.0 * np.sin(2 * np.pi * x / 500.0)
+
+    def waves_y(x, y):
+        return 2.8 * np.sin(2 * np.pi * y / 435.0 + 1.0)
+
+    image = _draw_sheet(waves_x, waves_y)
+    first, info = grid_displacement(image)
+    assert first is not None, info
+    assert max(info["residual_px_x"], info["residual_px_y"]) >= RoutingConfig().fine_min_residual_px, info
+    first_map = SheetMap(np.eye(3), first, G)
+    fine, fine_info = grid_displacement(_remap(image, first_map, G), nodes_hw=refine.FINE_NODES_HW,
+                                        blur_px=refine.FINE_BLUR_SHEET_PX)
+    assert fine is not None, fine_info
+    both = refine.refined_map(first_map, fine, G)
+    gh, gw = refine.FINE_NODES_HW
+    x, y = np.meshgrid(np.linspace(0, G.width_px - 1, gw), np.linspace(0, G.height_px - 1, gh))
+    inner = (x > 150) & (x < G.width_px - 150) & (y > 150) & (y < G.height_px - 150)
+    nodes = np.stack([x, y], axis=-1)
+
+    def rms(m: SheetMap) -> tuple[float, float]:
+        d = m.displacement_at(nodes)
+        out = []
+        for axis, t in ((0, waves_x(x, y)), (1, waves_y(x, y))):
+            err = (d[..., axis] + t)[inner]
+            out.append(float(np.sqrt(np.mean((err - err.mean()) ** 2))))
+        return out[0], out[1]
+
+    ex1, ey1 = rms(first_map)
+    ex2, ey2 = rms(both)
+    assert ex2 < 0.5 * ex1 and ey2 < 0.6 * ey1, (ex1, ey1, ex2, ey2)
+    assert ex2 < 1.2 and ey2 < 1.2, (ex2, ey2)
+
+
+def test_refined_map_composes_the_two_displacements():
+    """d(p) = d1(p) + d2(p + d1(p)): with d1 a shift along x and d2 a ramp in x, d2 is read where d1 moved p."""
+    d1 = np.zeros((3, 3, 2), np.float32)
+    d1[..., 0] = 10.0
+    ramp = np.zeros((3, 3, 2), np.float32)
+    ramp[..., 1] = np.linspace(0, G.width_px - 1.0, 3)[None, :]  # d2_y(s) = s_x
+    both = refine.refined_map(SheetMap(np.eye(3), d1, G), ramp, G)
+    assert both.displacement_px.shape == (3, 3, 2)
+    centre = [(G.width_px - 1) / 2, (G.height_px - 1) / 2]
+    np.testing.assert_allclose(both.displacement_at(np.array([[0.0, 0.0], centre])),
+                               [[10.0, 10.0], [10.0, centre[0] + 10.0]], atol=0.01)
