@@ -254,8 +254,8 @@ def _remap(rgb: np.ndarray, sheet_map: SheetMap, geometry: SheetGeometry) -> np.
 
 def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`SheetMap.sheet_to_image_maps` evaluated every ``factor`` sheet px and upsampled bilinearly: the
-    map is smooth (a homography and a cubic field), so on factory photos it differs by a few hundredths of a
-    px while taking a twentieth of the time."""
+    map is smooth (a homography and a cubic field, or bilinear over nodes 60 px apart), so on factory photos it
+    differs by a few hundredths of a px while taking a twentieth of the time."""
     g = sheet_map.geometry
     hh, ww = -(-g.height_px // factor) + 2, -(-g.width_px // factor) + 2  # one node beyond each edge
     # coarse node j sits where cv2.resize (INTER_LINEAR) takes it: output px (j + 0.5) * factor - 0.5, which is

@@ -20,9 +20,10 @@ displacement grid: sheet = H(u) + d(H(u)).
 
 A crumpled or soaked page moves its lines by 5-9 px within 200 px, which that first reading (nodes 120 px apart,
 an 80 px low-pass) smooths away: a QRS spike 5 px out of place is a time shift that costs most of its energy. Where
-the first reading leaves the lines far from its correction, the keypoint route reads the grid again on the
-sheet it made, finer (:data:`FINE_NODES_HW`, :data:`FINE_BLUR_SHEET_PX`), and composes the two
-(:func:`refined_map`), unless the finer reading fits its own lines worse than the first did (a screen's moire).
+the first reading leaves the lines far from its correction, :class:`~stage0_rectify.infer.KeypointRectifier`
+reads the grid again on the sheet it made, finer (:data:`FINE_NODES_HW`, :data:`FINE_BLUR_SHEET_PX`), and
+composes the two (:func:`refined_map`), unless the finer reading fits its own lines worse than the first did (a
+screen's moire).
 
 Measured on the factory's held-out photos (57 keypoint sheets of /tmp/eval_kp and a second set of 12 records
 x 0005/0006/0009/0010; the error of d against the true map at the nodes, as the change of x error over four
