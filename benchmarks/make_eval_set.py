@@ -4,15 +4,18 @@
         [--types 0001,0003,0004] [--n-records 19] [--seed 1234] [--workers 2] [--layouts '3x4+II;6x2/cabrera']
         [--gaps 1 [--gap-mm 2,8]] [--outside-pulse 1] [--signal-rows 1] [--cabrera 1] [--time-marks 1]
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eik_eval \
-        --renderer ecg-image-kit --generator /path/to/ecg-image-kit [--n-records 38] [--augmented 1.0]
+        --renderer ecg-image-kit --generator /path/to/ecg-image-kit [--n-records 38] [--augmented 1.0] \
+        [--photograph 0005,0006,0009,0010]
 
 ``--renderer factory`` (default) draws the pages with our page factory as the given image types, in the given
 layouts (variants too), with the given shares of arrangements (:class:`synth.render.Arrangements`: 1 forces one;
 variants.csv names each page's base layout and arrangement);
 ``--renderer ecg-image-kit`` with the competition hosts' generator (see :mod:`synth.eik`; its environment comes
 from ``make eik-env``), one 0001 page per record window (``--n-records`` above the number of windows draws them
-again in other styles), ``--augmented`` of them rotated / noisy / cropped and/or wrinkled by it. Then score the
-digitizer on it: ``python -m pipeline cv --data-dir /tmp/eval`` (per variant too, from the set's variants.csv).
+again in other styles), ``--augmented`` of them rotated / noisy / cropped and/or wrinkled by it; ``--photograph``
+adds, beside each plain page, that page through our degradation profiles of those image types (phone photos of
+the hosts' renders, pages we did not draw). Then score the digitizer on it: ``python -m pipeline cv --data-dir
+/tmp/eval`` (per variant too, from the set's variants.csv).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def main() -> None:
     parser.add_argument("--generator", type=Path, default=None, help="ECG-Image-Kit checkout (its renderer)")
     parser.add_argument("--eik-python", type=Path, default=None, help="its environment's python (.venv-eik)")
     parser.add_argument("--augmented", type=float, default=0.0, help="ECG-Image-Kit: share of distorted pages")
+    parser.add_argument("--photograph", type=parse_types, default=[],
+                        help="ECG-Image-Kit: also each plain page as these factory image types (e.g. 0005,0010)")
     args = parser.parse_args()
     _, val, desc = split_records(args.signals)
     print(f"{len(val)} held-out windows: {desc}")
@@ -58,6 +63,9 @@ def main() -> None:
             eik.make_eik_dataset(args.out, records, args.generator, python, args.seed, args.workers, args.augmented)
         except eik.EikError as exc:
             parser.error(str(exc))
+        if args.photograph:
+            done = eik.photograph_dataset(args.out, args.photograph, args.seed)
+            print(f"{len(done)} plain pages photographed as {', '.join(args.photograph)}")
     print(f"wrote {args.out}")
 
 

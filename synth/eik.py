@@ -472,6 +472,39 @@ def pool_pages(folder: Path) -> list[Path]:
     return sorted(p for p in train.iterdir() if (p / f"{p.name}-{IMAGE_TYPE}.map.json").is_file())
 
 
+def _read_drawing(folder: Path) -> tuple[SheetLabels, np.ndarray, SheetMap, bool]:
+    """A written page's labels, image and map, and whether it is a plain drawing: the canonical sheet itself, not
+    rotated, cropped or wrinkled by the generator."""
+    rid = folder.name
+    labels = SheetLabels.load(folder / f"{rid}.labels")
+    image = read_rgb(folder / f"{rid}-{IMAGE_TYPE}.png")
+    sheet_map = SheetMap.from_dict(json.loads((folder / f"{rid}-{IMAGE_TYPE}.map.json").read_text()))
+    options = labels.style.get("eik_options", {})
+    plain = (np.allclose(sheet_map.image_to_sheet_h, np.eye(3)) and image.shape[:2] == CANONICAL.shape_hw
+             and not (options.get("augment") or options.get("wrinkles")))
+    return labels, image, sheet_map, plain
+
+
+def photograph_dataset(out: Path, types: Sequence[str], seed: int = 0) -> list[str]:
+    """Add to a written set, beside each plain drawing, that drawing through our degradation profiles of
+    ``types`` (photos of a print, of a screen, stained, damaged...): ``<id>-<type>.png`` with its exact map. An
+    evaluation of pages we did not draw, as the competition's own photographs are of the hosts' renders.
+    Returns the ids photographed (distorted drawings are left as they are)."""
+    from synth.degrade import degrade
+
+    done = []
+    for k, folder in enumerate(pool_pages(out)):
+        _, image, _, plain = _read_drawing(folder)
+        if not plain:
+            continue
+        for j, image_type in enumerate(types):
+            page = degrade(image, image_type, np.random.default_rng([seed, k, j]))
+            write_image(folder / f"{folder.name}-{image_type}.png", page.image_rgb)
+            (folder / f"{folder.name}-{image_type}.map.json").write_text(json.dumps(page.sheet_map.to_dict()))
+        done.append(folder.name)
+    return done
+
+
 def load_pool_page(folder: Path, rng: np.random.Generator, degrade_share: float = 0.5) -> SynthPage:
     """A written page as a :class:`~synth.factory.SynthPage` for training. A plain drawing is, with probability
     ``degrade_share``, passed through one of our degradation profiles (scans, photos, mold: the competition's
@@ -480,15 +513,8 @@ def load_pool_page(folder: Path, rng: np.random.Generator, degrade_share: float 
     from synth.degrade import degrade
     from synth.factory import PageImage
 
-    folder = Path(folder)
-    rid = folder.name
-    labels = SheetLabels.load(folder / f"{rid}.labels")
-    image = read_rgb(folder / f"{rid}-{IMAGE_TYPE}.png")
-    sheet_map = SheetMap.from_dict(json.loads((folder / f"{rid}-{IMAGE_TYPE}.map.json").read_text()))
-    plain = np.allclose(sheet_map.image_to_sheet_h, np.eye(3)) and image.shape[:2] == CANONICAL.shape_hw
-    distorted = bool(labels.style.get("eik_options", {}).get("augment") or labels.style.get("eik_options", {}).get(
-        "wrinkles"))
-    if plain and not distorted and rng.random() < degrade_share:
+    labels, image, sheet_map, plain = _read_drawing(Path(folder))
+    if plain and rng.random() < degrade_share:
         image_type = str(rng.choice([t for t in IMAGE_TYPES if t != IMAGE_TYPE]))
         out = degrade(image, image_type, rng)
         return SynthPage(labels, image, {image_type: PageImage(image_type, out.image_rgb, out.sheet_map)})

@@ -147,3 +147,28 @@ def test_register_recovers_a_rotation_and_crop_zoom():
 def test_generator_dir_says_what_is_missing(tmp_path):
     with pytest.raises(eik.EikError, match="not an ECG-Image-Kit checkout"):
         eik.generator_dir(tmp_path)
+
+
+def test_plain_drawings_are_photographed_and_distorted_ones_left(tmp_path):
+    """``photograph_dataset`` adds each requested image type beside a plain drawing, with the exact map of what
+    the degradation did; a drawing the generator rotated is left as it is."""
+    from synth.make import write_image
+
+    record = simulate_record(np.random.default_rng(3), fs_hz=250.0)
+    rendered = render_page(record.leads_mv, 250.0, "r", RenderStyle(grid="red", trace_width_px=2))
+    turned = np.array([[1.0, 0.02, 0.0], [-0.02, 1.0, 40.0], [0.0, 0.0, 1.0]])
+    for rid, sheet_map in (("20000", SheetMap.identity()), ("20001", SheetMap(turned))):
+        folder = tmp_path / "train" / rid
+        folder.mkdir(parents=True)
+        rendered.labels.save(folder / f"{rid}.labels")
+        write_image(folder / f"{rid}-{eik.IMAGE_TYPE}.png", rendered.sheet_rgb)
+        (folder / f"{rid}-{eik.IMAGE_TYPE}.map.json").write_text(json.dumps(sheet_map.to_dict()))
+
+    assert eik.photograph_dataset(tmp_path, ["0005"], seed=1) == ["20000"]
+    photo = cv2.imread(str(tmp_path / "train" / "20000" / "20000-0005.png"))
+    photo_map = SheetMap.from_dict(json.loads((tmp_path / "train" / "20000" / "20000-0005.map.json").read_text()))
+    assert photo is not None and not np.allclose(photo_map.image_to_sheet_h, np.eye(3))
+    # the sheet's centre is seen in the photo, where the map says
+    centre = photo_map.sheet_to_image(np.array([[1099.5, 849.5]]))[0]
+    assert 0 <= centre[0] < photo.shape[1] and 0 <= centre[1] < photo.shape[0]
+    assert not list((tmp_path / "train" / "20001").glob("*-0005.*"))
