@@ -31,7 +31,7 @@ from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import KeypointRectifier
-from stage1_segment.anchors import find_anchors
+from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
 from stage1_segment.lead_names import LeadNameReader
@@ -148,7 +148,7 @@ def check_shows_ecg(rectified: Rectified, layout_name: str) -> None:
     of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB)."""
     if rectified.method != "page_width":
         return
-    if find_anchors(rectified.sheet_rgb, layout_name).method == "default":
+    if find_anchors(rectified.sheet_rgb, layout_name, passes=SURE_INK_PASSES).method == "default":
         raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
                               "(not an ECG, or too degraded to read)")
 

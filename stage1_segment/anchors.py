@@ -37,6 +37,13 @@ GRID_PERIODS = 6  # the grid's share of the profile is the median over this many
 INK_SHARE = 0.5  # ink is at least this share as dark as the page's darkest 0.2 % (the traces' core) ...
 FAINT_INK_SHARE = 0.3  # ... or, where that finds too few rows, this share: on a dim photo of a print, bold header
 # text or the paper's edge is far darker than the thin grey traces (a factory 0005 photo: rows found only so)
+INK_FLOOR = 24.0  # darkness (grey levels against the local paper) below which nothing is ink ...
+FAINT_INK_FLOOR = 12.0  # ... or, where both shares find too few rows, this: a blurred photo of a thin-lined render
+# or of a screen shows its traces 12-24 levels darker than the paper (keypoint sheets of ECG-Image-Kit photos and
+# of factory screen photos placed within a few px had no rows found, and were refused)
+INK_PASSES = ((INK_SHARE, INK_FLOOR), (FAINT_INK_SHARE, INK_FLOOR), (FAINT_INK_SHARE, FAINT_INK_FLOOR))  # in turn
+SURE_INK_PASSES = INK_PASSES[:2]  # the passes that say, alone, that a page shows rows of trace (not the faint one:
+# on a page no grid or keypoints placed, it finds "rows" in a photo's noise)
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,13 @@ def ink_levels(sheet_rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def baseline_profile(sheet_rgb: np.ndarray, band_px: float = 6.0, ink_share: float = INK_SHARE,
-                     levels: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+                     levels: tuple[np.ndarray, float, float] | None = None, floor: float = INK_FLOOR) -> np.ndarray:
     """Per reduced row, the fraction of columns with ink within ``band_px`` sheet px (the profile above); ink is
-    at least ``ink_share`` as dark as the page's darkest 0.2 %. ``levels``: :func:`ink_levels` of the sheet, if
-    already computed."""
+    at least ``ink_share`` as dark as the page's darkest 0.2 % and ``floor`` grey levels darker than the local
+    paper. ``levels``: :func:`ink_levels` of the sheet, if already computed."""
     dark, p95, p998 = levels if levels is not None else ink_levels(sheet_rgb)
     # ink = at least ink_share as dark as the page's darkest 0.2 % (the traces), and darker than 95 % of the page
-    threshold = max(ink_share * p998, p95, 24.0)
+    threshold = max(ink_share * p998, p95, floor)
     ink = (dark >= threshold).view(np.uint8)
     # a grid printed as dark as the traces (black-and-white scans) is ink too: drop straight horizontal runs
     # longer than any flat stretch of a trace (LINE_RUN_PX), after closing the short breaks of a scanned line
@@ -134,10 +141,11 @@ def _pick_rows(peaks: np.ndarray, strength: np.ndarray, n: int, sep: int) -> lis
 
 
 def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 120.0,
-                 min_coverage: float = 0.1, edge_px: float = 80.0) -> Anchors:
+                 min_coverage: float = 0.1, edge_px: float = 80.0, passes: tuple = INK_PASSES) -> Anchors:
     """Baselines of ``layout_name``'s rows on a canonical-sheet image; the layout's default placement when the
     page does not show that many separate rows of ink (``min_coverage`` of the columns, ``min_pitch_px`` apart,
-    not within ``edge_px`` of the sheet's top or bottom, where a photo's paper edge leaves a dark band)."""
+    not within ``edge_px`` of the sheet's top or bottom, where a photo's paper edge leaves a dark band) at any of
+    the ink levels ``passes`` ((ink share, floor) tried in turn)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_anchors needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     layout = get_layout(layout_name)
@@ -145,8 +153,8 @@ def find_anchors(sheet_rgb: np.ndarray, layout_name: str, min_pitch_px: float = 
     sep = max(1, int(round(min_pitch_px / _REDUCE)))
     edge = int(round(edge_px / _REDUCE))
     levels = ink_levels(sheet_rgb)
-    for ink_share in (INK_SHARE, FAINT_INK_SHARE):
-        profile = baseline_profile(sheet_rgb, ink_share=ink_share, levels=levels)
+    for ink_share, floor in passes:
+        profile = baseline_profile(sheet_rgb, ink_share=ink_share, levels=levels, floor=floor)
         idx = np.arange(profile.size)
         is_peak = (profile >= maximum_filter1d(profile, size=2 * sep + 1)) & (profile >= min_coverage)
         peaks = np.flatnonzero(is_peak & (idx >= edge) & (idx < profile.size - edge))

@@ -7,7 +7,7 @@ import pytest
 
 from common.geometry import CANONICAL
 from common.layouts import default_placement, get_layout
-from stage1_segment.anchors import find_anchors, ink_weights
+from stage1_segment.anchors import SURE_INK_PASSES, find_anchors, ink_weights
 from synth.factory import make_page
 from synth.signals import simulate_record
 
@@ -92,3 +92,16 @@ def test_faint_traces_under_a_black_header_are_found():
     found = find_anchors(sheet, "3x4+II")
     assert found.method == "ink"
     np.testing.assert_allclose(found.baselines_y_px, rows, atol=3.0)
+
+
+def test_traces_barely_darker_than_the_paper_are_found_but_are_no_proof_of_a_page():
+    """A blurred photo of a thin-lined render: traces 18 grey levels darker than the paper, under the sure ink
+    levels' floor. The faint level finds the rows; the sure levels alone (what a page nothing else placed must
+    show) do not."""
+    sheet = np.full((*CANONICAL.shape_hw, 3), 230, np.uint8)
+    rows = [600.0, 800.0, 1000.0, 1200.0]
+    _draw_traces(sheet, rows, value=212)
+    found = find_anchors(sheet, "3x4+II")
+    assert found.method == "ink"
+    np.testing.assert_allclose(found.baselines_y_px, rows, atol=3.0)
+    assert find_anchors(sheet, "3x4+II", passes=SURE_INK_PASSES).method == "default"
