@@ -116,6 +116,29 @@ def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edg
     np.testing.assert_allclose(x0, clean, atol=0.5)
 
 
+def test_origin_follows_the_rows_starts_when_half_the_rows_run_on_alike():
+    """Two of four rows run on to the sheet's edge alike (mold at a scan's right edge): the rows' end picks form two
+    groups of two. The starts (pulse and trace, a pulse's width early) side with the true group; the median of all
+    four picks lay between the groups, 35 px late on a 0012 scan."""
+    from dataclasses import replace
+
+    labels = labels_for(500, index=2)
+    traces = read_rows(oracle_maps(labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
+    cfg = CalibrateConfig()
+    geom = sheet_geometry(CANONICAL.px_per_mm)
+    layout = get_layout(labels.layout_name)
+    clean, _ = estimate_x0(traces, layout, labels.fs_hz, geom, cfg)
+    smeared = list(traces)
+    for row in (2, 3):
+        t = traces[row]
+        run_on = t.x > t.x[t.conf >= t.cfg.min_confidence].max()
+        smeared[row] = replace(t, conf=np.where(run_on, float(np.median(t.conf[t.conf > 0])), t.conf),
+                               presence=np.where(run_on, 1.0, t.presence))
+    x0, how = estimate_x0(smeared, layout, labels.fs_hz, geom, cfg)
+    assert how[0] == how[1] == "end", how
+    np.testing.assert_allclose(x0, clean, atol=0.5)
+
+
 def test_dark_background_at_the_sheet_edge_is_not_the_rows_end():
     """A photo's page ending short of the sheet leaves dark background at the sheet's edge, which stage 1 may read
     as ink: beyond a gap, a piece running on to the edge is dropped however long it is; a trace running on to the
