@@ -1,6 +1,7 @@
 """Training pool of the stage-0 keypoint network: factory pages, downscaled, with their exact sheet maps.
 
-    python -m stage0_rectify.data --signals /work/shared/data/signals --out /work/pool/kp --pages 600 [--val]
+    python -m stage0_rectify.data --signals /work/shared/data/signals --out /work/pool/kp --pages 600 [--val] \
+        [--eik-pool POOL/eik_train]
 
 Each record window (training split of :func:`stage1_segment.data.split_records`; ``--val``: its validation
 split, another seed) is rendered once by the page factory and degraded as each of :data:`POOL_TYPES`. Every
@@ -9,6 +10,9 @@ image is stored downscaled (INTER_AREA) so its long side is :data:`INPUT_SIDE` p
 + the paper's curl displacement), the image type and the record. Everything a target needs (sheet corners in
 the image, each pixel's sheet coordinates, the page mask) follows from that map; see :func:`targets`.
 The pool is written once and read many times (rendering costs about 1 s per record, training steps less).
+With ``--eik-pool`` (a set written by :mod:`synth.eik`) every plain ECG-Image-Kit drawing in it is also
+degraded as each pool type (:func:`synth.eik.photographs`) and stored the same way as ``eik<k>-<type>``:
+photos of pages we did not draw (thin traces, no grid, other grid colours).
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ def targets(sheet_map: SheetMap, canvas_hw: tuple[int, int]) -> dict:
     return {"corners": corners.astype(np.float32), "uv": np.stack([u, v]).astype(np.float32), "mask": mask}
 
 
+def _write_item(out: Path, stem: str, image_rgb: np.ndarray, sheet_map: SheetMap, meta: dict) -> None:
+    small, a = downscale(image_rgb)
+    cv2.imwrite(str(out / f"{stem}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    (out / f"{stem}.json").write_text(json.dumps({**meta, "full_hw": list(image_rgb.shape[:2]),
+                                                  "sheet_map": sheet_map.then_image_transform(a).to_dict()}))
+
+
 def write_pool(out: Path, records, seed: int, types=POOL_TYPES, start: int = 0) -> int:
     """Render ``records`` (index i gets page index start + i) into ``out``; skips pages already there."""
     from synth.factory import make_page
@@ -71,17 +82,31 @@ def write_pool(out: Path, records, seed: int, types=POOL_TYPES, start: int = 0) 
         page = make_page(record, idx, seed, types, layouts=["3x4+II"], record_id=record.record_id)
         for t in types:
             pim = page.images[t]
-            small, a = downscale(pim.image_rgb)
-            sm = pim.sheet_map.then_image_transform(a)
-            stem = f"{idx:05d}-{t}"
-            cv2.imwrite(str(out / f"{stem}.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-            (out / f"{stem}.json").write_text(json.dumps({"image_type": t, "record": record.record_id,
-                                                          "full_hw": list(pim.image_rgb.shape[:2]),
-                                                          "sheet_map": sm.to_dict()}))
+            _write_item(out, f"{idx:05d}-{t}", pim.image_rgb, pim.sheet_map,
+                        {"image_type": t, "record": record.record_id})
             n += 1
         (out / f"{idx:05d}.done").write_text("")
         if i % 20 == 0:
             print(f"[{time.strftime('%H:%M:%S')}] page {idx}: {n} images, {time.time() - t0:.0f} s", flush=True)
+    return n
+
+
+def write_eik_pool(out: Path, eik_pool: Path, seed: int, types=POOL_TYPES) -> int:
+    """Every plain drawing of the ECG-Image-Kit set ``eik_pool`` degraded as each of ``types`` into ``out``
+    (``eik<k>-<type>``; a drawing already there is skipped, a distorted one is not used)."""
+    from synth.eik import photographs, pool_pages
+
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for k, folder in enumerate(pool_pages(eik_pool)):
+        done = out / f"eik{k:05d}.eikdone"
+        if done.exists():
+            continue
+        for t, page in photographs(folder, types, (seed, k)).items():
+            _write_item(out, f"eik{k:05d}-{t}", page.image_rgb, page.sheet_map,
+                        {"image_type": t, "record": folder.name, "renderer": "ecg-image-kit"})
+            n += 1
+        done.write_text("")
     return n
 
 
@@ -107,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pages", type=int, default=600, help="record windows to render (each as every pool type)")
     ap.add_argument("--val", action="store_true", help="validation records (and seed) instead of training ones")
     ap.add_argument("--seed", type=int, default=None, help="default 11 (train) / 911 (val)")
+    ap.add_argument("--eik-pool", type=Path, help="an ECG-Image-Kit set (synth.eik) whose plain drawings are "
+                    "degraded as every pool type too")
     args = ap.parse_args(argv)
     from stage1_segment.data import split_records
 
@@ -116,6 +143,8 @@ def main(argv=None) -> int:
     order = np.random.default_rng(seed).permutation(len(records))
     chosen = [records[order[i % len(order)]] for i in range(args.pages)]
     n = write_pool(args.out, chosen, seed)
+    if args.eik_pool is not None:
+        n += write_eik_pool(args.out, args.eik_pool, seed)
     print(f"wrote {n} images to {args.out}")
     return 0
 

@@ -1,17 +1,21 @@
 """Train the stage-0 keypoint network on the factory's photo pages (and some scans / renders), on the CPU.
 
     python -m stage0_rectify.train --signals /work/shared/data/signals --out weights/stage0_rectify \
-        [--pool /work/pool/kp] [--pool-pages 700] [--val-pages 40] [--minutes 45] [--batch 8] [--resume]
+        [--pool /work/pool/kp] [--pool-pages 700] [--val-pages 40] [--minutes 45] [--batch 8] [--resume] \
+        [--eik-pool POOL/eik_train --eik-val-pool POOL/eik_val] [--init weights/stage0_rectify]
 
 First the pool (:mod:`stage0_rectify.data`; never committed) is completed: ``--pool-pages`` training record
 windows under POOL/train, ``--val-pages`` validation windows (other records, other seed) under POOL/val, each
-as every pool type, long side 320 px. Then the network trains on samples drawn from POOL/train: shrunk to the
+as every pool type, long side 320 px (with ``--eik-pool`` / ``--eik-val-pool``, the plain ECG-Image-Kit
+drawings of those sets degraded as every pool type too: :func:`stage0_rectify.data.write_eik_pool`). Then the
+network trains on samples drawn from POOL/train: shrunk to the
 input side (sometimes further, down to 55 %: a page that fills half the frame), turned by a quarter turn
 now and then (all four orientations), placed at a random spot of the square canvas, colours jittered.
 Every ``--eval-min`` minutes it fits homographies on POOL/val exactly as inference does and measures the map
 error on the sheet (median over a lattice of sheet points of |H(true image point) - sheet point|, px; the
 paper's curl is in the truth, so even a perfect homography is not at 0); the bundle is written when that
-improves. ``torch.set_num_threads(1)``: the machine is shared.
+improves. ``--init`` starts from a bundle's weights, validated first: its score is the one to beat.
+``torch.set_num_threads(1)``: the machine is shared.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch
 
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap, apply_homography
-from stage0_rectify.data import INPUT_SIDE, downscale, list_pool, load_pool_item, targets
+from stage0_rectify.data import INPUT_SIDE, downscale, list_pool, load_pool_item, targets, write_eik_pool
 from stage0_rectify.infer import PAD_VALUE, KeypointRectifier, RoutingConfig, load_bundle, save_bundle
 from stage0_rectify.model import create_model, keypoint_loss, normalise_image
 
@@ -136,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", type=Path, default=Path("runs/stage0_keypoints"))
     ap.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eik-pool", type=Path, help="ECG-Image-Kit set whose plain drawings join the training pool")
+    ap.add_argument("--eik-val-pool", type=Path, help="ECG-Image-Kit set whose plain drawings join validation")
+    ap.add_argument("--init", type=Path, help="start from this bundle's weights (its network configuration)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -145,6 +152,10 @@ def main(argv=None) -> int:
         if len(list((args.pool / sub).glob("*.done"))) < pages:
             log(f"completing the pool {args.pool / sub} ({pages} pages)")
             pool_main(["--signals", str(args.signals), "--out", str(args.pool / sub), "--pages", str(pages), *extra])
+    for sub, eik, seed in (("train", args.eik_pool, 11), ("val", args.eik_val_pool, 911)):
+        if eik is not None:
+            n_new = write_eik_pool(args.pool / sub, eik, seed)
+            log(f"ECG-Image-Kit drawings of {eik} into {args.pool / sub}: {n_new} new images")
     train_files = list_pool(args.pool / "train")
     val_items = [load_pool_item(p) for p in list_pool(args.pool / "val")]
     log(f"pool: {len(train_files)} training images, {len(val_items)} validation images")
@@ -154,7 +165,12 @@ def main(argv=None) -> int:
               "input": "RGB image, long side input_side px (INTER_AREA), centred on a grey (127) square canvas, "
                        "(x/255-0.5)/0.25",
               "output": "4 corner spatial-softmax logits (sheet TL, TR, BR, BL), sheet u, v, page-mask logit"}
-    model = create_model(config["model_name"], **config["model_kwargs"])
+    if args.init is not None:
+        model, init_config = load_bundle(args.init)
+        config.update(model_name=init_config["model_name"], model_kwargs=init_config["model_kwargs"],
+                      routing={**config["routing"], **init_config.get("routing", {})})
+    else:
+        model = create_model(config["model_name"], **config["model_kwargs"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = args.run_dir / "checkpoint.pt"
@@ -165,6 +181,9 @@ def main(argv=None) -> int:
         opt.load_state_dict(state["opt"])
         step, best, spent = state["step"], state["best"], state["spent_s"]
         log(f"resumed at step {step}, best {best}, {spent / 60:.1f} min spent")
+    elif args.init is not None:
+        best = validate(model, config, val_items)["score"]
+        log(f"from {args.init}: validation score {best} to beat")
     rng = np.random.default_rng([args.seed, step])
     budget = args.minutes * 60.0
     t_start = time.time() - spent
@@ -204,7 +223,10 @@ def main(argv=None) -> int:
                                                        "pool_pages": args.pool_pages, "val_pages": args.val_pages,
                                                        "train_images_listed": len(train_files),
                                                        "val_images": len(val_items), "pool_side": INPUT_SIDE,
-                                                       "batch": args.batch, "lr": args.lr}), args.out)
+                                                       "batch": args.batch, "lr": args.lr,
+                                                       "eik_pool": str(args.eik_pool), "eik_val_pool":
+                                                       str(args.eik_val_pool), "init": str(args.init),
+                                                       "command": " ".join(sys.argv)}), args.out)
                 log(f"bundle written to {args.out} (score {best})")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "spent_s": time.time() - t_start}, ckpt)

@@ -485,23 +485,31 @@ def _read_drawing(folder: Path) -> tuple[SheetLabels, np.ndarray, SheetMap, bool
     return labels, image, sheet_map, plain
 
 
-def photograph_dataset(out: Path, types: Sequence[str], seed: int = 0) -> list[str]:
-    """Add to a written set, beside each plain drawing, that drawing through our degradation profiles of
-    ``types`` (photos of a print, of a screen, stained, damaged...): ``<id>-<type>.png`` with its exact map. An
-    evaluation of pages we did not draw, as the competition's own photographs are of the hosts' renders.
-    Returns the ids photographed (distorted drawings are left as they are)."""
+def photographs(folder: Path, types: Sequence[str], rng_key: Sequence[int]) -> dict:
+    """A written page's plain drawing through our degradation profiles of ``types`` (photos of a print, of a
+    screen, stained, damaged...): {image type: :class:`~synth.degrade.Degraded` page with its exact map}, the
+    j-th type drawn with ``np.random.default_rng([*rng_key, j])``; {} for a distorted drawing (left as drawn)."""
     from synth.degrade import degrade
 
+    _, image, _, plain = _read_drawing(Path(folder))
+    if not plain:
+        return {}
+    return {t: degrade(image, t, np.random.default_rng([*rng_key, j])) for j, t in enumerate(types)}
+
+
+def photograph_dataset(out: Path, types: Sequence[str], seed: int = 0) -> list[str]:
+    """Add to a written set, beside each plain drawing, that drawing through our degradation profiles of
+    ``types`` (:func:`photographs`): ``<id>-<type>.png`` with its exact map. An evaluation of pages we did not
+    draw, as the competition's own photographs are of the hosts' renders. Returns the ids photographed
+    (distorted drawings are left as they are)."""
     done = []
     for k, folder in enumerate(pool_pages(out)):
-        _, image, _, plain = _read_drawing(folder)
-        if not plain:
-            continue
-        for j, image_type in enumerate(types):
-            page = degrade(image, image_type, np.random.default_rng([seed, k, j]))
+        pages = photographs(folder, types, (seed, k))
+        for image_type, page in pages.items():
             write_image(folder / f"{folder.name}-{image_type}.png", page.image_rgb)
             (folder / f"{folder.name}-{image_type}.map.json").write_text(json.dumps(page.sheet_map.to_dict()))
-        done.append(folder.name)
+        if pages:
+            done.append(folder.name)
     return done
 
 

@@ -149,20 +149,25 @@ def test_generator_dir_says_what_is_missing(tmp_path):
         eik.generator_dir(tmp_path)
 
 
-def test_plain_drawings_are_photographed_and_distorted_ones_left(tmp_path):
-    """``photograph_dataset`` adds each requested image type beside a plain drawing, with the exact map of what
-    the degradation did; a drawing the generator rotated is left as it is."""
+def _written_set(root: Path) -> None:
+    """A written set of two drawings: 20000 plain, 20001 turned by the generator."""
     from synth.make import write_image
 
     record = simulate_record(np.random.default_rng(3), fs_hz=250.0)
     rendered = render_page(record.leads_mv, 250.0, "r", RenderStyle(grid="red", trace_width_px=2))
     turned = np.array([[1.0, 0.02, 0.0], [-0.02, 1.0, 40.0], [0.0, 0.0, 1.0]])
     for rid, sheet_map in (("20000", SheetMap.identity()), ("20001", SheetMap(turned))):
-        folder = tmp_path / "train" / rid
+        folder = root / "train" / rid
         folder.mkdir(parents=True)
         rendered.labels.save(folder / f"{rid}.labels")
         write_image(folder / f"{rid}-{eik.IMAGE_TYPE}.png", rendered.sheet_rgb)
         (folder / f"{rid}-{eik.IMAGE_TYPE}.map.json").write_text(json.dumps(sheet_map.to_dict()))
+
+
+def test_plain_drawings_are_photographed_and_distorted_ones_left(tmp_path):
+    """``photograph_dataset`` adds each requested image type beside a plain drawing, with the exact map of what
+    the degradation did; a drawing the generator rotated is left as it is."""
+    _written_set(tmp_path)
 
     assert eik.photograph_dataset(tmp_path, ["0005"], seed=1) == ["20000"]
     photo = cv2.imread(str(tmp_path / "train" / "20000" / "20000-0005.png"))
@@ -172,3 +177,22 @@ def test_plain_drawings_are_photographed_and_distorted_ones_left(tmp_path):
     centre = photo_map.sheet_to_image(np.array([[1099.5, 849.5]]))[0]
     assert 0 <= centre[0] < photo.shape[1] and 0 <= centre[1] < photo.shape[0]
     assert not list((tmp_path / "train" / "20001").glob("*-0005.*"))
+
+
+def test_keypoint_pool_takes_photographs_of_the_plain_drawings(tmp_path):
+    """``stage0_rectify.data.write_eik_pool``: each plain drawing degraded as each type, stored at the pool's side
+    with the map of the stored (downscaled) image; the turned drawing is left out, and a rerun writes nothing."""
+    from stage0_rectify.data import INPUT_SIDE, list_pool, load_pool_item, write_eik_pool
+
+    _written_set(tmp_path / "eik")
+    out = tmp_path / "kp"
+    assert write_eik_pool(out, tmp_path / "eik", seed=3, types=("0005", "0001")) == 2
+    items = {p.stem: load_pool_item(p) for p in list_pool(out)}
+    assert sorted(items) == ["eik00000-0001", "eik00000-0005"]
+    for img, _, meta in items.values():
+        assert max(img.shape[:2]) == INPUT_SIDE and meta["record"] == "20000"
+    # the plain render fills its image: the sheet's corners are the small image's corners
+    img, sheet_map, _ = items["eik00000-0001"]
+    corners = sheet_map.sheet_to_image(np.array([[-0.5, -0.5], [2199.5, 1699.5]]))
+    np.testing.assert_allclose(corners, [[-0.5, -0.5], [img.shape[1] - 0.5, img.shape[0] - 0.5]], atol=0.05)
+    assert write_eik_pool(out, tmp_path / "eik", seed=3, types=("0005", "0001")) == 0
