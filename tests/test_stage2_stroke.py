@@ -93,9 +93,10 @@ def test_read_panels_takes_a_given_origin(clean_500):  # noqa: F811
         read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, x0_px=given[:2])
 
 
-def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edge():
-    """Every row starts with its pulse (its start and end disagree: the end is taken); ink running on from two rows'
-    ends to the sheet's edge (a stain, a dark border) must not drag the shared origin halfway to their ends."""
+def _origins_with_rows_run_on(stops_px: dict) -> tuple[np.ndarray, list, np.ndarray, list]:
+    """Origins of a page printed with pulses (every row's start and end disagree: the end is taken), clean and with
+    ink running on from the ends of the rows in ``stops_px`` (row -> sheet x where the run stops):
+    ``(x0_clean, how_clean, x0_smeared, how_smeared)``."""
     from dataclasses import replace
 
     labels = labels_for(500, index=2)
@@ -103,15 +104,21 @@ def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edg
     cfg = CalibrateConfig()
     geom = sheet_geometry(CANONICAL.px_per_mm)
     layout = get_layout(labels.layout_name)
-    clean, how_clean = estimate_x0(traces, layout, labels.fs_hz, geom, cfg)
-    assert set(how_clean) == {"end"}
     smeared = list(traces)
-    for row, stop_px in ((1, W), (3, W - 40)):  # as on a stained photo: on to 2195 and 2174 px
+    for row, stop_px in stops_px.items():
         t = traces[row]
         run_on = (t.x > t.x[t.conf >= t.cfg.min_confidence].max()) & (t.x < stop_px)
         smeared[row] = replace(t, conf=np.where(run_on, float(np.median(t.conf[t.conf > 0])), t.conf),
                                presence=np.where(run_on, 1.0, t.presence))
-    x0, how = estimate_x0(smeared, layout, labels.fs_hz, geom, cfg)
+    return (*estimate_x0(traces, layout, labels.fs_hz, geom, cfg),
+            *estimate_x0(smeared, layout, labels.fs_hz, geom, cfg))
+
+
+def test_origin_follows_the_rows_that_agree_when_two_rows_run_on_to_the_page_edge():
+    """Ink running on from two rows' ends to the sheet's edge (a stain, a dark border) must not drag the shared
+    origin halfway to their ends."""
+    clean, how_clean, x0, how = _origins_with_rows_run_on({1: W, 3: W - 40})  # a stained photo: to 2195 / 2174 px
+    assert set(how_clean) == {"end"}
     assert how[0] == how[2] == "end", how
     np.testing.assert_allclose(x0, clean, atol=0.5)
 
@@ -120,21 +127,7 @@ def test_origin_follows_the_rows_starts_when_half_the_rows_run_on_alike():
     """Two of four rows run on to the sheet's edge alike (mold at a scan's right edge): the rows' end picks form two
     groups of two. The starts (pulse and trace, a pulse's width early) side with the true group; the median of all
     four picks lay between the groups, 35 px late on a 0012 scan."""
-    from dataclasses import replace
-
-    labels = labels_for(500, index=2)
-    traces = read_rows(oracle_maps(labels, scale_x=1.0, scale_y=0.5, include_pulse=True))
-    cfg = CalibrateConfig()
-    geom = sheet_geometry(CANONICAL.px_per_mm)
-    layout = get_layout(labels.layout_name)
-    clean, _ = estimate_x0(traces, layout, labels.fs_hz, geom, cfg)
-    smeared = list(traces)
-    for row in (2, 3):
-        t = traces[row]
-        run_on = t.x > t.x[t.conf >= t.cfg.min_confidence].max()
-        smeared[row] = replace(t, conf=np.where(run_on, float(np.median(t.conf[t.conf > 0])), t.conf),
-                               presence=np.where(run_on, 1.0, t.presence))
-    x0, how = estimate_x0(smeared, layout, labels.fs_hz, geom, cfg)
+    clean, _, x0, how = _origins_with_rows_run_on({2: W + 1, 3: W + 1})
     assert how[0] == how[1] == "end", how
     np.testing.assert_allclose(x0, clean, atol=0.5)
 
