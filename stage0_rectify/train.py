@@ -8,9 +8,9 @@ First the pool (:mod:`stage0_rectify.data`; never committed) is completed: ``--p
 windows under POOL/train, ``--val-pages`` validation windows (other records, other seed) under POOL/val, each
 as every pool type, long side 320 px (with ``--eik-pool`` / ``--eik-val-pool``, the plain ECG-Image-Kit
 drawings of those sets degraded as every pool type too: :func:`stage0_rectify.data.write_eik_pool`). Then the
-network trains on samples drawn from POOL/train: shrunk to the
-input side (sometimes further, down to 55 %: a page that fills half the frame), turned by a quarter turn
-now and then (all four orientations), placed at a random spot of the square canvas, colours jittered.
+network trains on samples drawn from POOL/train: shrunk to the input side (sometimes further, down to 55 %: a
+page that fills half the frame), turned by a quarter turn now and then (all four orientations), placed at a
+random spot of the square canvas, colours jittered.
 Every ``--eval-min`` minutes it fits homographies on POOL/val exactly as inference does and measures the map
 error on the sheet (median over a lattice of sheet points of |H(true image point) - sheet point|, px; the
 paper's curl is in the truth, so even a perfect homography is not at 0); the bundle is written when that
