@@ -32,6 +32,7 @@ from common.sheet_map import SheetMap
 INPUT_SIDE = 320  # long side (px) of the network's input: the page's corners to ~1/3 px of it
 POOL_TYPES = ("0005", "0006", "0009", "0010", "0001", "0003")  # photos, and full-frame renders / scans (so a page
 # that fills the frame is learnt as such)
+TRAIN_SEED, VAL_SEED = 11, 911  # the pools' default seeds (training / validation records)
 SHEET_CORNERS = CANONICAL.corners_px()  # top-left, top-right, bottom-right, bottom-left (sheet px)
 
 
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--pages", type=int, default=600, help="record windows to render (each as every pool type)")
     ap.add_argument("--val", action="store_true", help="validation records (and seed) instead of training ones")
-    ap.add_argument("--seed", type=int, default=None, help="default 11 (train) / 911 (val)")
+    ap.add_argument("--seed", type=int, default=None, help=f"default {TRAIN_SEED} (train) / {VAL_SEED} (val)")
     ap.add_argument("--eik-pool", type=Path, help="an ECG-Image-Kit set (synth.eik) whose plain drawings are "
                     "degraded as every pool type too")
     args = ap.parse_args(argv)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
 
     train, val, _ = split_records(args.signals)
     records = val if args.val else train
-    seed = args.seed if args.seed is not None else (911 if args.val else 11)
+    seed = args.seed if args.seed is not None else (VAL_SEED if args.val else TRAIN_SEED)
     order = np.random.default_rng(seed).permutation(len(records))
     chosen = [records[order[i % len(order)]] for i in range(args.pages)]
     n = write_pool(args.out, chosen, seed)

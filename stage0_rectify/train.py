@@ -33,7 +33,16 @@ import torch
 
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap, apply_homography
-from stage0_rectify.data import INPUT_SIDE, downscale, list_pool, load_pool_item, targets, write_eik_pool
+from stage0_rectify.data import (
+    INPUT_SIDE,
+    TRAIN_SEED,
+    VAL_SEED,
+    downscale,
+    list_pool,
+    load_pool_item,
+    targets,
+    write_eik_pool,
+)
 from stage0_rectify.infer import PAD_VALUE, KeypointRectifier, RoutingConfig, load_bundle, save_bundle
 from stage0_rectify.model import create_model, keypoint_loss, normalise_image
 
@@ -152,7 +161,7 @@ def main(argv=None) -> int:
         if len(list((args.pool / sub).glob("*.done"))) < pages:
             log(f"completing the pool {args.pool / sub} ({pages} pages)")
             pool_main(["--signals", str(args.signals), "--out", str(args.pool / sub), "--pages", str(pages), *extra])
-    for sub, eik, seed in (("train", args.eik_pool, 11), ("val", args.eik_val_pool, 911)):
+    for sub, eik, seed in (("train", args.eik_pool, TRAIN_SEED), ("val", args.eik_val_pool, VAL_SEED)):
         if eik is not None:
             n_new = write_eik_pool(args.pool / sub, eik, seed)
             log(f"ECG-Image-Kit drawings of {eik} into {args.pool / sub}: {n_new} new images")
