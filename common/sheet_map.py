@@ -173,6 +173,15 @@ class SheetMap:
         h = self.image_to_sheet_h @ np.linalg.inv(np.asarray(old_to_new_image_h, dtype=np.float64))
         return SheetMap(h, self.displacement_px, self.geometry)
 
+    def turned_half(self) -> SheetMap:
+        """The map onto the same sheet turned by half a turn (sheet px (x, y) -> (W - 1 - x, H - 1 - y)): the
+        homography followed by the turn, the displacement grid turned and negated (its nodes span the sheet
+        corner to corner, so the turn maps node (i, j) onto node (gh - 1 - i, gw - 1 - j))."""
+        g = self.geometry
+        turn = np.array([[-1.0, 0.0, g.width_px - 1.0], [0.0, -1.0, g.height_px - 1.0], [0.0, 0.0, 1.0]])
+        d = None if self.displacement_px is None else -self.displacement_px[::-1, ::-1]
+        return SheetMap(turn @ self.image_to_sheet_h, d, g)
+
     def to_dict(self) -> dict:
         return {
             "image_to_sheet_h": self.image_to_sheet_h.tolist(),

@@ -6,7 +6,8 @@
 
 Stage 0 is the grid-based rectifier; with a keypoint bundle (``weights/stage0_rectify``) the keypoint network's
 homography takes over where the grid cannot undo the view (phone photos), the grid rectifier staying the
-fallback (:mod:`stage0_rectify.infer`).
+fallback (:mod:`stage0_rectify.infer`); a keypoint-route sheet whose chart looks upside down is turned half a turn
+(:mod:`pipeline.upright`).
 
 Layout: every sheet's rows and panels are looked for (:func:`stage1_segment.layout_finder.find_layout`); a page
 found to be another known layout than the competition's 3x4 + II, with at least :data:`LAYOUT_CONFIDENCE`, is
@@ -29,6 +30,7 @@ from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
+from pipeline.upright import upright
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import KeypointRectifier
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
@@ -251,6 +253,9 @@ class Pipeline:
         # time axes ruled under the rows are painted out: stage 1 would follow them where a QRS comes near
         rectified = replace(rectified, sheet_rgb=without_ruled_lines(rectified.sheet_rgb))
         found = find_layout(rectified.sheet_rgb, self.names)
+        if self.rectifier is not None and rectified.method == "keypoints":
+            rectified, found, _ = upright(rectified, found, self.names,
+                                          self.rectifier.last_info.get("orientation_conf", 1.0))
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
         if reading.baselines_y_px is None:
             maps = self.segmenter(rectified) if self.segmenter.model.position != "anchors" else self.segmenter(
