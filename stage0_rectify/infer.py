@@ -18,7 +18,7 @@ maps disagree by more than ``agree_px`` sheet px somewhere on the page.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -328,6 +328,15 @@ class KeypointRectifier:
         if self.routing.enabled and est.confidence < self.routing.grid_trust and not whole_page:
             fit = self.detect(rgb)
             info.update(fit.info)
+            if not fit.confident and est.method == "page_width" and _plausible_quad(fit.corners_px, rgb.shape[:2]):
+                # the last resort: the grid rectifier found neither grid nor pulse, so its map is only the
+                # image's width, hundreds of px off on a photo; the four corner peaks, some of them weak, still
+                # make a page (ECG-Image-Kit photos: 30-45 px off on 3 of 5 such pages). The pipeline keeps
+                # the sheet only where it shows rows of trace or the grid (pipeline.chain.shows_rows_or_grid)
+                corners_h = cv2.getPerspectiveTransform(fit.corners_px.astype(np.float32),
+                                                        geometry.corners_px().astype(np.float32))
+                fit = replace(fit, image_to_sheet_h=corners_h / corners_h[2, 2], confident=True)
+                info["weak_corners"] = True
             if fit.confident and fit.image_to_sheet_h is not None:
                 back = apply_homography(est.image_to_sheet_h, apply_homography(
                     np.linalg.inv(fit.image_to_sheet_h), CHECK_POINTS))

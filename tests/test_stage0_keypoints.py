@@ -37,8 +37,7 @@ def sheet() -> np.ndarray:
     return make_page(simulate_record(np.random.default_rng(5)), 0, 5, ["0001"]).sheet_rgb
 
 
-@pytest.fixture(scope="module")
-def photo(sheet):
+def _photo_of(sheet: np.ndarray):
     """The sheet seen in perspective on a dark table, 1600 x 1200: (image, true image -> sheet map)."""
     corners_img = np.array([[260, 190], [1390, 120], [1480, 1050], [170, 1000]], np.float32)
     s2i = cv2.getPerspectiveTransform(CANONICAL.corners_px().astype(np.float32), corners_img)
@@ -46,10 +45,16 @@ def photo(sheet):
     return img, SheetMap(np.linalg.inv(s2i))
 
 
+@pytest.fixture(scope="module")
+def photo(sheet):
+    return _photo_of(sheet)
+
+
 class Oracle(torch.nn.Module):
     """Stands in for a trained network: sharp corner peaks and exact sheet coordinates of one known image."""
 
-    def __init__(self, image: np.ndarray, true_map: SheetMap, side: int = SIDE, flat: bool = False):
+    def __init__(self, image: np.ndarray, true_map: SheetMap, side: int = SIDE, flat: bool = False,
+                 corner_sigma: float = 1.5, dense: bool = True):
         super().__init__()
         _, full_to_canvas = letterbox(image, side)
         canvas_map = true_map.then_image_transform(full_to_canvas)
@@ -57,9 +62,9 @@ class Oracle(torch.nn.Module):
         ys, xs = np.mgrid[0:side, 0:side]
         out = np.zeros((N_CORNERS + 3, side, side), np.float32)
         for k, (x, y) in enumerate(t["corners"]):
-            out[k] = -0.5 * ((xs - x) ** 2 + (ys - y) ** 2) / 1.5**2
+            out[k] = -0.5 * ((xs - x) ** 2 + (ys - y) ** 2) / corner_sigma**2
         out[N_CORNERS : N_CORNERS + 2] = t["uv"]
-        out[N_CORNERS + 2] = np.where(t["mask"] > 0, 10.0, -10.0)
+        out[N_CORNERS + 2] = np.where((t["mask"] > 0) & dense, 10.0, -10.0)
         self.out = torch.from_numpy(np.zeros_like(out) if flat else out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,3 +254,29 @@ def test_a_grid_read_unsurely_gets_the_grid_phase_correction(sheet):
         return float(np.ptp(err))
 
     assert x_spread_px(out) < 0.4 * x_spread_px(grid), (x_spread_px(out), x_spread_px(grid))
+
+
+def _gridless_photo():
+    """A page without grid or pulses (the grid rectifier reads only its width) seen in perspective, 1600 x 1200:
+    (image, true image -> sheet map)."""
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=False), np.random.default_rng(0))
+    return _photo_of(page.sheet_rgb)
+
+
+def test_weak_corners_are_the_last_resort_where_the_grid_reads_only_the_width(sheet):
+    img, true_map = _gridless_photo()
+    # wide corner peaks (each under min_corner_conf) and no dense coordinates: not a confident fit
+    weak = KeypointRectifier(Oracle(img, true_map, corner_sigma=8.0, dense=False), {"input_side": SIDE})
+    fit = weak.detect(img)
+    assert not fit.confident and fit.corner_conf.max() < weak.routing.min_corner_conf
+    out = weak.rectify(img)
+    assert out.method == "keypoints" and weak.last_info["weak_corners"]
+    assert weak.last_info["grid_method"] == "page_width"
+    err = np.linalg.norm(out.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS, axis=1)
+    assert err.max() < 5.0
+    # where the grid route read a grid, its map stays
+    assert weak.rectify(sheet).method.startswith("grid") and "weak_corners" not in weak.last_info
