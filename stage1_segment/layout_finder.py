@@ -92,6 +92,7 @@ MAX_STACKED = 0.5  # ... in columns that mostly hold one piece of ink (lines of 
 ROW_SHARE = 0.5  # ... and at least this fraction of the longest row's trace
 RULED_SHARE = 0.75  # ... and not a ruled line (a time axis under each row): on at most this share of its columns is
 # its ink only the 3 px band at its baseline (time axes 0.78-0.98; trace rows of every page source <= 0.55)
+EVEN_MARGIN = 0.05  # ... unless the peaks' spacing is this much more even (coefficient of variation) with them
 REACH_MV = 1.2  # mV: the outer rows' territories reach this far beyond their baselines
 GAP_CLOSE_PX = 6  # sheet px: breaks in a row's ink this short are bridged (a scanned trace's dropouts)
 GAP_MIN_PX = 8.0  # sheet px (1 mm): a break at least this long between runs of ink is a gap between panels
@@ -388,7 +389,8 @@ class _RowInk:
 
     @property
     def is_trace(self) -> bool:
-        return self.length_px >= MIN_ROW_S * PX_PER_S and self.stacked <= MAX_STACKED and self.ruled < RULED_SHARE
+        """Long enough and not stacked like text (whether it is a ruled line: :func:`_ruled_lines`)."""
+        return self.length_px >= MIN_ROW_S * PX_PER_S and self.stacked <= MAX_STACKED
 
 
 def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | None:
@@ -774,25 +776,46 @@ def _reading(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> Fo
                        float(px_per_s))
 
 
+def _spacing_spread(ys) -> float:
+    """Coefficient of variation of the gaps between the sorted ``ys`` (0 with fewer than two gaps)."""
+    gaps = np.diff(np.sort(np.asarray(ys, dtype=np.float64)))
+    return float(np.std(gaps) / np.mean(gaps)) if gaps.size >= 2 else 0.0
+
+
+def _ruled_lines(ys: list[float], measured: list[_RowInk | None]) -> list[int]:
+    """Indices of the peaks that are ruled lines: their ink only the 3 px band at their baseline on RULED_SHARE
+    of their columns, unless they are what keeps the rows evenly spaced. A lead flat over a whole 12x1 row reads
+    like a ruled line (factory pages: 0.63-0.79), but it stands one row pitch from its neighbours; time axes ruled
+    under each row space the peaks unevenly (a row and its axis closer than two rows), and taking them out evens
+    the spacing."""
+    flat = [k for k, r in enumerate(measured) if r is not None and r.ruled >= RULED_SHARE]
+    rest = [y for k, y in enumerate(ys) if k not in flat]
+    if flat and _spacing_spread(ys) + EVEN_MARGIN < _spacing_spread(rest):
+        return []
+    return flat
+
+
 def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], bool]:
     """The peaks that are rows of trace: at least MIN_ROW_S of it, not stacked like lines of text, and at least
     ROW_SHARE as long as the longest row (a line of text under the chart is shorter). Dropping a peak widens its
     neighbours' territories, so the rest are measured again until none is dropped. Also: whether a peak between
-    the rows kept was dropped (a row whose trace the ink mask lost: a faint trace). A ruled line (RULED_SHARE)
+    the rows kept was dropped (a row whose trace the ink mask lost: a faint trace). A ruled line (:func:`_ruled_lines`)
     is taken out of the ink as well as dropped: in the widened territory of the row above it, it would stack
     under that row's trace like a second line of text."""
     ys = list(peaks)
     ruled_ys: set[float] = set()
     for _ in range(len(peaks) + 1):
         measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
-        ruled = [(y, r) for y, r in zip(ys, measured, strict=True) if r is not None and r.ruled >= RULED_SHARE]
+        ruled = _ruled_lines(ys, measured)
         if ruled:
             ink = ink.copy()
-            for y, r in ruled:
-                ink[max(int(round(r.y)) - 1, 0) : int(round(r.y)) + 2] = 0
-                ruled_ys.add(y)
-        longest = max((r.length_px for r in measured if r is not None and r.is_trace), default=0.0)
-        keep = [r is not None and r.is_trace and r.length_px >= ROW_SHARE * longest for r in measured]
+            for k in ruled:
+                y_line = int(round(measured[k].y))
+                ink[max(y_line - 1, 0) : y_line + 2] = 0
+                ruled_ys.add(ys[k])
+        trace = [r is not None and r.is_trace and k not in ruled for k, r in enumerate(measured)]
+        longest = max((r.length_px for r, t in zip(measured, trace, strict=True) if t), default=0.0)
+        keep = [t and r.length_px >= ROW_SHARE * longest for r, t in zip(measured, trace, strict=True)]
         if all(keep):
             rows = [r for r in measured if r is not None]
             lost = set(peaks) - set(ys) - ruled_ys

@@ -100,6 +100,23 @@ def test_found_layout_json_round_trip(tmp_path):
     assert abs(placement.x0_px - labels.x0_px) <= MM
 
 
+def test_a_lead_flat_over_its_whole_12x1_row_is_a_row():
+    """aVL = I - II / 2 is flat when I is half of II: its row's ink stays on its baseline like a ruled line's,
+    but it stands one row pitch from its neighbours, so it is no time axis."""
+    from common.layouts import LEADS
+    from synth.signals import Record
+
+    rec = simulate_record(np.random.default_rng(3))
+    leads = rec.leads_mv.copy()
+    leads[LEADS.index("I")] = 0.5 * leads[LEADS.index("II")]
+    rec = Record(rec.record_id, rec.fs_hz, leads, rec.source)
+    page = make_page(rec, 3, 3, ["0001"], layouts=["12x1"], fs_choices=[500])
+    image = page.images["0001"]
+    found = find_layout(image.sheet_map.rectify(image.image_rgb))
+    assert found.layout_name == "12x1" and found.n_rows == 12
+    np.testing.assert_allclose([r.y_px for r in found.rows], page.labels.baselines_y_px, atol=1.5 * MM)
+
+
 @pytest.mark.parametrize("layout_name", ["3x4+II", "6x2"])
 def test_time_axes_ruled_under_the_rows_are_not_rows(layout_name, monkeypatch):
     """Some programs rule a time axis (a straight line with a tick every second) under each row: it piles up ink
