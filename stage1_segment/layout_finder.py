@@ -126,6 +126,8 @@ NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page
 NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
 # panels where it prints other names than the best fit, is this ...
 NAME_SWITCH = 0.3  # ... and this much above the best fit's there (a misread name or two never changes a layout)
+NAME_CONTRADICTED = 0.25  # a layout whose geometry fits worse is taken only where the best fit's own names there
+# are read at most this probable (a 6x2 page whose boundaries read like 3x4+II,V1,V5's, its names plainly 6x2's)
 MAX_STRIPS_ORDERED = 4  # rhythm strips whose every order is a candidate (4! = 24 orders; the known layouts have 3)
 NAME_CONFIDENT = 0.9  # a name read with at least this probability is its panel's lead
 
@@ -683,21 +685,25 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
     of the names it prints where it prints other names than the best fit (all read on the side of the baseline
     where the best fit's panels show more name). A candidate replaces the best fit only when it agrees at least
     NAME_AGREE and NAME_SWITCH more than the best fit's own names there (a page whose names are unreadable keeps
-    its geometry's choice). The chosen layout's panels take the names read at least NAME_CONFIDENT surely as their
-    leads, and the layout's own elsewhere; a page without a layout keeps its measured runs, leads None."""
+    its geometry's choice). A layout whose geometry fits worse than that, but fits, may replace it too where the
+    best fit's own names there are read at most NAME_CONTRADICTED. The chosen layout's panels take the names read
+    at least NAME_CONFIDENT surely as their leads, and the layout's own elsewhere; a page without a layout keeps
+    its measured runs, leads None."""
     if not found.rows:
         return found
     starts = np.array([r.runs[0][0] for r in found.rows])
     ends = np.array([r.runs[-1][1] for r in found.rows])
     panels: dict = {}  # candidate layout (None: the measured runs) -> per row its (x_start, x_end, lead)s
+    tied: dict = {}  # candidate layout -> whether it fits within NAME_TIE of the best fit
     if found.layout_name is None:
         panels[None] = [[(a, b, None) for a, b in r.panels] for r in found.rows]
     else:
         best_fit = found.fits[found.layout_name]
         for name, fit in found.fits.items():
-            if fit <= 0 or (fit < best_fit - NAME_TIE and name != found.layout_name):
+            if fit <= 0:
                 continue
             for variant in _orders_of(name):
+                tied[variant] = fit >= best_fit - NAME_TIE or name == found.layout_name
                 layout = get_layout(variant)
                 seconds = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)])
                 x0, px_per_s, agree, _ = _place(starts, ends, seconds)
@@ -728,11 +734,16 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
             own, other = printed(name) - printed(best), printed(best) - printed(name)
             if own and other:
                 scores[name] = (agreement(own), agreement(other))
-        if scores:
-            challenger = max(scores, key=lambda n: scores[n][0] - scores[n][1])
-            mine, theirs = scores[challenger]
-            if mine >= NAME_AGREE and mine - theirs >= NAME_SWITCH:
-                chosen = challenger
+        # a tied challenger needs its names read NAME_AGREE and NAME_SWITCH more than the best fit's; one whose
+        # geometry fits worse needs the best fit's names contradicted too (read at most NAME_CONTRADICTED)
+        for challengers in ({n: v for n, v in scores.items() if tied[n]},
+                            {n: v for n, v in scores.items() if not tied[n] and v[1] <= NAME_CONTRADICTED}):
+            if challengers:
+                challenger = max(challengers, key=lambda n: challengers[n][0] - challengers[n][1])
+                mine, theirs = challengers[challenger]
+                if mine >= NAME_AGREE and mine - theirs >= NAME_SWITCH:
+                    chosen = challenger
+                    break
     rows = []
     for k, (row, measured) in enumerate(zip(panels[chosen], found.rows, strict=True)):
         read = [probs[index[(k, round(a))]] for a, _, _ in row]

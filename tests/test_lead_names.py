@@ -120,3 +120,24 @@ def test_misread_names_do_not_change_the_competition_layout():
     assert found.layout_name == "3x4+II"
     assert found.rows[0].leads == ("aVR", "I", "V1", "V4")  # the names as read, where read surely
     assert found.rows[3].leads == ("II",)
+
+
+def test_names_plainly_another_layouts_overrule_a_worse_geometry(reader, monkeypatch):
+    """A 6x2 page whose boundaries read like 3x4+II,V1,V5's (fits 0.72 against 0.49, as l6x2b 10015 read): the
+    names read say 6x2 everywhere the two differ, and contradict the better geometry there, so 6x2 is taken."""
+    from dataclasses import replace
+
+    import stage1_segment.layout_finder as finder
+
+    page = _page(RenderStyle(layout_name="6x2"), seed=1)
+    found = find_layout(page.sheet_rgb)
+    assert found.layout_name == "6x2"
+    misfit = replace(found, layout_name="3x4+II,V1,V5",
+                     fits={**{name: 0.0 for name in found.fits}, "3x4+II,V1,V5": 0.72, "6x2": 0.49})
+    named = finder.name_panels(misfit, page.sheet_rgb, reader)
+    assert named.layout_name == "6x2"
+    assert [r.leads for r in named.rows] == [tuple(p.lead for p in get_layout("6x2").row_panels(k))
+                                            for k in range(6)]
+    # the contradiction is what does it: a geometry that fits worse never wins on agreeing names alone
+    monkeypatch.setattr(finder, "NAME_CONTRADICTED", -1.0)
+    assert finder.name_panels(misfit, page.sheet_rgb, reader).layout_name == "3x4+II,V1,V5"
