@@ -57,6 +57,7 @@ LAYOUT_CONFIDENCE = 0.35  # a found layout other than the competition's is read 
 # up (factory 6x2 and 3x4+II,V1,V5 pages, which share a row count, are found at 0.45-1.0, the other layouts
 # near 1.0; below it the page is read as 3x4 + II, as before the finder)
 ROWS_STRAY_SHARE = 0.5  # anchors farther than this share of a row pitch from the finder's rows have lost a row
+ROWS_UNEVEN_SHARE = 0.3  # the competition layout's rows are evenly spaced: found gaps this much apart are not them
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,13 @@ def default_rows(found: FoundLayout, sheet_rgb: np.ndarray, layout_name: str) ->
     LAYOUT_CONFIDENCE, as many rows) and some anchor strays from its rows by more than ROWS_STRAY_SHARE of their
     pitch: then the finder's. On 194 held-out pages so found (factory scans and photos, ECG-Image-Kit) the two
     agreed within 44 px on all but one, a photo whose anchors took the header's text for the first row and
-    skipped the third (read -2.7 dB)."""
+    skipped the third (read -2.7 dB). Rows found unevenly spaced (gaps differing by more than ROWS_UNEVEN_SHARE of
+    their median) are not the competition layout's: a dithered scan read smoothed found rows 365, 663 and 284 px
+    apart (factory 10013-0004: -8.3 dB on them, 17.8 on the anchors)."""
     anchors = find_anchors(sheet_rgb, layout_name).baselines_y_px
     rows = tuple(r.y_px for r in found.rows)
     if (found.layout_name != layout_name or found.confidence < LAYOUT_CONFIDENCE or len(rows) != len(anchors)
-            or len(rows) < 2):
+            or len(rows) < 2 or np.ptp(np.diff(rows)) > ROWS_UNEVEN_SHARE * float(np.median(np.diff(rows)))):
         return anchors
     stray = float(np.abs(np.subtract(anchors, rows)).max())
     return rows if stray > ROWS_STRAY_SHARE * float(np.median(np.diff(rows))) else anchors

@@ -74,6 +74,8 @@ PAGE_LINE_PX = 2050.0  # sheet px: a flat run of ink this long (more than a 10 s
 VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
 INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
 SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
+SPECKLED_SHARE = 0.01  # a sheet with more of its ink in specks is speckled (clean renders <= 0.001; dithered
+# black-and-white scans up to 0.17, crumpled ECG-Image-Kit pages up to 0.23)
 GRID_MARGIN = 8.0  # darkness levels above the page's 95th percentile (a dense grid darker than half the ink fills it)
 GRID_CAP = 0.8  # ... unless that is above this fraction of the ink's darkness (thick traces, 12 rows, fill 5 %)
 FAINT_INK_LEVEL = 0.3  # second try, for pages where nothing fits: a thin navy or grey trace under big black letters,
@@ -200,10 +202,11 @@ class FoundLayout:
 
 
 # --- ink ------------------------------------------------------------------------------------------------
-def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(H/2, W/2) uint8 0/1 masks: the trace-dark ink of the sheet without its grid (see the module doc), and
     text: fainter ink too (a scan greys thin letters), in pieces no bigger than a printed character (the
-    traces' pieces are bigger). ``faint_ink``: the second try's lower threshold (FAINT_INK_LEVEL)."""
+    traces' pieces are bigger). ``faint_ink``: the second try's lower threshold (FAINT_INK_LEVEL). ``smooth``: a
+    speckled sheet (more than SPECKLED_SHARE of its ink in specks) is read 3 x 3 box-blurred instead."""
     h, w = sheet_rgb.shape[:2]
     # the brightest channel, at half resolution the darkest of each 2 x 2 block: a 1 px navy or grey trace keeps
     # its darkness (averaging would halve it, below that of big black letters beside it)
@@ -227,6 +230,11 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False) -> tuple[np.ndarra
     _, lab, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     speck = stats[:, cv2.CC_STAT_AREA] <= SPECK_PX
     speck[0] = False
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if smooth and areas[speck[1:]].sum() > SPECKLED_SHARE * areas.sum():
+        # a dithered black-and-white scan (its paper's dots are ink at the darkest of 2 x 2 blocks) or a crumpled
+        # page's grain: blurred, a dot's darkness spreads thin while a trace's stroke keeps most of its own
+        return ink_masks(cv2.blur(sheet_rgb, (3, 3)), faint_ink, smooth=False)
     ink[speck[lab]] = 0
     # grid lines as dark as the traces: straight runs longer than any QRS stroke (upright) or anchors.py's
     # LINE_RUN_PX (flat), that have their like one grid pitch away (a flat lead is one long flat line alone; a

@@ -140,3 +140,20 @@ def test_time_axes_ruled_under_the_rows_are_not_rows(layout_name, monkeypatch):
     # the rule is what tells them apart: without it the axes are read as rows
     monkeypatch.setattr(finder, "RULED_SHARE", 1.01)
     assert find_layout(sheet).layout_name != layout_name
+
+
+def test_a_dithered_black_and_white_scan_is_read_smoothed(monkeypatch):
+    """A black-and-white page whose paper is dithered into dots (6 % of its pixels black): at the darkest of
+    each 2 x 2 block the dots are ink everywhere; read 3 x 3 box-blurred, the rows stand out again."""
+    import stage1_segment.layout_finder as finder
+
+    sheet, labels = _factory_sheet("3x4+II", 1, "0001")
+    dots = np.random.default_rng(1).random(sheet.shape[:2]) < 0.06
+    black = (sheet.min(axis=2) < 128) | dots
+    scan = np.repeat(np.where(black, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    found = find_layout(scan)
+    assert found.layout_name == "3x4+II"
+    np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
+    # read as it is, the dots bury the rows
+    monkeypatch.setattr(finder, "SPECKLED_SHARE", 1.01)
+    assert find_layout(scan).layout_name is None

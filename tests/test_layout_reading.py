@@ -111,6 +111,11 @@ def test_the_competition_layout_is_read_at_the_anchors_unless_they_lost_a_row_th
     for found in (_found("3x4+II", LAYOUT_CONFIDENCE / 2, rows), _found("3x4", 1.0, rows[:3] + [1400.0]),
                   _found(None, 0.0, rows), _found("3x4+II", 1.0, rows[:3])):
         assert default_rows(found, sheet, "3x4+II") == (94.0, 752.0, 935.0, 1292.0)
+    # ... and found evenly spaced, as the competition layout's rows are (a dithered scan's rows found 365, 663
+    # and 284 px apart are not them)
+    anchored_at(444.0, 764.0, 1080.0, 1407.0)
+    assert default_rows(_found("3x4+II", 0.45, [80.0, 445.0, 1108.0, 1392.0]), sheet, "3x4+II") == (
+        444.0, 764.0, 1080.0, 1407.0)
 
 
 def test_which_layout_a_page_is_read_by():
