@@ -34,6 +34,7 @@ from stage1_segment.lead_names import LeadNameReader
 MIN_ROWS = 3  # a chart of fewer rows found says too little about where it sits
 MIN_PULSES = 3  # pulses found on the turned sheet, none on the sheet (turned upright factory sheets show up to 2)
 UNSURE_TURN = 0.95  # the keypoint network's orientation confidence under which the header's side may turn a page
+HALF = 0.5  # rows centred above this share of the sheet's height sit in its upper half
 TEXT_MARGIN_PX = 60.0  # sheet px: text this far above the top row (below the bottom row) is a header (a footer)
 
 
@@ -74,7 +75,7 @@ def upright(rectified: Rectified, found: FoundLayout, names: LeadNameReader | No
     does), else the inputs as they are. ``orientation_conf``: the keypoint network's confidence in the
     orientation it gave the page."""
     centre = rows_centre(found)
-    if rectified.method != "keypoints" or centre is None or centre >= 0.5:
+    if rectified.method != "keypoints" or centre is None or centre >= HALF:
         return rectified, found, False
     header_below = orientation_conf < UNSURE_TURN and header_side(rectified.sheet_rgb, found) < 0
     if not header_below and n_pulses(found) > 0:
@@ -82,7 +83,7 @@ def upright(rectified: Rectified, found: FoundLayout, names: LeadNameReader | No
     turned = turned_half(rectified)
     found_turned = find_layout(turned.sheet_rgb)
     centre_turned = rows_centre(found_turned)
-    if centre_turned is None or centre_turned <= 0.5:
+    if centre_turned is None or centre_turned <= HALF:
         return rectified, found, False
     pulses_stand = n_pulses(found) == 0 and n_pulses(found_turned) >= MIN_PULSES
     if not (pulses_stand or (header_below and header_side(turned.sheet_rgb, found_turned) > 0)):

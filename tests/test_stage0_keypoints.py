@@ -177,20 +177,27 @@ def test_bundle_round_trip_and_missing_files(tmp_path):
         load_bundle(tmp_path / "b")
 
 
+def _gridless_page() -> np.ndarray:
+    """A whole 2200 x 1700 render without grid or pulses: the grid rectifier reads only its width."""
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    return render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=False),
+                       np.random.default_rng(0)).sheet_rgb
+
+
 def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
     """A whole 2200 x 1700 render without grid or pulses (ECG-Image-Kit draws such pages, wrinkled too) is read
     at its page width even where confident keypoints would warp it (a wrinkled one lost 23 dB that way)."""
     from stage0_rectify.grid import estimate_grid
-    from synth.render import RenderStyle, render_page
-    from synth.signals import enforce_einthoven, prepare
 
     img, true_map = photo
-    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
-    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=False), np.random.default_rng(0))
-    assert estimate_grid(page.sheet_rgb).method == "page_width"
+    page = _gridless_page()
+    assert estimate_grid(page).method == "page_width"
     rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
-    assert rect.rectify(page.sheet_rgb).method == "page_width"
-    assert rect.rectify(page.sheet_rgb[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
+    assert rect.rectify(page).method == "page_width"
+    assert rect.rectify(page[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
 
 
 def test_a_homography_that_stretches_a_grid_crop_onto_the_sheet_is_rescaled_to_the_grid_pitch():
@@ -256,19 +263,10 @@ def test_a_grid_read_unsurely_gets_the_grid_phase_correction(sheet):
     assert x_spread_px(out) < 0.4 * x_spread_px(grid), (x_spread_px(out), x_spread_px(grid))
 
 
-def _gridless_photo():
-    """A page without grid or pulses (the grid rectifier reads only its width) seen in perspective, 1600 x 1200:
-    (image, true image -> sheet map)."""
-    from synth.render import RenderStyle, render_page
-    from synth.signals import enforce_einthoven, prepare
-
-    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
-    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=False), np.random.default_rng(0))
-    return _photo_of(page.sheet_rgb)
 
 
 def test_weak_corners_are_the_last_resort_where_the_grid_reads_only_the_width(sheet):
-    img, true_map = _gridless_photo()
+    img, true_map = _photo_of(_gridless_page())  # seen in perspective
     # wide corner peaks (each under min_corner_conf) and no dense coordinates: not a confident fit
     weak = KeypointRectifier(Oracle(img, true_map, corner_sigma=8.0, dense=False), {"input_side": SIDE})
     fit = weak.detect(img)
