@@ -72,6 +72,7 @@ PX_PER_S = CANONICAL.px_per_s  # sheet px per s of chart (25 mm/s)
 PX_PER_MV = CANONICAL.px_per_mv  # sheet px per mV (10 mm/mV)
 PAGE_LINE_PX = 2050.0  # sheet px: a flat run of ink this long (more than a 10 s row and its pulse) is a frame line
 VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
+UPRIGHT_BRIDGE_PX = 7  # half-resolution px: a removed upright grid line this wide or less is bridged where ink meets it
 INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
 SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
 SPECKLED_SHARE = 0.01  # a sheet with more of its ink in specks is speckled (clean renders <= 0.001; dithered
@@ -92,6 +93,7 @@ MIN_PROFILE = 0.08  # ... and at least this fraction of the columns
 MIN_ROW_S = 1.5  # s of chart: a row holds at least this much trace ...
 MAX_STACKED = 0.5  # ... in columns that mostly hold one piece of ink (lines of text stack two or more) ...
 ROW_SHARE = 0.5  # ... and at least this fraction of the longest row's trace
+FAINT_ROW_SHARE = 0.3  # a row dropped with at least this fraction of it may be a row half lost to faint ink
 RULED_SHARE = 0.75  # ... and not a ruled line (a time axis under each row): on at most this share of its columns is
 # its ink only the 3 px band at its baseline (time axes 0.78-0.98; trace rows of every page source <= 0.55)
 EVEN_MARGIN = 0.05  # ... unless the peaks' spacing is this much more even (coefficient of variation) with them
@@ -241,8 +243,14 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     # 12x1 page's pulses stand above each other like one long upright line, with the pulses' other sides 5 mm
     # away on one side only, so upright lines need their like on both sides)
     # and a frame or border line: a flat line longer than any row of chart
-    ink &= 1 - _grid_lines(ink, LINE_RUN_PX, axis=1, both_sides=False, frame_px=PAGE_LINE_PX)
-    ink &= 1 - _grid_lines(ink, VLINE_RUN_PX, axis=0, both_sides=True)
+    flat = _grid_lines(ink, LINE_RUN_PX, axis=1, both_sides=False, frame_px=PAGE_LINE_PX)
+    upright = _grid_lines(ink, VLINE_RUN_PX, axis=0, both_sides=True)
+    ink &= 1 - flat
+    ink &= 1 - upright
+    # a trace crossing an upright line lost the line's width (2-5 px at half resolution, more than a gap the rows
+    # bridge): put back what joins ink on both sides within the removed line
+    joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, UPRIGHT_BRIDGE_PX), np.uint8))
+    ink |= joined & upright
     faint = (dark >= max(TEXT_LEVEL * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 12.0)).astype(np.uint8)
     _, lab, stats, _ = cv2.connectedComponentsWithStats(faint, connectivity=8)
     size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) * _REDUCE
@@ -302,9 +310,8 @@ def _close_gaps(mask: np.ndarray, gap: int) -> np.ndarray:
 
 # --- rows -----------------------------------------------------------------------------------------------
 def _find_row_peaks(profile: np.ndarray, strength: float) -> list[int]:
-    """Reduced y of the row peaks of the ink profile, EDGE_PX inside the sheet. A trace that wanders (or
-    swings far one way) can pile its ink at two y; a peak much closer to its neighbour than the rows' pitch
-    (SPLIT_FRACTION of the median gap) is such a second peak, and the weaker of the two is dropped."""
+    """Reduced y of the peaks of the ink profile at least ``strength`` of its strongest, EDGE_PX inside the
+    sheet (close ones included: see :func:`_split_close`)."""
     sep = max(1, int(round(MIN_PITCH_PX / _REDUCE)))
     # local maxima over +-sep/2 (wider, a close row's flank would hide a weak row), strongest first, at least
     # sep apart (a flat-topped peak is one peak)
@@ -317,13 +324,23 @@ def _find_row_peaks(profile: np.ndarray, strength: float) -> list[int]:
     for i in candidates[np.argsort(-profile[candidates], kind="stable")]:
         if all(abs(int(i) - j) >= sep for j in peaks):
             peaks.append(int(i))
-    peaks.sort()
+    return sorted(peaks)
+
+
+def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool]) -> list[int]:
+    """``peaks`` without the second peaks of wandering traces. A trace that wanders (or swings far one way) can
+    pile its ink at two y; a peak much closer to its neighbour than the rows' pitch (SPLIT_FRACTION of the median
+    gap) is such a second peak, and of the two the one that is not ``trace`` (lines of text above a row whose
+    baseline wanders), else the weaker, is dropped."""
+    peaks, trace = list(peaks), list(trace)
     while len(peaks) > 2:
         gaps = np.diff(peaks)
         k = int(np.argmin(gaps))
         if gaps[k] >= SPLIT_FRACTION * float(np.median(gaps)):
             break
-        del peaks[k if profile[peaks[k]] < profile[peaks[k + 1]] else k + 1]
+        drop = (k if not trace[k] else k + 1) if trace[k] != trace[k + 1] else (
+            k if profile[peaks[k]] < profile[peaks[k + 1]] else k + 1)
+        del peaks[drop], trace[drop]
     return peaks
 
 
@@ -628,17 +645,30 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     and no earlier than EARLY_TOL_PX. Where most rows do not, the chart may be drawn at another scale than the
     sheet's (a real page's grid read a few per cent off, a printer's own speed): the rows' common start and end
     then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much."""
-    x0 = float(np.median(ends - seconds * PX_PER_S))
-    agree = ((np.abs(ends - seconds * PX_PER_S - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX)
-             & (starts >= x0 - EARLY_TOL_PX))
+    origins = ends - seconds * PX_PER_S
+
+    def agreeing(x0: float) -> np.ndarray:
+        return ((np.abs(origins - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX) & (starts >= x0 - EARLY_TOL_PX))
+
+    # the origin most rows agree with (a row run on by a grid line the ink kept moves a median), then their median
+    x0 = float(np.median(origins))
+    most = max(origins, key=lambda x: (int(agreeing(x).sum()), -abs(x - x0)))
+    if agreeing(most).sum() > agreeing(x0).sum():
+        x0 = float(np.median(origins[agreeing(most)]))
+    agree = agreeing(x0)
     if agree.mean() > 0.5 or np.ptp(seconds) > 0:
         return x0, PX_PER_S, agree, 1.0
+    # the sheet's scale stays where the other scale fits no more rows (half the rows of a page whose grid lines
+    # run the other half on)
+    at_sheet_scale = (x0, PX_PER_S, agree, 1.0) if agree.any() else (x0, PX_PER_S, None, 0.0)
     x0, x1 = float(np.median(starts)), float(np.median(ends))
     px_per_s = (x1 - x0) / float(seconds[0])
     if abs(px_per_s / PX_PER_S - 1.0) > SCALE_TOL:
-        return x0, px_per_s, None, 0.0
-    agree = (np.abs(ends - x1) <= END_TOL_PX) & (np.abs(starts - x0) <= START_TOL_PX)
-    return x0, px_per_s, agree, SCALED_WEIGHT
+        return at_sheet_scale
+    scaled = (np.abs(ends - x1) <= END_TOL_PX) & (np.abs(starts - x0) <= START_TOL_PX)
+    if SCALED_WEIGHT * scaled.sum() < agree.sum():
+        return at_sheet_scale
+    return x0, px_per_s, scaled, SCALED_WEIGHT
 
 
 # --- the finder -----------------------------------------------------------------------------------------
@@ -772,9 +802,34 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
 def _read(sheet_rgb: np.ndarray, ink: np.ndarray, text: np.ndarray, profile: np.ndarray,
           strength: float) -> tuple[FoundLayout, bool]:
     """The layout read from the profile's peaks at least ``strength`` of its strongest, and whether a row
-    between the rows found was lost."""
-    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, _find_row_peaks(profile, strength)))
+    between the rows found was lost. Before close peaks are split (:func:`_split_close`) every peak is measured
+    in its own territory: the ruled lines among them are taken out of the ink (a time axis ruled between two
+    rows, its ink piled on one y, outweighs both rows' peaks), and which are trace tells what a split drops."""
+    peaks, measured = _measured_peaks(ink, profile, strength)
+    ruled = _ruled_lines(_sub_px(profile, peaks), measured)
+    if ruled:
+        ink = _erase_lines(ink, [measured[k] for k in ruled])
+        profile = _row_profile(ink)
+        peaks, measured = _measured_peaks(ink, profile, strength)
+    peaks = _split_close(peaks, profile, [r is not None and r.is_trace for r in measured])
+    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, peaks))
     return _reading(sheet_rgb, text, rows), lost_a_row
+
+
+def _measured_peaks(ink: np.ndarray, profile: np.ndarray, strength: float) -> tuple[list[int], list]:
+    """The profile's peaks (:func:`_find_row_peaks`) and each one's ink measured in its territory."""
+    peaks = _find_row_peaks(profile, strength)
+    ys = _sub_px(profile, peaks)
+    return peaks, [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
+
+
+def _erase_lines(ink: np.ndarray, lines: list[_RowInk]) -> np.ndarray:
+    """``ink`` without the 3 px band at each of ``lines``' baselines."""
+    ink = ink.copy()
+    for line in lines:
+        y_line = int(round(line.y))
+        ink[max(y_line - 1, 0) : y_line + 2] = 0
+    return ink
 
 
 def _reading(sheet_rgb: np.ndarray, text: np.ndarray, rows: list[_RowInk]) -> FoundLayout:
@@ -820,25 +875,27 @@ def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], 
     neighbours' territories, so the rest are measured again until none is dropped. Also: whether a peak between
     the rows kept was dropped (a row whose trace the ink mask lost: a faint trace). A ruled line (:func:`_ruled_lines`)
     is taken out of the ink as well as dropped: in the widened territory of the row above it, it would stack
-    under that row's trace like a second line of text."""
+    under that row's trace like a second line of text. A row dropped with at least FAINT_ROW_SHARE of the longest
+    row's trace counts as lost too (a photo's row whose middle the ink mask lost).
+    """
     ys = list(peaks)
     ruled_ys: set[float] = set()
+    faint: set[float] = set()
     for _ in range(len(peaks) + 1):
         measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
         ruled = _ruled_lines(ys, measured)
         if ruled:
-            ink = ink.copy()
-            for k in ruled:
-                y_line = int(round(measured[k].y))
-                ink[max(y_line - 1, 0) : y_line + 2] = 0
-                ruled_ys.add(ys[k])
+            ink = _erase_lines(ink, [measured[k] for k in ruled])
+            ruled_ys.update(ys[k] for k in ruled)
         trace = [r is not None and r.is_trace and k not in ruled for k, r in enumerate(measured)]
         longest = max((r.length_px for r, t in zip(measured, trace, strict=True) if t), default=0.0)
         keep = [t and r.length_px >= ROW_SHARE * longest for r, t in zip(measured, trace, strict=True)]
+        faint.update(y for y, r, t, k in zip(ys, measured, trace, keep, strict=True)
+                     if t and not k and r.length_px >= FAINT_ROW_SHARE * longest)
         if all(keep):
             rows = [r for r in measured if r is not None]
             lost = set(peaks) - set(ys) - ruled_ys
-            return rows, bool(rows) and any(rows[0].y < y < rows[-1].y for y in lost)
+            return rows, bool(rows) and (any(rows[0].y < y < rows[-1].y for y in lost) or bool(faint))
         ys = [y for y, k in zip(ys, keep, strict=True) if k]
     return [], False
 
