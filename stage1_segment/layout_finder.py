@@ -243,6 +243,8 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     # 12x1 page's pulses stand above each other like one long upright line, with the pulses' other sides 5 mm
     # away on one side only, so upright lines need their like on both sides)
     # and a frame or border line: a flat line longer than any row of chart
+    # (both found before either is taken out: flat lines taken out first cut a dithered upright line into dashes
+    # too short to be a line)
     flat = _grid_lines(ink, LINE_RUN_PX, axis=1, both_sides=False, frame_px=PAGE_LINE_PX)
     upright = _grid_lines(ink, VLINE_RUN_PX, axis=0, both_sides=True)
     ink &= 1 - flat
@@ -644,7 +646,8 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     a row agrees when its end is within END_TOL_PX of x0 + its length and its start no later than START_TOL_PX
     and no earlier than EARLY_TOL_PX. Where most rows do not, the chart may be drawn at another scale than the
     sheet's (a real page's grid read a few per cent off, a printer's own speed): the rows' common start and end
-    then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much."""
+    then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much, unless the sheet's
+    scale fits more rows than that."""
     origins = ends - seconds * PX_PER_S
 
     def agreeing(x0: float) -> np.ndarray:
