@@ -14,7 +14,8 @@ found to be another known layout than the competition's 3x4 + II, with at least 
 read by its own rows and panels (:func:`choose_reading`); every other page is read as 3x4 + II, as before the
 finder. ``Pipeline(..., layout=NAME)`` forces a layout. With the lead-name bundle (``weights/lead_names``) the finder
 also reads the panels' printed names, which choose between layouts of one geometry
-(:func:`stage1_segment.layout_finder.name_panels`).
+(:func:`stage1_segment.layout_finder.name_panels`). With a close-rows bundle (``weights/stage1_close_rows``: stage 1
+fine-tuned on 12x1 pages) a page whose rows stand closer than the competition's network ever saw is read by it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
 from stage1_segment.lead_names import LeadNameReader
+from stage1_segment.passes import rows_are_close
 from stage1_segment.ruled_lines import without_ruled_lines
 from stage2_signal.infer import Extraction, SignalExtractor
 
@@ -45,6 +47,8 @@ log = logging.getLogger("pipeline")
 STAGE_BUNDLES = {"stage1": "stage1_segment", "stage2": "stage2_signal"}
 KEYPOINT_BUNDLE = "stage0_rectify"  # optional: without it stage 0 is the grid rectifier alone
 NAMES_BUNDLE = "lead_names"  # optional: without it the layout finder does not read the lead names
+CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer than CLOSE_PITCH_PX (12x1); without it
+# the stage-1 bundle reads them too
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -215,6 +219,7 @@ class Pipeline:
     rectifier: KeypointRectifier | None = None  # None: the grid rectifier alone
     layout: str | None = None  # a layout name to read every page by; None: the layout found on each page
     names: LeadNameReader | None = None  # reads the panels' printed names for the layout finder; None: not read
+    close_rows: TraceSegmenter | None = None  # reads pages whose rows stand closer than CLOSE_PITCH_PX; None: segmenter
 
     def __post_init__(self) -> None:
         if self.layout is not None:
@@ -224,18 +229,19 @@ class Pipeline:
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
                      layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
-        error, the keypoint and lead-name bundles are used when their folders are there (and must then be
-        complete).
+        error, the keypoint, lead-name and close-rows bundles are used when their folders are there (and must then
+        be complete).
         ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
         :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
-        keypoints, names = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE
+        keypoints, names, close = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE, root / CLOSE_ROWS_BUNDLE
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
-                   LeadNameReader.from_bundle(names) if names.is_dir() else None)
+                   LeadNameReader.from_bundle(names) if names.is_dir() else None,
+                   TraceSegmenter.from_bundle(close, device=device) if close.is_dir() else None)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -267,7 +273,8 @@ class Pipeline:
             if reading.name != maps.layout_name:  # the competition layout's rows, its leads in another order
                 maps = replace(maps, layout_name=reading.name)
         else:
-            maps = self.segmenter(rectified, reading.name, reading.baselines_y_px)
+            close = self.close_rows is not None and rows_are_close(reading.baselines_y_px)
+            maps = (self.close_rows if close else self.segmenter)(rectified, reading.name, reading.baselines_y_px)
         timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it

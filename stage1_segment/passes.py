@@ -14,6 +14,13 @@ SPREAD_BAND = 0.8  # each row spread apart keeps the ink within this many row pi
 # row's own QRS tips (3.7 dB at 0.6; a 6x2 page of 154 px pitch: 6.8 dB at 0.8, 5.7 at 0.6, 4.9 read in place)
 
 
+def rows_are_close(baselines_y_px) -> bool:
+    """Whether a page's rows (baselines, sheet px, top to bottom) stand closer than CLOSE_PITCH_PX: read spread
+    apart (:func:`spread_rows`), and by the close-rows network where there is one (:mod:`pipeline.chain`)."""
+    ys = np.asarray(baselines_y_px, dtype=np.float64)
+    return ys.size > 1 and float(np.median(np.diff(ys))) < CLOSE_PITCH_PX
+
+
 def row_passes(baselines_y_px, n_model: int, sheet_h_px: float) -> list[tuple[tuple[float, ...], list[int]]]:
     """How a network trained on ``n_model`` rows (the competition's: three rows of panels, the rhythm strip
     below them) reads a page's rows: per pass the anchors it is given and the page row each output channel

@@ -257,6 +257,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (slow on CPUs without AVX512-BF16/AMX)")
     ap.add_argument("--jitter", type=float, default=0.5, help="probability of vertical affine jitter")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--select-layout", default=None,
+                    help="choose the bundle by this layout's validation pages' column error alone (one of --layouts)")
     ap.add_argument("--select", choices=["snr", "mae"], default="snr",
                     help="bundle when validation SNR of the read-back signal rises (snr) or the mean |y error| falls")
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
@@ -328,6 +330,8 @@ def main(argv=None) -> int:
     arrangements = arrangements_from(args, ap)
     for name in layouts:
         get_layout(name)  # an unknown name fails here, not in the page renderers
+    if args.select_layout is not None and (args.select_layout not in layouts or args.select_layout == LAYOUT):
+        ap.error(f"--select-layout must be one of --layouts other than {LAYOUT}, got {args.select_layout!r}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall_prev, best, history = 0, 0.0, float("inf"), []
     produced = 0
@@ -436,6 +440,8 @@ def main(argv=None) -> int:
         res.update({"step": step, "wall_min": round(elapsed() / 60, 2), "pages_seen": produced})
         history.append(res)
         score = -res["val_snr_db"] if args.select == "snr" and "val_snr_db" in res else res["val_mae_px"]
+        if args.select_layout is not None:  # a network for one layout's pages is chosen by them alone
+            score = res["val_mae_px_by_type"][f"layout {args.select_layout}"]
         improved = score < best
         if improved:
             best = score

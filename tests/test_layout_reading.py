@@ -213,3 +213,31 @@ def test_cv_reports_per_layout():
     leads = pd.DataFrame({"image_id": "a-0001", "lead": list(LEADS), "snr_db": 20.0})
     text = summarise(images, leads)
     assert "per layout:\n  12x1: 10.00 dB (1)\n  6x2: 20.00 dB (2)" in text
+
+
+def test_rows_closer_than_the_competitions_are_read_by_the_close_rows_network(pipeline, page_6x2, tmp_path):
+    """A 12x1 page's rows (about 100 px apart) go to the close-rows network where the weights have one; a 6x2
+    page's (about 220 px) stay with the competition's; the folder is optional."""
+    from pipeline.chain import CLOSE_ROWS_BUNDLE
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for bundle in ("stage1_segment", "stage2_signal"):
+        (weights / bundle).symlink_to(REPO / "weights" / bundle)
+    assert Pipeline.from_bundles(weights).close_rows is None
+    (weights / CLOSE_ROWS_BUNDLE).symlink_to(REPO / "weights" / "stage1_segment")
+    assert Pipeline.from_bundles(weights).close_rows is not None
+
+    calls = []
+
+    def close_rows(rectified, layout_name, baselines_y_px):
+        calls.append(layout_name)
+        return pipeline.segmenter(rectified, layout_name, baselines_y_px)
+
+    spied = replace(pipeline, close_rows=close_rows)
+    rec = simulate_record(np.random.default_rng(3))
+    page_12x1 = make_page(rec, 3, 3, ["0001"], layouts=["12x1"], fs_choices=[500])
+    result = spied(Page("p", page_12x1.images["0001"].image_rgb, 500.0))
+    assert result.layout.name == "12x1" and calls == ["12x1"]
+    spied(Page("q", page_6x2.images["0001"].image_rgb, 500.0))
+    assert calls == ["12x1"]
