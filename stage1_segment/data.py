@@ -24,7 +24,7 @@ import numpy as np
 from common.geometry import CANONICAL
 from common.layouts import default_placement, get_layout
 from stage1_segment.anchors import find_anchors
-from stage1_segment.passes import CLOSE_PITCH_PX, SPREAD_BAND, kept_rows_span, only_rows, row_passes, spread_rows
+from stage1_segment.passes import SPREAD_BAND, kept_rows_span, only_rows, row_passes, rows_are_close, spread_rows
 from synth.factory import SynthPage
 from synth.signals import Record, list_record_paths, read_record, windows
 
@@ -116,12 +116,11 @@ def layout_pass(sheet_rgb: np.ndarray, labels, rng: np.random.Generator, n_model
     passes = row_passes(ys, n_model, float(h))
     anchors_y, _ = passes[int(rng.integers(len(passes)))]
     rows = [ys.index(a) if a in ys else -1 for a in anchors_y]  # the page row under each channel's anchor
-    pitch = float(np.median(np.diff(ys))) if len(ys) > 1 else np.inf
     row_y = np.full((n_model, labels.row_y_px.shape[1]), np.nan, np.float32)
     masks = np.zeros((n_model, *labels.row_masks.shape[1:]), np.uint8)
-    if pitch < CLOSE_PITCH_PX and spread_close_rows:
+    if rows_are_close(ys) and spread_close_rows:
         spread_to = default_placement(get_layout(bundle_layout)).baselines_y_px
-        image, bands = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+        image, bands = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * float(np.median(np.diff(ys))))
         given = np.asarray(spread_to, dtype=np.float64)
     else:
         image = only_rows(sheet_rgb, anchors_y, ys) if len(ys) > n_model else sheet_rgb

@@ -39,7 +39,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import RowTraceUnet, create_model, normalise_image, split_logits
-from stage1_segment.passes import CLOSE_PITCH_PX, SPREAD_BAND, only_rows, row_passes, spread_rows
+from stage1_segment.passes import SPREAD_BAND, only_rows, row_passes, rows_are_close, spread_rows
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
@@ -159,10 +159,10 @@ class TraceSegmenter:
             else:
                 self.last_anchors = Anchors(tuple(float(y) for y in baselines_y_px), "given", ())
             passes = row_passes(baselines_y_px, self.n_rows, float(sheet_rgb.shape[0]))
-        pitch = float(np.median(np.diff(baselines_y_px))) if baselines_y_px is not None and len(baselines_y_px) > 1 \
-            else np.inf
+        close = baselines_y_px is not None and rows_are_close(baselines_y_px)
         spread_to = default_placement(get_layout(self.layout_name)).baselines_y_px \
-            if pitch < CLOSE_PITCH_PX and self.spread_close_rows else None
+            if close and self.spread_close_rows else None
+        pitch = float(np.median(np.diff(baselines_y_px))) if close else np.inf
         t1 = time.perf_counter()
         rows: dict[int, np.ndarray] = {}
         net_s = 0.0
