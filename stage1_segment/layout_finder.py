@@ -340,8 +340,8 @@ def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool]) -> li
         k = int(np.argmin(gaps))
         if gaps[k] >= SPLIT_FRACTION * float(np.median(gaps)):
             break
-        drop = (k if not trace[k] else k + 1) if trace[k] != trace[k + 1] else (
-            k if profile[peaks[k]] < profile[peaks[k + 1]] else k + 1)
+        weaker = (trace[k], profile[peaks[k]]) < (trace[k + 1], profile[peaks[k + 1]])
+        drop = k if weaker else k + 1
         del peaks[drop], trace[drop]
     return peaks
 
