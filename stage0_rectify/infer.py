@@ -12,7 +12,9 @@ grid reading (``grid_trust``: one affine grid explains the page, as on scans and
 and the network is not even run. Otherwise the network's homography replaces it when the network is
 confident (every corner's peak holds at least ``min_corner_conf`` of its softmax mass and the corners form a
 plausible page, or, with a corner missing, enough dense correspondences are RANSAC inliers) and the two
-maps disagree by more than ``agree_px`` sheet px somewhere on the page.
+maps disagree by more than ``agree_px`` sheet px somewhere on the page. A photo so placed badly (its grid far from
+the correction read on it, or placed by neither route) is read again turned a quarter each way: the network places
+a page held in portrait wrong and the same page turned right (``turn_retry_residual_px``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class RoutingConfig:
     fine_max_residual_ratio: float = 1.5  # ... and is kept where it leaves its own lines at most this many times
     # as far as the first left them: a screen's moire makes the finer reading follow noise (factory 0006 photos:
     # 1.7-2.5 times, 2-6 dB lost a page; crumpled pages 0.3-1.5)
+    turn_retry_residual_px: float = 2.0  # a keypoint sheet whose grid lies this far (rms px, the worse axis) from
+    # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
+    # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
+    # correction), it places right once turned (held-out factory photos placed right: 0.2-1.4 px)
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
@@ -276,6 +282,24 @@ def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int
     return out[0], out[1]
 
 
+def quarter_turn_h(turns: int, image_hw: tuple[int, int]) -> np.ndarray:
+    """3x3 map from a (H, W) image's px to the px of the same image turned ``turns`` quarter turns
+    counter-clockwise (as ``cv2.rotate``: 1 = ROTATE_90_COUNTERCLOCKWISE, 3 = ROTATE_90_CLOCKWISE)."""
+    h, w = image_hw
+    if turns % 4 == 1:
+        return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, w - 1.0], [0.0, 0.0, 1.0]])
+    if turns % 4 == 3:
+        return np.array([[0.0, -1.0, h - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    raise ValueError(f"only quarter turns 1 and 3 are mapped, got {turns}")
+
+
+def _placement_residual(rectified: Rectified) -> float:
+    """How far a keypoint sheet's grid lies from its correction (px); any other sheet: infinitely far."""
+    if rectified.method != "keypoints" or rectified.residual_grid_px is None:
+        return math.inf
+    return float(rectified.residual_grid_px)
+
+
 class KeypointRectifier:
     """``KeypointRectifier.from_bundle(path).rectify(page) -> Rectified`` (method "keypoints" when the
     network's homography is taken, else the grid rectifier's result as before)."""
@@ -317,7 +341,38 @@ class KeypointRectifier:
 
     def rectify(self, page_or_image, image_id: str | None = None,
                 geometry: SheetGeometry = CANONICAL) -> Rectified:
+        """The page on the canonical sheet (see the module doc); a photo the first reading places badly (see
+        ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter each way, and the reading whose
+        grid lies closest to its correction is kept, its map still taking the photo as given onto the sheet."""
         rgb, image_id = page_image(page_or_image, image_id)
+        best = self._rectify_view(rgb, image_id, geometry)
+        info, est = self.last_info, self.last_estimate
+        if self._misplaced(best, info):
+            first_residual = _placement_residual(best)
+            for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
+                turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry)
+                if _placement_residual(turned) < min(_placement_residual(best), self.routing.turn_retry_residual_px):
+                    to_turned = quarter_turn_h(turn, rgb.shape[:2])
+                    turned_h = turned.sheet_map.image_to_sheet_h @ to_turned
+                    best = replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=turned_h))
+                    info = dict(self.last_info, quarter_turns=turn,
+                                unturned_residual_px=None if math.isinf(first_residual) else first_residual)
+                    if "corners_px" in info:  # where the corners lie on the photo as given
+                        info["corners_px"] = np.round(apply_homography(np.linalg.inv(to_turned), np.asarray(
+                            info["corners_px"], np.float64)), 1).tolist()
+            self.last_info, self.last_estimate = info, est
+        return best
+
+    def _misplaced(self, rectified: Rectified, info: dict) -> bool:
+        """Whether a sheet looks placed wrong: a keypoint sheet whose grid lies far from its correction, or a
+        photo the network was asked about that neither the grid nor the keypoints placed."""
+        if not self.routing.enabled or "corner_conf" not in info:
+            return False
+        if rectified.method == "keypoints":
+            return _placement_residual(rectified) >= self.routing.turn_retry_residual_px
+        return rectified.method in ("page_width", "pulse")
+
+    def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry) -> Rectified:
         est = estimate_grid(rgb, geometry)
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h

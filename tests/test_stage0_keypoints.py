@@ -11,6 +11,7 @@ import torch
 
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap, apply_homography
+from common.types import Rectified
 from stage0_rectify.data import targets
 from stage0_rectify.grid import rectify_from_grid
 from stage0_rectify.infer import (
@@ -21,10 +22,11 @@ from stage0_rectify.infer import (
     fit_homography,
     letterbox,
     load_bundle,
+    quarter_turn_h,
     rescale_to_grid,
     save_bundle,
 )
-from stage0_rectify.model import N_CORNERS, create_model
+from stage0_rectify.model import N_CORNERS, create_model, normalise_image
 from synth.factory import make_page
 from synth.signals import simulate_record
 
@@ -278,3 +280,51 @@ def test_weak_corners_are_the_last_resort_where_the_grid_reads_only_the_width(sh
     assert err.max() < 5.0
     # where the grid route read a grid, its map stays
     assert weak.rectify(sheet).method.startswith("grid") and "weak_corners" not in weak.last_info
+
+
+class LandscapeOracle(torch.nn.Module):
+    """A network that places a page only as photographed in landscape: exact on that image, unsure on any other
+    (the same page turned to portrait included)."""
+
+    def __init__(self, landscape: np.ndarray, true_map: SheetMap):
+        super().__init__()
+        self.answer = Oracle(landscape, true_map).out
+        self.known = normalise_image(torch.from_numpy(letterbox(landscape, SIDE)[0]).permute(2, 0, 1)[None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        known = float((x - self.known).abs().mean()) < 1e-3
+        return (self.answer if known else torch.zeros_like(self.answer))[None].expand(x.shape[0], -1, -1, -1)
+
+
+def test_quarter_turn_maps_match_cv2_rotate(photo):
+    img = photo[0]
+    for turns, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
+        turned = cv2.rotate(img, code)
+        xy = np.array([[0, 0], [1599, 0], [37, 1111], [1200, 600]], np.float64)
+        to = np.round(apply_homography(quarter_turn_h(turns, img.shape[:2]), xy)).astype(int)
+        assert (turned[to[:, 1], to[:, 0]] == img[xy[:, 1].astype(int), xy[:, 0].astype(int)]).all()
+
+
+def test_a_page_held_in_portrait_is_read_again_turned_a_quarter(photo):
+    img, true_map = photo
+    portrait = np.ascontiguousarray(cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE))
+    portrait_map = SheetMap(true_map.image_to_sheet_h @ np.linalg.inv(quarter_turn_h(3, img.shape[:2])))
+
+    def error(rect: KeypointRectifier) -> tuple[Rectified, float]:
+        out = rect.rectify(portrait, "p")
+        err = out.sheet_map.image_to_sheet(portrait_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+        return out, float(np.linalg.norm(err, axis=1).max())
+
+    # no turned reading can pass a threshold of 0: the page as given is all the network sees
+    once = KeypointRectifier(LandscapeOracle(img, true_map), {"input_side": SIDE},
+                             RoutingConfig(turn_retry_residual_px=0.0))
+    out, err = error(once)
+    assert out.method != "keypoints" and err > 100.0
+    rect = KeypointRectifier(LandscapeOracle(img, true_map), {"input_side": SIDE})
+    out, err = error(rect)
+    assert out.method == "keypoints" and rect.last_info["quarter_turns"] == 1, rect.last_info
+    assert err < 3.0 and out.residual_grid_px < 2.0, (err, rect.last_info)
+    # the sheet is the one the map makes of the photo as given
+    assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(portrait).astype(int)).mean() < 2.0
+    corners = np.asarray(rect.last_info["corners_px"])
+    assert np.abs(corners - portrait_map.sheet_to_image(CANONICAL.corners_px())).max() < 10.0
