@@ -202,6 +202,27 @@ def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
     assert rect.rectify(page[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
 
 
+def test_sure_pulses_keep_a_gridless_scan_where_the_keypoint_sheet_shows_no_grid(photo):
+    """A map from the pulses alone cannot undo a view, so the network is asked even where the pulses are sure;
+    on a flat gridless scan its sheet shows no grid to confirm it, and the pulses' map stays."""
+    from stage0_rectify.grid import estimate_grid
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    img, true_map = photo
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=True),
+                       np.random.default_rng(0)).sheet_rgb
+    scan = np.ascontiguousarray(page[20:-30, 10:-40])  # not a whole Letter render: its width says nothing
+    est = estimate_grid(scan)
+    assert est.method == "pulse" and est.confidence >= RoutingConfig().grid_trust
+    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})  # sure of another photo's corners
+    out = rect.rectify(scan)
+    assert "corner_conf" in rect.last_info  # the network was asked ...
+    assert out.method == "pulse"  # ... and its sheet, showing no grid, was not taken
+    assert np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
+
+
 def test_a_homography_that_stretches_a_grid_crop_onto_the_sheet_is_rescaled_to_the_grid_pitch():
     # a photo of a print's grid area only (1200 x 642 px at 4.6 px/mm), whose corners the network took for the
     # page's: the homography stretches it over the whole sheet, 1.08x too wide and 1.56x too tall
