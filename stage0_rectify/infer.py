@@ -342,8 +342,8 @@ class KeypointRectifier:
     def rectify(self, page_or_image, image_id: str | None = None,
                 geometry: SheetGeometry = CANONICAL) -> Rectified:
         """The page on the canonical sheet (see the module doc); a photo the first reading places badly (see
-        ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter each way, and the reading whose
-        grid lies closest to its correction is kept, its map still taking the photo as given onto the sheet."""
+        ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter one way, then the other, until a
+        turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet."""
         rgb, image_id = page_image(page_or_image, image_id)
         best = self._rectify_view(rgb, image_id, geometry)
         info, est = self.last_info, self.last_estimate
@@ -356,9 +356,11 @@ class KeypointRectifier:
             info = dict(info, keypoints_rejected="sure pulses; the keypoint sheet showed no grid")
         elif self._misplaced(best, info):
             first_residual = _placement_residual(best)
+            # the first turn that places the page is kept: had the other placed it too, the two sheets would show
+            # one page, at most half a turn apart, which pipeline.upright settles
             for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
                 turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry)
-                if _placement_residual(turned) < min(_placement_residual(best), self.routing.turn_retry_residual_px):
+                if _placement_residual(turned) < self.routing.turn_retry_residual_px:
                     to_turned = quarter_turn_h(turn, rgb.shape[:2])
                     turned_h = turned.sheet_map.image_to_sheet_h @ to_turned
                     best = replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=turned_h))
@@ -367,6 +369,7 @@ class KeypointRectifier:
                     if "corners_px" in info:  # where the corners lie on the photo as given
                         info["corners_px"] = np.round(apply_homography(np.linalg.inv(to_turned), np.asarray(
                             info["corners_px"], np.float64)), 1).tolist()
+                    break
         self.last_info, self.last_estimate = info, est
         return best
 
