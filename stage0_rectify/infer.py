@@ -76,6 +76,9 @@ class RoutingConfig:
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
     # correction), it places right once turned (held-out factory photos placed right: 0.2-1.4 px)
+    min_perspective: float = 0.02  # where the pulses placed the page surely, the keypoints' map replaces theirs only
+    # if it shows this much perspective (opposite sides of the page this share apart in length; held-out factory
+    # scans read by their pulses: 0.000-0.006, a photo read so: 0.05-0.06)
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
@@ -293,6 +296,14 @@ def quarter_turn_h(turns: int, image_hw: tuple[int, int]) -> np.ndarray:
     raise ValueError(f"only quarter turns 1 and 3 are mapped, got {turns}")
 
 
+def view_perspective(image_to_sheet_h: np.ndarray, geometry: SheetGeometry = CANONICAL) -> float:
+    """How far a map is from a flat view: the larger relative length difference of the sheet's opposite sides
+    as the map puts them on the image (0 for a similarity or any affine map)."""
+    c = apply_homography(np.linalg.inv(image_to_sheet_h), geometry.corners_px().astype(np.float64))
+    side = [float(np.linalg.norm(c[(i + 1) % 4] - c[i])) for i in range(4)]  # top, right, bottom, left
+    return max(abs(side[0] / side[2] - 1.0), abs(side[3] / side[1] - 1.0))
+
+
 def _placement_residual(rectified: Rectified) -> float:
     """How far a keypoint sheet's grid lies from its correction (px); any other sheet: infinitely far."""
     if rectified.method != "keypoints" or rectified.residual_grid_px is None:
@@ -359,9 +370,13 @@ class KeypointRectifier:
             # the first turn that places the page is kept: had the other placed it too, the two sheets would show
             # one page, at most half a turn apart, which pipeline.upright settles
             for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
-                turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry)
+                to_turned = quarter_turn_h(turn, rgb.shape[:2])
+                # the grid reading's map turned with the photo (reading the turned photo's grid again costs 0.1-0.2 s
+                # and finds the same: its method, confidence and scale are the same, its map turned)
+                turned_est = replace(est, image_to_sheet_h=est.image_to_sheet_h @ np.linalg.inv(to_turned))
+                turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry,
+                                            turned_est)
                 if _placement_residual(turned) < self.routing.turn_retry_residual_px:
-                    to_turned = quarter_turn_h(turn, rgb.shape[:2])
                     turned_h = turned.sheet_map.image_to_sheet_h @ to_turned
                     best = replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=turned_h))
                     info = dict(self.last_info, quarter_turns=turn,
@@ -394,8 +409,10 @@ class KeypointRectifier:
         # its width gives the scale exactly and there is no view to undo
         whole_page = est.method == "page_width" and is_letter_render(rgb.shape[1], rgb.shape[0])
         # a map from the calibration pulses alone (no grid found) is a similarity: it cannot undo a view, however
-        # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB)
-        unsure = est.confidence < self.routing.grid_trust or est.method == "pulse"
+        # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB); where
+        # they are sure, the keypoints replace them only on a page seen in perspective (a scan lies flat)
+        sure_pulses = est.method == "pulse" and est.confidence >= self.routing.grid_trust
+        unsure = est.confidence < self.routing.grid_trust or sure_pulses
         if self.routing.enabled and consult and unsure and not whole_page:
             fit = self.detect(rgb)
             info.update(fit.info)
@@ -413,7 +430,8 @@ class KeypointRectifier:
                     np.linalg.inv(fit.image_to_sheet_h), CHECK_POINTS))
                 disagree = float(np.linalg.norm(back - CHECK_POINTS, axis=1).max())
                 info["disagree_px"] = round(disagree, 1)
-                if disagree > self.routing.agree_px:
+                flat = sure_pulses and view_perspective(fit.image_to_sheet_h, geometry) < self.routing.min_perspective
+                if disagree > self.routing.agree_px and not flat:
                     h, method = fit.image_to_sheet_h, "keypoints"
                     conf = float(np.clip(fit.corner_conf.min(), 0.05, 0.99))
                     if est.method == "grid":

@@ -25,6 +25,7 @@ from stage0_rectify.infer import (
     quarter_turn_h,
     rescale_to_grid,
     save_bundle,
+    view_perspective,
 )
 from stage0_rectify.model import N_CORNERS, create_model, normalise_image
 from synth.factory import make_page
@@ -216,11 +217,24 @@ def test_sure_pulses_keep_a_gridless_scan_where_the_keypoint_sheet_shows_no_grid
     scan = np.ascontiguousarray(page[20:-30, 10:-40])  # not a whole Letter render: its width says nothing
     est = estimate_grid(scan)
     assert est.method == "pulse" and est.confidence >= RoutingConfig().grid_trust
-    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})  # sure of another photo's corners
+    # a network sure of another photo's corners (in perspective): its sheet, showing no grid, is not taken
+    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
     out = rect.rectify(scan)
-    assert "corner_conf" in rect.last_info  # the network was asked ...
-    assert out.method == "pulse"  # ... and its sheet, showing no grid, was not taken
+    assert "corner_conf" in rect.last_info and out.method == "pulse"
     assert np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
+    # a network sure of a flat placement 40 px off: a flat view is the pulses' to place, not even refined
+    shifted = SheetMap(np.array([[1.0, 0, 40.0], [0, 1.0, 0], [0, 0, 1.0]]) @ est.image_to_sheet_h)
+    rect = KeypointRectifier(Oracle(scan, shifted), {"input_side": SIDE})
+    out = rect.rectify(scan)
+    assert rect.last_info["disagree_px"] > RoutingConfig().agree_px and "residual_px_x" not in rect.last_info
+    assert out.method == "pulse" and np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
+
+
+def test_view_perspective_is_zero_for_a_flat_view_and_large_for_a_photo(photo):
+    _, true_map = photo
+    similarity = np.array([[0.9, -0.1, 30.0], [0.1, 0.9, -20.0], [0, 0, 1.0]])
+    assert view_perspective(similarity) < 1e-9
+    assert view_perspective(true_map.image_to_sheet_h) > 0.1
 
 
 def test_a_homography_that_stretches_a_grid_crop_onto_the_sheet_is_rescaled_to_the_grid_pitch():
