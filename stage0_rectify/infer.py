@@ -389,13 +389,18 @@ class KeypointRectifier:
         return best
 
     def _misplaced(self, rectified: Rectified, info: dict) -> bool:
-        """Whether a sheet looks placed wrong: a keypoint sheet whose grid lies far from its correction, or a
-        photo the network was asked about that neither the grid nor the keypoints placed."""
+        """Whether a sheet looks placed wrong: a keypoint sheet whose grid lies far from its correction (taken,
+        or rejected as implausibly large: real photos placed right whose grid is read so leave 0.7-2.7 px, pages
+        held in portrait 3-8 px) or shows too little grid to read, or a photo the network was asked about that
+        neither the grid nor the keypoints placed."""
         if not self.routing.enabled or "corner_conf" not in info:
             return False
-        if rectified.method == "keypoints":
-            return _placement_residual(rectified) >= self.routing.turn_retry_residual_px
-        return rectified.method in ("page_width", "pulse")
+        if rectified.method != "keypoints":
+            return rectified.method in ("page_width", "pulse")
+        residual = _placement_residual(rectified)
+        if math.isinf(residual) and "residual_px_x" in info and "residual_px_y" in info:
+            residual = max(info["residual_px_x"], info["residual_px_y"])  # the rejected correction's reading
+        return residual >= self.routing.turn_retry_residual_px
 
     def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry,
                       est: GridEstimate | None = None, consult: bool = True) -> Rectified:
