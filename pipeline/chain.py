@@ -25,15 +25,16 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
-from pipeline.upright import upright
+from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
-from stage0_rectify.infer import KeypointRectifier
+from stage0_rectify.infer import KeypointRectifier, quarter_turn_h
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
@@ -252,6 +253,26 @@ class Pipeline:
             rectified = rectify_from_grid(page)
         return rectified
 
+    def sideways(self, page: Page, rectified: Rectified, found: FoundLayout) -> tuple[Rectified, FoundLayout]:
+        """A page fed sideways (a scan or render turned a quarter): the grid rectifier squares the grid up at any
+        quarter turn, so the sheet shows the chart's rows standing up and the layout finder finds none. The image
+        is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS rows is taken, the one
+        with more calibration pulses standing at its rows' starts (then rows lower on the sheet) where both do
+        (the two are half a turn apart). Its map still takes the image as given onto the sheet."""
+        best = None
+        for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
+            turned_page = replace(page, image_rgb=np.ascontiguousarray(cv2.rotate(page.image_rgb, code)))
+            turned = self.rectify(turned_page)
+            turned = replace(turned, sheet_rgb=without_ruled_lines(turned.sheet_rgb))
+            turned_found = find_layout(turned.sheet_rgb, self.names)
+            if turned_found.n_rows < MIN_ROWS:
+                continue
+            key = (n_pulses(turned_found), rows_centre(turned_found))
+            if best is None or key > best[0]:
+                h = turned.sheet_map.image_to_sheet_h @ quarter_turn_h(turn, page.image_rgb.shape[:2])
+                best = (key, replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=h)), turned_found)
+        return (rectified, found) if best is None else (best[1], best[2])
+
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         start = time.perf_counter()
@@ -262,6 +283,8 @@ class Pipeline:
         # time axes ruled under the rows are painted out: stage 1 would follow them where a QRS comes near
         rectified = replace(rectified, sheet_rgb=without_ruled_lines(rectified.sheet_rgb))
         found = find_layout(rectified.sheet_rgb, self.names)
+        if rectified.method != "keypoints" and found.n_rows < MIN_ROWS:
+            rectified, found = self.sideways(page, rectified, found)
         if self.rectifier is not None and rectified.method == "keypoints":
             rectified, found, _ = upright(rectified, found, self.names,
                                           self.rectifier.last_info.get("orientation_conf", 1.0))

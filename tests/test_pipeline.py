@@ -1,5 +1,6 @@
 """End to end on a tiny synthetic set with the committed weights: predict, cv and digitize never lose a page."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,8 +8,11 @@ import pytest
 from common.kaggle_io import read_test_csv, validate_submission
 from common.layouts import LEADS
 from common.metric import MAX_SNR
+from common.sheet_map import apply_homography
+from common.types import Page
 from pipeline.__main__ import DEFAULT_WEIGHTS, main
 from pipeline.chain import ImageReadError, Pipeline, read_image_rgb
+from stage0_rectify.infer import quarter_turn_h
 from synth.make import make_dataset
 from synth.signals import simulate_record
 
@@ -111,3 +115,33 @@ def test_a_keypoint_sheet_shows_an_ecg_by_its_rows_or_its_canonical_grid():
     # a grid 30 % too coarse (the page was stretched) or no grid at all: not shown to be an ECG
     assert not shows_rows_or_grid(_grid_sheet(1.3 * CANONICAL.px_per_mm), "3x4+II")
     assert not shows_rows_or_grid(np.full((CANONICAL.height_px, CANONICAL.width_px, 3), 250, np.uint8), "3x4+II")
+
+
+@pytest.mark.parametrize("code", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE])
+def test_a_page_fed_sideways_reads_as_it_does_upright(code):
+    """The grid rectifier squares a sideways page's grid up with the rows standing; the pipeline reads it again
+    turned (its sheet map still takes the image as given onto the sheet)."""
+    from synth.factory import make_page
+
+    rec = simulate_record(np.random.default_rng(6))
+    image = make_page(rec, 6, 6, ["0003"], layouts=["3x4+II"], fs_choices=[500]).images["0003"].image_rgb
+    pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
+    upright = pipeline(Page("up", image, 500.0))
+    turned_image = np.ascontiguousarray(cv2.rotate(image, code))
+    turned = pipeline(Page("side", turned_image, 500.0))
+    assert turned.rectified.method.startswith("grid") and turned.layout.name == upright.layout.name == "3x4+II"
+    for lead in LEADS:
+        a, b = upright.signals.leads_mv[lead], turned.signals.leads_mv[lead]
+        assert np.sum((a - b) ** 2) < 0.01 * np.sum(a**2), lead
+    # the map takes the sideways image onto the same sheet the upright image lands on
+    turns = 1 if code == cv2.ROTATE_90_COUNTERCLOCKWISE else 3
+    centre = np.array([[1100.0, 850.0]])
+    expected = apply_homography(quarter_turn_h(turns, image.shape[:2]),
+                                upright.rectified.sheet_map.sheet_to_image(centre))
+    assert np.abs(turned.rectified.sheet_map.sheet_to_image(centre) - expected).max() < 3.0
+    # without the second reading the rows stand on the sheet and nothing is read
+    no_turn = Pipeline.from_bundles(DEFAULT_WEIGHTS)
+    no_turn.sideways = lambda page, rectified, found: (rectified, found)
+    flat = no_turn(Page("side", turned_image, 500.0))
+    a, b = upright.signals.leads_mv["II"], flat.signals.leads_mv["II"]
+    assert np.sum((a - b) ** 2) > 0.3 * np.sum(a**2)
