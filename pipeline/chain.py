@@ -256,17 +256,17 @@ class Pipeline:
     def sideways(self, page: Page, rectified: Rectified, found: FoundLayout) -> tuple[Rectified, FoundLayout]:
         """A page fed sideways (a scan or render turned a quarter): the grid rectifier squares the grid up at any
         quarter turn, so the sheet shows the chart's rows standing up and the layout finder finds none. The image
-        is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS rows is taken, the one
-        with more calibration pulses standing at its rows' starts (then rows lower on the sheet) where both do
-        (the two are half a turn apart). Its map still takes the image as given onto the sheet."""
+        is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS rows that fit a known
+        layout is taken, the one with more calibration pulses standing at its rows' starts (then rows lower on the
+        sheet) where both do (the two are half a turn apart). Its map still takes the image as given onto the sheet."""
         best = None
         for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
             turned_page = replace(page, image_rgb=np.ascontiguousarray(cv2.rotate(page.image_rgb, code)))
             turned = self.rectify(turned_page)
             turned = replace(turned, sheet_rgb=without_ruled_lines(turned.sheet_rgb))
             turned_found = find_layout(turned.sheet_rgb, self.names)
-            if turned_found.n_rows < MIN_ROWS:
-                continue
+            if turned_found.n_rows < MIN_ROWS or turned_found.layout_name is None:
+                continue  # rows that fit no known layout are a portrait page's grid lines and traces read across
             key = (n_pulses(turned_found), rows_centre(turned_found))
             if best is None or key > best[0]:
                 h = turned.sheet_map.image_to_sheet_h @ quarter_turn_h(turn, page.image_rgb.shape[:2])
