@@ -34,7 +34,7 @@ from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
-from stage0_rectify.infer import KeypointRectifier, quarter_turn_h
+from stage0_rectify.infer import QUARTER_TURNS, KeypointRectifier, as_given
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
 from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, find_layout
@@ -260,7 +260,7 @@ class Pipeline:
         layout is taken, the one with more calibration pulses standing at its rows' starts (then rows lower on the
         sheet) where both do (the two are half a turn apart). Its map still takes the image as given onto the sheet."""
         best = None
-        for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
+        for turn, code in QUARTER_TURNS.items():
             turned_page = replace(page, image_rgb=np.ascontiguousarray(cv2.rotate(page.image_rgb, code)))
             turned = self.rectify(turned_page)
             turned = replace(turned, sheet_rgb=without_ruled_lines(turned.sheet_rgb))
@@ -269,8 +269,7 @@ class Pipeline:
                 continue  # rows that fit no known layout are a portrait page's grid lines and traces read across
             key = (n_pulses(turned_found), rows_centre(turned_found))
             if best is None or key > best[0]:
-                h = turned.sheet_map.image_to_sheet_h @ quarter_turn_h(turn, page.image_rgb.shape[:2])
-                best = (key, replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=h)), turned_found)
+                best = (key, as_given(turned, turn, page.image_rgb.shape[:2]), turned_found)
         return (rectified, found) if best is None else (best[1], best[2])
 
     def __call__(self, page: Page) -> PipelineResult:

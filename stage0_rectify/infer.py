@@ -285,6 +285,10 @@ def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int
     return out[0], out[1]
 
 
+QUARTER_TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 3: cv2.ROTATE_90_CLOCKWISE}  # cv2.rotate's code per number of
+# counter-clockwise quarter turns
+
+
 def quarter_turn_h(turns: int, image_hw: tuple[int, int]) -> np.ndarray:
     """3x3 map from a (H, W) image's px to the px of the same image turned ``turns`` quarter turns
     counter-clockwise (as ``cv2.rotate``: 1 = ROTATE_90_COUNTERCLOCKWISE, 3 = ROTATE_90_CLOCKWISE)."""
@@ -294,6 +298,13 @@ def quarter_turn_h(turns: int, image_hw: tuple[int, int]) -> np.ndarray:
     if turns % 4 == 3:
         return np.array([[0.0, -1.0, h - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     raise ValueError(f"only quarter turns 1 and 3 are mapped, got {turns}")
+
+
+def as_given(turned: Rectified, turns: int, image_hw: tuple[int, int]) -> Rectified:
+    """A reading of an (H, W) image turned ``turns`` quarter turns (``QUARTER_TURNS``), its map made to take the
+    image as given onto the same sheet."""
+    h = turned.sheet_map.image_to_sheet_h @ quarter_turn_h(turns, image_hw)
+    return replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=h))
 
 
 def view_perspective(image_to_sheet_h: np.ndarray, geometry: SheetGeometry = CANONICAL) -> float:
@@ -358,8 +369,7 @@ class KeypointRectifier:
         rgb, image_id = page_image(page_or_image, image_id)
         best = self._rectify_view(rgb, image_id, geometry)
         info, est = self.last_info, self.last_estimate
-        sure_pulses = est.method == "pulse" and est.confidence >= self.routing.grid_trust
-        if sure_pulses and best.method == "keypoints" and not (
+        if self._sure_pulses(est) and best.method == "keypoints" and not (
                 _placement_residual(best) < self.routing.turn_retry_residual_px):
             # sure pulses, and the keypoints' sheet shows no grid where they put it: a scan without a grid (its
             # pulses place it within a px; the network 20 px off), not a photo; keep the pulses' map
@@ -369,7 +379,7 @@ class KeypointRectifier:
             first_residual = _placement_residual(best)
             # the first turn that places the page is kept: had the other placed it too, the two sheets would show
             # one page, at most half a turn apart, which pipeline.upright settles
-            for turn, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
+            for turn, code in QUARTER_TURNS.items():
                 to_turned = quarter_turn_h(turn, rgb.shape[:2])
                 # the grid reading's map turned with the photo (reading the turned photo's grid again costs 0.1-0.2 s
                 # and finds the same: its method, confidence and scale are the same, its map turned)
@@ -377,8 +387,7 @@ class KeypointRectifier:
                 turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry,
                                             turned_est)
                 if _placement_residual(turned) < self.routing.turn_retry_residual_px:
-                    turned_h = turned.sheet_map.image_to_sheet_h @ to_turned
-                    best = replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=turned_h))
+                    best = as_given(turned, turn, rgb.shape[:2])
                     info = dict(self.last_info, quarter_turns=turn,
                                 unturned_residual_px=None if math.isinf(first_residual) else first_residual)
                     if "corners_px" in info:  # where the corners lie on the photo as given
@@ -387,6 +396,10 @@ class KeypointRectifier:
                     break
         self.last_info, self.last_estimate = info, est
         return best
+
+    def _sure_pulses(self, est: GridEstimate) -> bool:
+        """Whether the grid reading is the calibration pulses' alone, and sure."""
+        return est.method == "pulse" and est.confidence >= self.routing.grid_trust
 
     def _misplaced(self, rectified: Rectified, info: dict) -> bool:
         """Whether a sheet looks placed wrong: a keypoint sheet whose grid lies far from its correction (taken,
@@ -416,7 +429,7 @@ class KeypointRectifier:
         # a map from the calibration pulses alone (no grid found) is a similarity: it cannot undo a view, however
         # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB); where
         # they are sure, the keypoints replace them only on a page seen in perspective (a scan lies flat)
-        sure_pulses = est.method == "pulse" and est.confidence >= self.routing.grid_trust
+        sure_pulses = self._sure_pulses(est)
         unsure = est.confidence < self.routing.grid_trust or sure_pulses
         if self.routing.enabled and consult and unsure and not whole_page:
             fit = self.detect(rgb)
