@@ -94,10 +94,10 @@ pipeline = Pipeline.from_bundles("weights")
 result = pipeline(page)
 print({stage: f"{s:.2f} s" for stage, s in result.timings_s.items()})"""),
     ("markdown", """## The input
-The image type is not used: the source classifier (`source_classifier/`) names it (82 % of fresh factory pages
-right), but routing stage 0 by even the true type changed no photo's score on the factory sets
-(`docs/experiments.md`), so every image takes the one general route: stage 0 itself asks the keypoint network
-where its grid reading is unsure."""),
+The image type is not used: the source classifier (`source_classifier/`) names it (92.5 % of fresh factory pages
+right), but routing stage 0, or light and screen treatments before stage 1, by even the true type changed no
+photo's score on the factory sets (`docs/experiments.md`), so every image takes the one general route: stage 0
+itself asks the keypoint network where its grid reading is unsure."""),
     ("code", """plt.figure(figsize=(11, 8.5)); plt.imshow(image); plt.axis("off")
 plt.title(f"input {image.shape[1]}x{image.shape[0]} px");"""),
     ("markdown", """## Stage 0: onto the canonical sheet
