@@ -15,7 +15,9 @@ read by its own rows and panels (:func:`choose_reading`); every other page is re
 finder. ``Pipeline(..., layout=NAME)`` forces a layout. With the lead-name bundle (``weights/lead_names``) the finder
 also reads the panels' printed names, which choose between layouts of one geometry
 (:func:`stage1_segment.layout_finder.name_panels`). With a close-rows bundle (``weights/stage1_close_rows``: stage 1
-fine-tuned on 12x1 pages) a page whose rows stand closer than the competition's network ever saw is read by it.
+fine-tuned on 12x1 pages) a page whose rows stand closer than the competition's network ever saw is read by it;
+with a photo bundle (``weights/stage1_photo``: stage 1 fine-tuned on photographed pages) a sheet the keypoint route
+placed (a phone photo) is read by it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ KEYPOINT_BUNDLE = "stage0_rectify"  # optional: without it stage 0 is the grid r
 NAMES_BUNDLE = "lead_names"  # optional: without it the layout finder does not read the lead names
 CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer than CLOSE_PITCH_PX (12x1); without it
 # the stage-1 bundle reads them too
+PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route placed (photos); without it the
+# stage-1 bundle reads them too
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -221,28 +225,38 @@ class Pipeline:
     layout: str | None = None  # a layout name to read every page by; None: the layout found on each page
     names: LeadNameReader | None = None  # reads the panels' printed names for the layout finder; None: not read
     close_rows: TraceSegmenter | None = None  # reads pages whose rows stand closer than CLOSE_PITCH_PX; None: segmenter
+    photos: TraceSegmenter | None = None  # reads sheets the keypoint route placed; None: segmenter
 
     def __post_init__(self) -> None:
         if self.layout is not None:
             get_layout(self.layout)  # an unknown name fails here, naming the known ones
+        for name, other in (("close-rows", self.close_rows), ("photo", self.photos)):
+            if isinstance(other, TraceSegmenter) and (
+                    other.layout_name != self.segmenter.layout_name
+                    or other.model.position != self.segmenter.model.position):
+                raise ValueError(f"the {name} stage-1 bundle reads layout {other.layout_name!r} with position "
+                                 f"{other.model.position!r}, the stage-1 bundle {self.segmenter.layout_name!r} with "
+                                 f"{self.segmenter.model.position!r}: they must read pages alike")
 
     @classmethod
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
                      layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
-        error, the keypoint, lead-name and close-rows bundles are used when their folders are there (and must then
-        be complete).
+        error, the keypoint, lead-name, close-rows and photo bundles are used when their folders are there (and must
+        then be complete).
         ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
         :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
-        keypoints, names, close = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE, root / CLOSE_ROWS_BUNDLE
+        keypoints, names = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE
+        close, photos = root / CLOSE_ROWS_BUNDLE, root / PHOTO_BUNDLE
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
                    LeadNameReader.from_bundle(names) if names.is_dir() else None,
-                   TraceSegmenter.from_bundle(close, device=device) if close.is_dir() else None)
+                   TraceSegmenter.from_bundle(close, device=device) if close.is_dir() else None,
+                   TraceSegmenter.from_bundle(photos, device=device) if photos.is_dir() else None)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -288,15 +302,16 @@ class Pipeline:
             rectified, found, _ = upright(rectified, found, self.names,
                                           self.rectifier.last_info.get("orientation_conf", 1.0))
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
+        # a phone photo's ink (blurred, faint, stained, screen moire) is read by the network trained on photos
+        segmenter = self.photos if self.photos is not None and rectified.method == "keypoints" else self.segmenter
         if reading.baselines_y_px is None:
-            maps = self.segmenter(rectified) if self.segmenter.model.position != "anchors" else self.segmenter(
-                rectified, self.segmenter.layout_name,
-                default_rows(found, rectified.sheet_rgb, self.segmenter.layout_name))
+            maps = segmenter(rectified) if segmenter.model.position != "anchors" else segmenter(
+                rectified, segmenter.layout_name, default_rows(found, rectified.sheet_rgb, segmenter.layout_name))
             if reading.name != maps.layout_name:  # the competition layout's rows, its leads in another order
                 maps = replace(maps, layout_name=reading.name)
         else:
             close = self.close_rows is not None and rows_are_close(reading.baselines_y_px)
-            maps = (self.close_rows if close else self.segmenter)(rectified, reading.name, reading.baselines_y_px)
+            maps = (self.close_rows if close else segmenter)(rectified, reading.name, reading.baselines_y_px)
         timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it

@@ -80,7 +80,10 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
         rng = np.random.default_rng([seed, i, 7])
         try:
             if pool and rng.random() < pool_share:
-                sample = to_sample(load_pool_page(pool[int(rng.integers(len(pool)))], rng))
+                # a network trained without clean renders sees every plain drawing through one of its types
+                share = 0.5 if "0001" in image_types else 1.0
+                sample = to_sample(load_pool_page(pool[int(rng.integers(len(pool)))], rng, degrade_share=share,
+                                                  types=image_types))
             else:
                 sample = ds[i]
         except Exception as exc:  # noqa: BLE001 - one bad page must not stop training
@@ -261,6 +264,9 @@ def main(argv=None) -> int:
                     help="choose the bundle by this layout's validation pages' column error alone (one of --layouts)")
     ap.add_argument("--select", choices=["snr", "mae"], default="snr",
                     help="bundle when validation SNR of the read-back signal rises (snr) or the mean |y error| falls")
+    ap.add_argument("--select-types", default=None,
+                    help="choose the bundle by the mean column error of these image types' validation pages alone "
+                         "(separated by ';'; e.g. a network for photos)")
     ap.add_argument("--model", type=str, default=None, help="JSON {name, kwargs} overriding the default model")
     ap.add_argument("--eik-look", type=float, default=0.0,
                     help="share of factory pages drawn with ECG-Image-Kit's marks (bold bars, abutting pulse, ...)")
@@ -293,6 +299,12 @@ def main(argv=None) -> int:
     unknown = sorted(set(image_types) - set(IMAGE_TYPES))
     if unknown or not image_types:
         ap.error(f"--types: unknown image types {unknown}; known: {';'.join(IMAGE_TYPES)}")
+    select_types = None if args.select_types is None else tuple(
+        name.strip() for name in args.select_types.split(";") if name.strip())
+    if select_types is not None and (not select_types or set(select_types) - set(IMAGE_TYPES)):
+        ap.error(f"--select-types: give image types from {';'.join(IMAGE_TYPES)}, got {args.select_types!r}")
+    if select_types is not None and args.select_layout is not None:
+        ap.error("--select-types and --select-layout exclude each other")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -442,6 +454,8 @@ def main(argv=None) -> int:
         score = -res["val_snr_db"] if args.select == "snr" and "val_snr_db" in res else res["val_mae_px"]
         if args.select_layout is not None:  # a network for one layout's pages is chosen by them alone
             score = res["val_mae_px_by_type"][f"layout {args.select_layout}"]
+        if select_types is not None:  # a network for some image types is chosen by their pages alone
+            score = float(np.mean([res["val_mae_px_by_type"][t] for t in select_types]))
         improved = score < best
         if improved:
             best = score

@@ -513,17 +513,20 @@ def photograph_dataset(out: Path, types: Sequence[str], seed: int = 0) -> list[s
     return done
 
 
-def load_pool_page(folder: Path, rng: np.random.Generator, degrade_share: float = 0.5) -> SynthPage:
+def load_pool_page(folder: Path, rng: np.random.Generator, degrade_share: float = 0.5,
+                   types: tuple[str, ...] | None = None) -> SynthPage:
     """A written page as a :class:`~synth.factory.SynthPage` for training. A plain drawing is, with probability
     ``degrade_share``, passed through one of our degradation profiles (scans, photos, mold: the competition's
-    other eight types are its renders printed and scanned or photographed); a distorted one is used as drawn."""
+    other eight types are its renders printed and scanned or photographed; ``types``: only these, a type named twice
+    drawn twice as often; None: all eight); a distorted one is used as drawn."""
     from common.types import IMAGE_TYPES
     from synth.degrade import degrade
     from synth.factory import PageImage
 
     labels, image, sheet_map, plain = _read_drawing(Path(folder))
-    if plain and rng.random() < degrade_share:
-        image_type = str(rng.choice([t for t in IMAGE_TYPES if t != IMAGE_TYPE]))
+    profiles = [t for t in (IMAGE_TYPES if types is None else types) if t != IMAGE_TYPE]
+    if plain and profiles and rng.random() < degrade_share:
+        image_type = str(rng.choice(profiles))
         out = degrade(image, image_type, rng)
         return SynthPage(labels, image, {image_type: PageImage(image_type, out.image_rgb, out.sheet_map)})
     return SynthPage(labels, image, {IMAGE_TYPE: PageImage(IMAGE_TYPE, image, sheet_map)})

@@ -145,3 +145,45 @@ def test_a_page_fed_sideways_reads_as_it_does_upright(code):
     flat = no_turn(Page("side", turned_image, 500.0))
     a, b = upright.signals.leads_mv["II"], flat.signals.leads_mv["II"]
     assert np.sum((a - b) ** 2) > 0.3 * np.sum(a**2)
+
+
+class _SpiedSegmenter:
+    """A stage-1 reader that notes which pages it read and reads them as the wrapped one does."""
+
+    def __init__(self, inner):
+        self.inner, self.read = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, rectified, *args):
+        self.read.append(rectified.image_id)
+        return self.inner(rectified, *args)
+
+
+def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path):
+    """With a photo bundle in the weights folder, a phone photo (placed by the keypoint route) is read by it and a
+    scan (placed by its grid) by the stage-1 bundle; without the folder the stage-1 bundle reads both."""
+    from dataclasses import replace
+
+    from pipeline.chain import PHOTO_BUNDLE
+    from synth.factory import make_page
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for bundle in DEFAULT_WEIGHTS.iterdir():
+        if bundle.is_dir() and bundle.name != PHOTO_BUNDLE:
+            (weights / bundle.name).symlink_to(bundle.resolve())
+    assert Pipeline.from_bundles(weights).photos is None
+    (weights / PHOTO_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage1_segment").resolve())
+    loaded = Pipeline.from_bundles(weights)
+    assert loaded.photos is not None and loaded.photos is not loaded.segmenter
+
+    rec = simulate_record(np.random.default_rng(8))
+    images = make_page(rec, 8, 8, ["0003", "0005"], layouts=["3x4+II"], fs_choices=[500]).images
+    photos, segmenter = _SpiedSegmenter(loaded.photos), _SpiedSegmenter(loaded.segmenter)
+    spied = replace(loaded, photos=photos, segmenter=segmenter)
+    scan = spied(Page("scan", images["0003"].image_rgb, 500.0))
+    photo = spied(Page("photo", images["0005"].image_rgb, 500.0))
+    assert scan.rectified.method != "keypoints" and photo.rectified.method == "keypoints"
+    assert photos.read == ["photo"] and segmenter.read == ["scan"]
