@@ -98,6 +98,18 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
 # --------------------------------------------------------------------------------------------- evaluation
 
 
+def selection_score(res: dict, select: str, select_layout: str | None = None,
+                    select_types: tuple[str, ...] | None = None) -> float:
+    """The number an evaluation's results ``res`` are ranked by (lower is better): the read-back SNR negated
+    (``select`` "snr") or the mean column error ("mae", sheet px); a network for one layout's pages is chosen by
+    that layout's pages' column error alone, one for some image types by the mean of theirs."""
+    if select_layout is not None:
+        return float(res["val_mae_px_by_type"][f"layout {select_layout}"])
+    if select_types is not None:
+        return float(np.mean([res["val_mae_px_by_type"][t] for t in select_types]))
+    return float(-res["val_snr_db"] if select == "snr" and "val_snr_db" in res else res["val_mae_px"])
+
+
 def read_back(y_sheet: np.ndarray, sample: dict, spec: MapSpec) -> tuple[dict, dict]:
     """Signals (mV) read from per-column trace y (sheet px, (R, Wm)) at the labelled placement.
 
@@ -451,11 +463,7 @@ def main(argv=None) -> int:
         res = evaluate(model, val, spec, n_rows, args.bf16, device)
         res.update({"step": step, "wall_min": round(elapsed() / 60, 2), "pages_seen": produced})
         history.append(res)
-        score = -res["val_snr_db"] if args.select == "snr" and "val_snr_db" in res else res["val_mae_px"]
-        if args.select_layout is not None:  # a network for one layout's pages is chosen by them alone
-            score = res["val_mae_px_by_type"][f"layout {args.select_layout}"]
-        if select_types is not None:  # a network for some image types is chosen by their pages alone
-            score = float(np.mean([res["val_mae_px_by_type"][t] for t in select_types]))
+        score = selection_score(res, args.select, args.select_layout, select_types)
         improved = score < best
         if improved:
             best = score

@@ -383,3 +383,15 @@ def test_run_writes_maps_and_overlays_and_takes_a_view(tmp_path):
     with pytest.raises(SystemExit):
         run_main(["--images", str(pages), "--bundle", str(tmp_path / "bundle"), "--out", str(out),
                   "--views", "flip_y"])
+
+
+def test_a_bundle_is_chosen_by_the_pages_it_is_for():
+    """``train.selection_score``: the read-back SNR or the mean column error for a general network; a photo network
+    by its image types' pages alone, a close-rows network by its layout's."""
+    from stage1_segment.train import selection_score
+
+    res = {"val_snr_db": 20.0, "val_mae_px": 0.5,
+           "val_mae_px_by_type": {"0001": 0.2, "0005": 1.0, "0006": 2.0, "layout 12x1": 0.9}}
+    assert selection_score(res, "snr") == -20.0 and selection_score(res, "mae") == 0.5
+    assert selection_score(res, "mae", select_types=("0005", "0006")) == 1.5
+    assert selection_score(res, "snr", select_layout="12x1") == 0.9

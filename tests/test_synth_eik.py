@@ -196,3 +196,19 @@ def test_keypoint_pool_takes_photographs_of_the_plain_drawings(tmp_path):
     corners = sheet_map.sheet_to_image(np.array([[-0.5, -0.5], [2199.5, 1699.5]]))
     np.testing.assert_allclose(corners, [[-0.5, -0.5], [img.shape[1] - 0.5, img.shape[0] - 0.5]], atol=0.05)
     assert write_eik_pool(out, tmp_path / "eik", seed=3, types=("0005", "0001")) == 0
+
+
+def test_a_pool_drawing_is_degraded_only_as_the_types_asked(tmp_path):
+    """``load_pool_page(types=...)``: a plain drawing is degraded as one of the named types (a network for photos
+    sees the other generator's pages photographed, never scanned); without ``types``, as any of the eight."""
+    _written_set(tmp_path)
+    plain = tmp_path / "train" / "20000"
+    for seed in range(6):
+        page = eik.load_pool_page(plain, np.random.default_rng(seed), degrade_share=1.0, types=("0005", "0010"))
+        assert set(page.images) <= {"0005", "0010"} and len(page.images) == 1
+    seen = {next(iter(eik.load_pool_page(plain, np.random.default_rng(s), degrade_share=1.0).images))
+            for s in range(12)}
+    assert len(seen - {"0005", "0010"}) > 0
+    # a drawing the generator distorted is used as drawn
+    assert set(eik.load_pool_page(tmp_path / "train" / "20001", np.random.default_rng(0), degrade_share=1.0,
+                                  types=("0005",)).images) == {eik.IMAGE_TYPE}
