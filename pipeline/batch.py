@@ -49,6 +49,7 @@ class Outcome:
     warnings: tuple[str, ...] = ()
     files: tuple[Path, ...] = field(default_factory=tuple)
     layout: LayoutReading | None = None  # the layout the page was read by (None: it failed first)
+    stage0_method: str = ""  # how stage 0 placed the page (Rectified.method: keypoints, grid, ...; "" if it failed)
 
 
 _WORKER_PIPELINE: Pipeline | None = None
@@ -73,7 +74,8 @@ def _run_job(job: Job) -> Outcome:
         return _with_files(outcome, job, None, None)
     result = _WORKER_PIPELINE.digitize(page)
     outcome = Outcome(job.image_id, result.signals.leads_mv, result.error, result.timings_s,
-                      decoded.warnings + tuple(result.warnings), layout=result.layout)
+                      decoded.warnings + tuple(result.warnings), layout=result.layout,
+                      stage0_method="" if result.rectified is None else result.rectified.method)
     return _with_files(outcome, job, page, result)
 
 
@@ -184,6 +186,7 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
                        "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "signal": signal, "noise": noise,
                        "noise_uncovered": uncovered, "noise_edges": edges, "error": outcome.error or "",
                        "layout_read": "" if outcome.layout is None else outcome.layout.name,
+                       "stage0_method": outcome.stage0_method,
                        **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
     images = pd.DataFrame(images)
     variants_path = data_dir / VARIANTS_CSV

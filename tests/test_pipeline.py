@@ -56,6 +56,7 @@ def test_cv_scores_every_image(tmp_path, records, capsys):
     assert main(["cv", "--data-dir", str(data), "--out", str(per_image)]) == 0
     scores = pd.read_csv(per_image)
     assert len(scores) == 2 and scores["snr_db"].notna().all()
+    assert scores["stage0_method"].str.startswith("grid").all()  # clean renders: placed by their grid
     # the noise budget's parts are parts of the noise, which gives the score
     assert (scores["noise_uncovered"] >= 0).all() and (scores["noise_edges"] >= 0).all()
     assert (scores["noise_uncovered"] + scores["noise_edges"] <= scores["noise"] * (1 + 1e-9)).all()
