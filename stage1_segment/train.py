@@ -73,6 +73,8 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
                           fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look,
                           arrangements=arrangements)
     pool: list = []
+    # a network trained without clean renders sees every plain drawing through one of its types
+    degrade_share = 0.5 if "0001" in image_types else 1.0
     i = start
     while True:
         if pools and (i - start) // stride % 50 == 0:
@@ -80,10 +82,8 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
         rng = np.random.default_rng([seed, i, 7])
         try:
             if pool and rng.random() < pool_share:
-                # a network trained without clean renders sees every plain drawing through one of its types
-                share = 0.5 if "0001" in image_types else 1.0
-                sample = to_sample(load_pool_page(pool[int(rng.integers(len(pool)))], rng, degrade_share=share,
-                                                  types=image_types))
+                sample = to_sample(load_pool_page(pool[int(rng.integers(len(pool)))], rng,
+                                                  degrade_share=degrade_share, types=image_types))
             else:
                 sample = ds[i]
         except Exception as exc:  # noqa: BLE001 - one bad page must not stop training
