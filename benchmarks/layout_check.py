@@ -13,7 +13,9 @@ layout's panel times from the labelled origin x0) and the layout's name is right
 between panels found where one is printed (its width is what the extents check; the lead order is not read, so
 a Cabrera page is right found in the standard order);
 ``layout_right`` also asks the found layout's lead order to be the printed one (Cabrera's, the rhythm strips'
-order: what the lead names read chose, or the prior without a name reader), so every panel is read as its lead. An
+order: what the lead names read chose, or the prior without a name reader); ``leads_right`` asks every panel's
+lead, as the pipeline then reads it (``FoundRow.leads``: a name read surely, the layout's own elsewhere), to be
+the printed one. An
 image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed and not scored. Pages are grouped
 by their base layout and arrangement ("3x4+II/gap" for any gap). Also printed: pulses right (a row's pulse
 found where one is printed, its centre within 1 mm, and none found where none is), the rows' baseline error
@@ -62,7 +64,17 @@ def truth_of(labels_json: Path) -> dict:
         pulses = z["pulse_boxes_px"].astype(np.float64)
     names = [[printed_name(p) for p in layout.row_panels(k)] for k in range(layout.n_rows)]
     return {"layout": layout.name, "baselines": np.asarray(meta["baselines_y_px"], dtype=np.float64),
-            "panels": panels, "pulses": pulses, "names": names}
+            "panels": panels, "pulses": pulses, "names": names,
+            "leads": [[p.lead for p in layout.row_panels(k)] for k in range(layout.n_rows)]}
+
+
+def leads_right(found: FoundLayout, truth: dict) -> bool:
+    """Whether every panel is read as its printed lead: the leads the found layout gives its panels (the names read
+    surely, the layout's own elsewhere) are the labelled ones, row by row."""
+    if found.n_rows != len(truth["leads"]):
+        return False
+    return all(row.leads is not None and list(row.leads) == leads
+               for row, leads in zip(found.rows, truth["leads"], strict=True))
 
 
 def score_names(found: FoundLayout, truth: dict) -> dict:
@@ -173,6 +185,7 @@ def main(argv=None) -> int:
         score["right"] = score["rows_right"] and score["extents_right"] and score["name_right"]
         # the layout the page is then read by, every panel's lead included (the order the names chose)
         score["layout_right"] = score["right"] and layout_kind(found.layout_name or "") == layout_kind(truth["layout"])
+        score["leads_right"] = score["right"] and leads_right(found, truth)
         if reader is not None:
             score.update(score_names(found, truth))
             score["right_named"] = score["right"] and score["page_names"]
@@ -188,7 +201,8 @@ def main(argv=None) -> int:
         df.to_csv(args.out, index=False)
     named = ("panel_names", "page_names", "right_named") if reader is not None else ()
     pct = {c: (c, lambda s: 100.0 * s.mean()) for c in ("rows_right", "extents_right", "name_right", "right",
-                                                          "layout_right", "pulses_right", *named)}
+                                                          "layout_right", "leads_right", "pulses_right",
+                                                          *named)}
     table = df.groupby("layout").agg(pages=("image", "size"), **pct,
                                      baseline_err_px=("baseline_err_px", "median"),
                                      extent_err_px=("extent_err_px", "median"), seconds=("seconds", "mean"),

@@ -40,6 +40,7 @@ as its standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` read
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from itertools import permutations
 from pathlib import Path
@@ -728,8 +729,8 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
     NAME_AGREE and NAME_SWITCH more than the best fit's own names there (a page whose names are unreadable keeps
     its geometry's choice). A layout whose geometry fits worse than that, but fits, may replace it too where the
     best fit's own names there are read at most NAME_CONTRADICTED. The chosen layout's panels take the names read
-    at least NAME_CONFIDENT surely as their leads, and the layout's own elsewhere; a page without a layout keeps
-    its measured runs, leads None."""
+    at least NAME_CONFIDENT surely as their leads, and the layout's own elsewhere (:func:`_sure_leads`); a page
+    without a layout keeps its measured runs, leads None."""
     if not found.rows:
         return found
     starts = np.array([r.runs[0][0] for r in found.rows])
@@ -785,21 +786,32 @@ def name_panels(found: FoundLayout, sheet_rgb: np.ndarray, reader: LeadNameReade
                 if mine >= NAME_AGREE and mine - theirs >= NAME_SWITCH:
                     chosen = challenger
                     break
+    names = [tuple((NAMES[int(p.argmax())], float(p.max())) for p in (probs[index[(k, round(a))]] for a, _, _ in row))
+             for k, row in enumerate(panels[chosen])]
+    leads = None if chosen is None else _sure_leads(names, panels[chosen])
     rows = []
     for k, (row, measured) in enumerate(zip(panels[chosen], found.rows, strict=True)):
-        read = [probs[index[(k, round(a))]] for a, _, _ in row]
-        names = tuple((NAMES[int(p.argmax())], float(p.max())) for p in read)
-        leads = None if chosen is None else tuple(
-            (n if c >= NAME_CONFIDENT and n != "none" else printed).lstrip("-")  # -aVR is lead aVR, inverted
-            for (n, c), (_, _, printed) in zip(names, row, strict=True))
         extents = measured.panels if chosen == best else tuple((a, b) for a, b, _ in row)
-        rows.append(replace(measured, panels=extents, leads=leads, names=names))
+        rows.append(replace(measured, panels=extents, leads=None if leads is None else leads[k], names=names[k]))
     if chosen == best:
         return replace(found, rows=tuple(rows))
     layout = get_layout(chosen)
     seconds = np.array([layout.row_duration_s(k) for k in range(layout.n_rows)])
     x0, px_per_s, _, _ = _place(starts, ends, seconds)
     return replace(found, layout_name=chosen, rows=tuple(rows), x0_px=float(x0), px_per_s=float(px_per_s))
+
+
+def _sure_leads(names: list[tuple], layout_rows: list[list[tuple]]) -> list[tuple[str, ...]]:
+    """Per row the panels' leads: a name read at least NAME_CONFIDENT surely where it is a lead, the layout's own
+    elsewhere; a sure name that another panel prints by the layout is taken only where that does not give the page
+    the lead more often than the layout prints it (a V6 misread as V5 beside the V5 panel stays V6)."""
+    printed = [[lead for _, _, lead in row] for row in layout_rows]
+    sure = [[n if c >= NAME_CONFIDENT and n != "none" else lead for (n, c), lead in zip(row, own, strict=True)]
+            for row, own in zip(names, printed, strict=True)]
+    taken = Counter(n for row in sure for n in row)
+    allowed = Counter(n for row in printed for n in row)
+    return [tuple((n if n == lead or taken[n] <= max(allowed[n], 1) else lead).lstrip("-")  # -aVR is lead aVR, inverted
+                  for n, lead in zip(row, own, strict=True)) for row, own in zip(sure, printed, strict=True)]
 
 
 def _read(sheet_rgb: np.ndarray, ink: np.ndarray, text: np.ndarray, profile: np.ndarray,

@@ -97,29 +97,44 @@ def test_a_bundle_without_weights_is_refused(tmp_path, reader):
         LeadNameReader.from_bundle(bundle)
 
 
-class _SwappedNames:
-    """A reader that reads the first row's first two names swapped (I as aVR, aVR as I), surely."""
+class _MisreadNames:
+    """A reader that reads the printed names surely, those of ``misread`` as another name on the row whose
+    baseline is ``row_y``."""
 
-    def __init__(self, sheet_names):
-        self.sheet_names = sheet_names
+    def __init__(self, sheet_names, misread: dict, row_y: float):
+        self.sheet_names, self.misread, self.row_y = sheet_names, misread, row_y
 
     def probabilities(self, sheet_rgb, starts):
         probs = np.full((len(starts), 2, len(NAMES)), 1e-3)
         for i, (x, y) in enumerate(starts):
             name = min(self.sheet_names, key=lambda s: abs(s[0] - x) + abs(s[1] - y))[2]
-            name = {"I": "aVR", "aVR": "I"}.get(name, name) if y == starts[0][1] else name
+            name = self.misread.get(name, name) if abs(y - self.row_y) < 50.0 else name  # rows are 250 px apart
             probs[i, 0, NAMES.index(name)] = 1.0
         return probs / probs.sum(axis=2, keepdims=True)
 
 
-def test_misread_names_do_not_change_the_competition_layout():
+def _read_with(misread: dict, row: int) -> FoundLayout:
     page = _page(RenderStyle())
     labels = page.labels
     sheet_names = [(x, y, lead) for (x, y), lead in zip(_starts(labels), labels.panel_leads, strict=True)]
-    found = find_layout(page.sheet_rgb, _SwappedNames(sheet_names))
+    return find_layout(page.sheet_rgb, _MisreadNames(sheet_names, misread, labels.baselines_y_px[row]))
+
+
+def test_misread_names_do_not_change_the_competition_layout():
+    found = _read_with({"I": "aVR", "aVR": "I"}, row=0)  # the first row's first two names swapped
     assert found.layout_name == "3x4+II"
     assert found.rows[0].leads == ("aVR", "I", "V1", "V4")  # the names as read, where read surely
     assert found.rows[3].leads == ("II",)
+
+
+def test_a_name_read_surely_as_another_panels_lead_keeps_its_own():
+    """V6 read surely as V5 (as a trace's spike through the 6 made /tmp/eval 10007's read): the page would have
+    two V5s and no V6, so that panel keeps the layout's V6; the row's other names are read as printed."""
+    found = _read_with({"V6": "V5"}, row=2)
+    assert found.layout_name == "3x4+II"
+    assert found.rows[2].names[3][0] == "V5"
+    assert found.rows[2].leads == ("III", "aVF", "V3", "V6")
+    assert [r.leads for r in found.rows[:2]] == [("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5")]
 
 
 def test_names_plainly_another_layouts_overrule_a_worse_geometry(reader, monkeypatch):
