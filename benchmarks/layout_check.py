@@ -13,9 +13,9 @@ layout's panel times from the labelled origin x0) and the layout's name is right
 between panels found where one is printed (its width is what the extents check; the lead order is not read, so
 a Cabrera page is right found in the standard order);
 ``layout_right`` also asks the found layout's lead order to be the printed one (Cabrera's, the rhythm strips'
-order: what the lead names read chose, or the prior without a name reader); ``leads_right`` asks every panel's
-lead, as the pipeline then reads it (``FoundRow.leads``: a name read surely, the layout's own elsewhere), to be
-the printed one. An
+order: what the lead names read chose, or the prior without a name reader: the order the pipeline reads the page
+by); ``leads_right`` asks every panel's lead as the finder reports it (``FoundRow.leads``: a name read surely, the
+layout's own elsewhere; drawn by ``benchmarks.layout_sheet``) to be the printed one. An
 image without its ``.map.json``, such as a warped ECG-Image-Kit page, is listed and not scored. Pages are grouped
 by their base layout and arrangement ("3x4+II/gap" for any gap). Also printed: pulses right (a row's pulse
 found where one is printed, its centre within 1 mm, and none found where none is), the rows' baseline error
