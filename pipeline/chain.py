@@ -17,7 +17,9 @@ also reads the panels' printed names, which choose between layouts of one geomet
 (:func:`stage1_segment.layout_finder.name_panels`). With a close-rows bundle (``weights/stage1_close_rows``: stage 1
 fine-tuned on 12x1 pages) a page whose rows stand closer than the competition's network ever saw is read by it;
 with a photo bundle (``weights/stage1_photo``: stage 1 fine-tuned on photographed pages) a sheet the keypoint route
-placed (a phone photo) is read by it.
+placed (a phone photo) is read by it; with a mold bundle (``weights/stage1_mold``: stage 1 fine-tuned on scans with
+mold) and the source classifier (``weights/source_classifier``), a sheet another route placed is read by it where
+the classifier's route names it (:mod:`source_classifier.routing`: black-and-white scans with mold, 0012).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
+from source_classifier.infer import SourceClassifier
+from source_classifier.routing import route
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import QUARTER_TURNS, KeypointRectifier, as_given
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
@@ -54,6 +58,8 @@ CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer tha
 # the stage-1 bundle reads them too
 PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route placed (photos); without it the
 # stage-1 bundle reads them too
+MOLD_BUNDLE = "stage1_mold"  # optional: stage 1 for sheets the classifier routes to it (mold scans); needs ...
+CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -226,11 +232,15 @@ class Pipeline:
     names: LeadNameReader | None = None  # reads the panels' printed names for the layout finder; None: not read
     close_rows: TraceSegmenter | None = None  # reads pages whose rows stand closer than CLOSE_PITCH_PX; None: segmenter
     photos: TraceSegmenter | None = None  # reads sheets the keypoint route placed; None: segmenter
+    molds: TraceSegmenter | None = None  # reads the other sheets the classifier routes to the mold network
+    classifier: SourceClassifier | None = None  # names each page's image type (routes it to `molds`)
 
     def __post_init__(self) -> None:
         if self.layout is not None:
             get_layout(self.layout)  # an unknown name fails here, naming the known ones
-        for name, other in (("close-rows", self.close_rows), ("photo", self.photos)):
+        if self.molds is not None and self.classifier is None:
+            raise ValueError("the mold stage-1 bundle is chosen by the source classifier: give both")
+        for name, other in (("close-rows", self.close_rows), ("photo", self.photos), ("mold", self.molds)):
             if isinstance(other, TraceSegmenter) and (
                     other.layout_name != self.segmenter.layout_name
                     or other.model.position != self.segmenter.model.position):
@@ -242,21 +252,26 @@ class Pipeline:
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
                      layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
-        error, the keypoint, lead-name, close-rows and photo bundles are used when their folders are there (and must
-        then be complete).
+        error, the keypoint, lead-name, close-rows, photo and mold bundles are used when their folders are there (and
+        must then be complete; the mold bundle with the source classifier's).
         ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
         :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
         keypoints, names = root / KEYPOINT_BUNDLE, root / NAMES_BUNDLE
-        close, photos = root / CLOSE_ROWS_BUNDLE, root / PHOTO_BUNDLE
+        close, photos, molds = root / CLOSE_ROWS_BUNDLE, root / PHOTO_BUNDLE, root / MOLD_BUNDLE
+        if molds.is_dir() and not (root / CLASSIFIER_BUNDLE).is_dir():
+            raise FileNotFoundError(f"{molds} is chosen by the source classifier, but {root / CLASSIFIER_BUNDLE} "
+                                    "is missing")
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
                    LeadNameReader.from_bundle(names) if names.is_dir() else None,
                    TraceSegmenter.from_bundle(close, device=device) if close.is_dir() else None,
-                   TraceSegmenter.from_bundle(photos, device=device) if photos.is_dir() else None)
+                   TraceSegmenter.from_bundle(photos, device=device) if photos.is_dir() else None,
+                   TraceSegmenter.from_bundle(molds, device=device) if molds.is_dir() else None,
+                   SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE) if molds.is_dir() else None)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -286,6 +301,19 @@ class Pipeline:
                 best = (key, as_given(turned, turn, page.image_rgb.shape[:2]), turned_found)
         return (rectified, found) if best is None else (best[1], best[2])
 
+    def stage1_for(self, page: Page, rectified: Rectified, timings: dict) -> TraceSegmenter:
+        """The stage-1 network for a page: a phone photo's ink (blurred, faint, stained, screen moire) is read by
+        the network trained on photos (the keypoint route placed it); another sheet by the one its image type's
+        route names (the classifier's time goes into ``timings``)."""
+        if rectified.method == "keypoints":
+            return self.photos if self.photos is not None else self.segmenter
+        if self.molds is None:
+            return self.segmenter
+        start = time.perf_counter()
+        network = route(self.classifier(page)).stage1
+        timings["source_classifier"] = time.perf_counter() - start
+        return self.molds if network == "mold" else self.segmenter
+
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         start = time.perf_counter()
@@ -302,8 +330,7 @@ class Pipeline:
             rectified, found, _ = upright(rectified, found, self.names,
                                           self.rectifier.last_info.get("orientation_conf", 1.0))
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
-        # a phone photo's ink (blurred, faint, stained, screen moire) is read by the network trained on photos
-        segmenter = self.photos if self.photos is not None and rectified.method == "keypoints" else self.segmenter
+        segmenter = self.stage1_for(page, rectified, timings)
         if reading.baselines_y_px is None:
             maps = segmenter(rectified) if segmenter.model.position != "anchors" else segmenter(
                 rectified, segmenter.layout_name, default_rows(found, rectified.sheet_rgb, segmenter.layout_name))
@@ -312,7 +339,7 @@ class Pipeline:
         else:
             close = self.close_rows is not None and rows_are_close(reading.baselines_y_px)
             maps = (self.close_rows if close else segmenter)(rectified, reading.name, reading.baselines_y_px)
-        timings["stage1_segment"] = time.perf_counter() - start
+        timings["stage1_segment"] = time.perf_counter() - start - timings.get("source_classifier", 0.0)
         start = time.perf_counter()
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
         counts = {lead: page.n_samples(lead) for lead in LEADS} if page.samples_per_lead else printed_samples(

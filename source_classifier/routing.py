@@ -20,6 +20,10 @@ Settings (names only; the stages decide how each is carried out):
 * ``binarised``: a black-and-white scan: no colour to tell grid from trace; the grid may be missing.
 * ``paper_normalise``: normalise the paper's colour where stains, soaking or mold discolour it.
 * ``despeckle``: remove isolated dark specks (mold colonies, dirt) that are not trace.
+* ``stage1``: the stage-1 network that reads the sheet: "general" (``weights/stage1_segment``) or "mold"
+  (``weights/stage1_mold``, fine-tuned on scans with mold; :mod:`pipeline.chain` uses it where the bundle is there):
+  black-and-white scans with mold (0012) only, the type it reads better (colour ones with mold read alike by both).
+  Photos get the photo network by stage 0's route instead (the keypoints placed the sheet), not by this table.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ class RouteSettings:
     binarised: bool
     paper_normalise: bool
     despeckle: bool
+    stage1: str = "general"
 
     RECTIFIERS = ("grid", "keypoints")
+    STAGE1_NETWORKS = ("general", "mold")
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES and not all(t in IMAGE_TYPES for t in self.route.split("+")):
@@ -53,9 +59,14 @@ class RouteSettings:
                              f"got {self.route!r}")
         if self.rectifier not in self.RECTIFIERS:
             raise ValueError(f"rectifier must be one of {self.RECTIFIERS}, got {self.rectifier!r}")
+        if self.stage1 not in self.STAGE1_NETWORKS:
+            raise ValueError(f"stage1 must be one of {self.STAGE1_NETWORKS}, got {self.stage1!r}")
         for f in fields(self):
-            if f.name not in ("route", "rectifier") and not isinstance(getattr(self, f.name), bool):
+            if f.name not in _NAMED and not isinstance(getattr(self, f.name), bool):
                 raise ValueError(f"RouteSettings.{f.name} must be a bool, got {getattr(self, f.name)!r}")
+
+
+_NAMED = ("route", "rectifier", "stage1")  # the settings that name a choice; the others are flags
 
 
 _SCAN = {"rectifier": "grid", "find_page": False, "dewarp": False, "illumination_flatten": False, "descreen": False,
@@ -72,7 +83,7 @@ ROUTES: dict[str, dict] = {
     "0009": {**_PHOTO, "paper_normalise": True},  # stained / soaked print: discoloured paper, bled ink
     "0010": {**_PHOTO, "paper_normalise": True, "despeckle": True},  # folds, crumples, tears, dirt
     "0011": {**_SCAN, "paper_normalise": True, "despeckle": True},  # colour scan with mold
-    "0012": {**_SCAN, "binarised": True, "despeckle": True},  # black-and-white scan with mold
+    "0012": {**_SCAN, "binarised": True, "despeckle": True, "stage1": "mold"},  # black-and-white scan with mold
     GENERAL: {**_PHOTO, "paper_normalise": True},  # unsure: assume the least about the page
 }
 
@@ -86,8 +97,8 @@ def settings_for(route_name: str) -> RouteSettings:
 
 def route(prediction: SourcePrediction) -> RouteSettings:
     """The predicted type's settings; for a low-confidence prediction, those of the most probable types that
-    together reach the threshold when they share a rectifier (each flag set where any of them sets it), else
-    the general ones."""
+    together reach the threshold when they share a rectifier (each flag set where any of them sets it; their
+    stage-1 network where they all name one, else the general one), else the general ones."""
     if not prediction.low_confidence:
         return settings_for(prediction.image_type)
     names, mass = [], 0.0
@@ -98,9 +109,10 @@ def route(prediction: SourcePrediction) -> RouteSettings:
             break
     if len({ROUTES[t]["rectifier"] for t in names}) > 1:
         return settings_for(GENERAL)
-    flags = {f.name: any(ROUTES[t][f.name] for t in names) for f in fields(RouteSettings)
-             if f.name not in ("route", "rectifier")}
-    return RouteSettings(route="+".join(sorted(names)), rectifier=ROUTES[names[0]]["rectifier"], **flags)
+    flags = {f.name: any(ROUTES[t][f.name] for t in names) for f in fields(RouteSettings) if f.name not in _NAMED}
+    networks = {ROUTES[t].get("stage1", "general") for t in names}
+    return RouteSettings(route="+".join(sorted(names)), rectifier=ROUTES[names[0]]["rectifier"],
+                         stage1=networks.pop() if len(networks) == 1 else "general", **flags)
 
 
 def check_table() -> None:

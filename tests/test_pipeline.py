@@ -162,6 +162,16 @@ class _SpiedSegmenter:
         return self.inner(rectified, *args)
 
 
+def _weights_without(tmp_path, name: str):
+    """A weights folder of links to the committed bundles, all but ``name``."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for bundle in DEFAULT_WEIGHTS.iterdir():
+        if bundle.is_dir() and bundle.name != name:
+            (weights / bundle.name).symlink_to(bundle.resolve())
+    return weights
+
+
 def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path):
     """With a photo bundle in the weights folder, a phone photo (placed by the keypoint route) is read by it and a
     scan (placed by its grid) by the stage-1 bundle; without the folder the stage-1 bundle reads both."""
@@ -170,11 +180,7 @@ def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path
     from pipeline.chain import PHOTO_BUNDLE
     from synth.factory import make_page
 
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for bundle in DEFAULT_WEIGHTS.iterdir():
-        if bundle.is_dir() and bundle.name != PHOTO_BUNDLE:
-            (weights / bundle.name).symlink_to(bundle.resolve())
+    weights = _weights_without(tmp_path, PHOTO_BUNDLE)
     assert Pipeline.from_bundles(weights).photos is None
     (weights / PHOTO_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage1_segment").resolve())
     loaded = Pipeline.from_bundles(weights)
@@ -188,3 +194,34 @@ def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path
     photo = spied(Page("photo", images["0005"].image_rgb, 500.0))
     assert scan.rectified.method != "keypoints" and photo.rectified.method == "keypoints"
     assert photos.read == ["photo"] and segmenter.read == ["scan"]
+
+
+def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
+    """With a mold bundle in the weights folder, a black-and-white scan with mold is read by it (the source
+    classifier names the page 0012) and a clean scan or a colour one with mold by the stage-1 bundle; a mold bundle
+    without the classifier is refused."""
+    from dataclasses import replace
+
+    from pipeline.chain import CLASSIFIER_BUNDLE, MOLD_BUNDLE
+    from synth.factory import make_page
+
+    weights = _weights_without(tmp_path, MOLD_BUNDLE)
+    assert Pipeline.from_bundles(weights).molds is None
+    (weights / MOLD_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage1_segment").resolve())
+    loaded = Pipeline.from_bundles(weights)
+    assert loaded.molds is not None and loaded.molds is not loaded.segmenter and loaded.classifier is not None
+
+    rec = simulate_record(np.random.default_rng(8))
+    images = make_page(rec, 8, 8, ["0003", "0011", "0012"], layouts=["3x4+II"], fs_choices=[500]).images
+    molds, segmenter = _SpiedSegmenter(loaded.molds), _SpiedSegmenter(loaded.segmenter)
+    spied = replace(loaded, molds=molds, segmenter=segmenter)
+    for image_type in ("0003", "0011", "0012"):
+        result = spied(Page(image_type, images[image_type].image_rgb, 500.0))
+        assert result.rectified.method != "keypoints" and "source_classifier" in result.timings_s
+    assert molds.read == ["0012"] and segmenter.read == ["0003", "0011"]
+
+    (weights / CLASSIFIER_BUNDLE).unlink()
+    with pytest.raises(FileNotFoundError, match="source classifier"):
+        Pipeline.from_bundles(weights)
+    with pytest.raises(ValueError, match="source classifier"):
+        replace(loaded, classifier=None)

@@ -146,6 +146,19 @@ def test_low_confidence_within_a_family_keeps_its_rectifier():
         RouteSettings(route="0003+0099", **ROUTES["0003"])
 
 
+def test_mold_scans_are_routed_to_the_mold_network():
+    """Black-and-white scans with mold name the mold stage-1 network; pooled with a type that names the general one
+    (unsure) they get the general one, sure they get the mold one; an unknown network is refused."""
+    assert settings_for("0012").stage1 == "mold"
+    assert {settings_for(t).stage1 for t in (*IMAGE_TYPES, GENERAL) if t != "0012"} == {"general"}
+    unsure = route(SourcePrediction("a", "0012", _probabilities(t0012=0.5, t0004=0.3), threshold=0.6))
+    assert unsure.route == "0004+0012" and unsure.stage1 == "general"
+    sure = route(SourcePrediction("a", "0012", _probabilities(t0012=0.7, t0004=0.2), threshold=0.6))
+    assert sure.route == "0012" and sure.stage1 == "mold"
+    with pytest.raises(ValueError, match="stage1"):
+        RouteSettings(**{**ROUTES["0003"], "route": "0003", "stage1": "photo"})
+
+
 def test_input_keeps_fine_texture():
     """The high-pass channel tells a noisy page from a clean one after a 9x downscale, where RGB cannot."""
     rng = np.random.default_rng(1)
