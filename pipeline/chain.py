@@ -17,9 +17,10 @@ also reads the panels' printed names, which choose between layouts of one geomet
 (:func:`stage1_segment.layout_finder.name_panels`). With a close-rows bundle (``weights/stage1_close_rows``: stage 1
 fine-tuned on 12x1 pages) a page whose rows stand closer than the competition's network ever saw is read by it;
 with a photo bundle (``weights/stage1_photo``: stage 1 fine-tuned on photographed pages) a sheet the keypoint route
-placed (a phone photo) is read by it; with a mold bundle (``weights/stage1_mold``: stage 1 fine-tuned on scans with
-mold) and the source classifier (``weights/source_classifier``), a sheet another route placed is read by it where
-the classifier's route names it (:mod:`source_classifier.routing`: black-and-white scans with mold, 0012).
+placed (a phone photo) is read by it; with the source classifier (``weights/source_classifier``), a sheet another
+route placed is read by the stage-1 network its image type's route names (:mod:`source_classifier.routing`): the
+photo bundle for a photo (placed by its grid), the mold bundle (``weights/stage1_mold``: stage 1 fine-tuned on
+scans with mold) for a black-and-white scan with mold (0012).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer tha
 PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route placed (photos); without it the
 # stage-1 bundle reads them too
 MOLD_BUNDLE = "stage1_mold"  # optional: stage 1 for sheets the classifier routes to it (mold scans); needs ...
-CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier
+CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier, which also routes photos the grid placed
 
 
 LOW_TRACE_CONFIDENCE = 0.5  # median over leads of stage 2's mean confidence: clean pages read 0.9-0.97, pages
@@ -233,7 +234,8 @@ class Pipeline:
     close_rows: TraceSegmenter | None = None  # reads pages whose rows stand closer than CLOSE_PITCH_PX; None: segmenter
     photos: TraceSegmenter | None = None  # reads sheets the keypoint route placed; None: segmenter
     molds: TraceSegmenter | None = None  # reads the other sheets the classifier routes to the mold network
-    classifier: SourceClassifier | None = None  # names each page's image type (routes it to `molds`)
+    classifier: SourceClassifier | None = None  # names the image type of a page stage 0 placed by other than its
+    # keypoints (routes it to `molds` or `photos`); None: such pages are read by segmenter
 
     def __post_init__(self) -> None:
         if self.layout is not None:
@@ -253,7 +255,7 @@ class Pipeline:
                      layout: str | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
         error, the keypoint, lead-name, close-rows, photo and mold bundles are used when their folders are there (and
-        must then be complete; the mold bundle with the source classifier's).
+        must then be complete; the mold bundle with the source classifier's, which is loaded with either).
         ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
         :class:`Pipeline`."""
         root = Path(weights_dir)
@@ -271,7 +273,8 @@ class Pipeline:
                    TraceSegmenter.from_bundle(close, device=device) if close.is_dir() else None,
                    TraceSegmenter.from_bundle(photos, device=device) if photos.is_dir() else None,
                    TraceSegmenter.from_bundle(molds, device=device) if molds.is_dir() else None,
-                   SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE) if molds.is_dir() else None)
+                   SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE)
+                   if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -307,12 +310,13 @@ class Pipeline:
         route names (the classifier's time goes into ``timings``)."""
         if rectified.method == "keypoints":
             return self.photos if self.photos is not None else self.segmenter
-        if self.molds is None:
+        if self.classifier is None:
             return self.segmenter
         start = time.perf_counter()
         network = route(self.classifier(page)).stage1
         timings["source_classifier"] = time.perf_counter() - start
-        return self.molds if network == "mold" else self.segmenter
+        chosen = {"mold": self.molds, "photo": self.photos}.get(network)
+        return chosen if chosen is not None else self.segmenter
 
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}

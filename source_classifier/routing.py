@@ -20,10 +20,11 @@ Settings (names only; the stages decide how each is carried out):
 * ``binarised``: a black-and-white scan: no colour to tell grid from trace; the grid may be missing.
 * ``paper_normalise``: normalise the paper's colour where stains, soaking or mold discolour it.
 * ``despeckle``: remove isolated dark specks (mold colonies, dirt) that are not trace.
-* ``stage1``: the stage-1 network that reads the sheet: "general" (``weights/stage1_segment``) or "mold"
-  (``weights/stage1_mold``, fine-tuned on scans with mold; :mod:`pipeline.chain` uses it where the bundle is there):
-  black-and-white scans with mold (0012) only, the type it reads better (colour ones with mold read alike by both).
-  Photos get the photo network by stage 0's route instead (the keypoints placed the sheet), not by this table.
+* ``stage1``: the stage-1 network that reads a sheet stage 0 did not place by its keypoints (:mod:`pipeline.chain`,
+  where the bundle is there): "general" (``weights/stage1_segment``), "mold" (``weights/stage1_mold``, fine-tuned
+  on scans with mold: black-and-white ones, 0012, only, the type it reads better; colour ones read alike by both)
+  or "photo" (``weights/stage1_photo``, fine-tuned on photographed pages: a photo flat enough for its grid to
+  place it). A sheet the keypoints placed is read by the photo network whatever the type.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class RouteSettings:
     stage1: str = "general"
 
     RECTIFIERS = ("grid", "keypoints")
-    STAGE1_NETWORKS = ("general", "mold")
+    STAGE1_NETWORKS = ("general", "mold", "photo")
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES and not all(t in IMAGE_TYPES for t in self.route.split("+")):
@@ -72,7 +73,7 @@ _NAMED = ("route", "rectifier", "stage1")  # the settings that name a choice; th
 _SCAN = {"rectifier": "grid", "find_page": False, "dewarp": False, "illumination_flatten": False, "descreen": False,
          "binarised": False, "paper_normalise": False, "despeckle": False}
 _PHOTO = {"rectifier": "keypoints", "find_page": True, "dewarp": True, "illumination_flatten": True,
-          "descreen": False, "binarised": False, "paper_normalise": False, "despeckle": False}
+          "descreen": False, "binarised": False, "paper_normalise": False, "despeckle": False, "stage1": "photo"}
 
 ROUTES: dict[str, dict] = {
     "0001": dict(_SCAN),  # a render: the sheet itself
@@ -84,7 +85,7 @@ ROUTES: dict[str, dict] = {
     "0010": {**_PHOTO, "paper_normalise": True, "despeckle": True},  # folds, crumples, tears, dirt
     "0011": {**_SCAN, "paper_normalise": True, "despeckle": True},  # colour scan with mold
     "0012": {**_SCAN, "binarised": True, "despeckle": True, "stage1": "mold"},  # black-and-white scan with mold
-    GENERAL: {**_PHOTO, "paper_normalise": True},  # unsure: assume the least about the page
+    GENERAL: {**_PHOTO, "paper_normalise": True, "stage1": "general"},  # unsure: assume the least about the page
 }
 
 

@@ -172,6 +172,20 @@ def _weights_without(tmp_path, name: str):
     return weights
 
 
+class _NamingClassifier:
+    """A source classifier that names every page ``image_type``, surely."""
+
+    def __init__(self, image_type: str):
+        self.image_type = image_type
+
+    def __call__(self, page):
+        from common.types import IMAGE_TYPES, SourcePrediction
+
+        p = np.full(len(IMAGE_TYPES), 0.01)
+        p[IMAGE_TYPES.index(self.image_type)] = 1.0 - 0.01 * (len(IMAGE_TYPES) - 1)
+        return SourcePrediction(page.image_id, self.image_type, p, threshold=0.6)
+
+
 def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path):
     """With a photo bundle in the weights folder, a phone photo (placed by the keypoint route) is read by it and a
     scan (placed by its grid) by the stage-1 bundle; without the folder the stage-1 bundle reads both."""
@@ -198,8 +212,8 @@ def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path
 
 def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
     """With a mold bundle in the weights folder, a black-and-white scan with mold is read by it (the source
-    classifier names the page 0012) and a clean scan or a colour one with mold by the stage-1 bundle; a mold bundle
-    without the classifier is refused."""
+    classifier names the page 0012) and a clean scan or a colour one with mold by the stage-1 bundle; a page the
+    classifier names a photo by the photo bundle; a mold bundle without the classifier is refused."""
     from dataclasses import replace
 
     from pipeline.chain import CLASSIFIER_BUNDLE, MOLD_BUNDLE
@@ -219,6 +233,14 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
         result = spied(Page(image_type, images[image_type].image_rgb, 500.0))
         assert result.rectified.method != "keypoints" and "source_classifier" in result.timings_s
     assert molds.read == ["0012"] and segmenter.read == ["0003", "0011"]
+    # a page another route placed that the classifier names a photo (a flat photo whose grid placed it) is read by
+    # the photo network
+    scan = Page("0003", images["0003"].image_rgb, 500.0)
+    rectified = loaded.rectify(scan)
+    assert rectified.method != "keypoints"
+    assert loaded.stage1_for(scan, rectified, {}) is loaded.segmenter
+    named_photo = replace(loaded, classifier=_NamingClassifier("0009"))
+    assert named_photo.stage1_for(scan, rectified, {}) is loaded.photos
 
     (weights / CLASSIFIER_BUNDLE).unlink()
     with pytest.raises(FileNotFoundError, match="source classifier"):

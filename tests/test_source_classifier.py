@@ -146,17 +146,21 @@ def test_low_confidence_within_a_family_keeps_its_rectifier():
         RouteSettings(route="0003+0099", **ROUTES["0003"])
 
 
-def test_mold_scans_are_routed_to_the_mold_network():
-    """Black-and-white scans with mold name the mold stage-1 network; pooled with a type that names the general one
-    (unsure) they get the general one, sure they get the mold one; an unknown network is refused."""
+def test_mold_scans_and_photos_are_routed_to_their_stage1_networks():
+    """Black-and-white scans with mold name the mold stage-1 network, photos the photo network, the rest and the
+    general route the general one; pooled with a type that names another network (unsure) they get the general
+    one, sure they get their own; an unknown network is refused."""
     assert settings_for("0012").stage1 == "mold"
-    assert {settings_for(t).stage1 for t in (*IMAGE_TYPES, GENERAL) if t != "0012"} == {"general"}
+    assert {settings_for(t).stage1 for t in ("0005", "0006", "0009", "0010")} == {"photo"}
+    assert {settings_for(t).stage1 for t in ("0001", "0003", "0004", "0011", GENERAL)} == {"general"}
+    photos = route(SourcePrediction("a", "0009", _probabilities(t0009=0.45, t0010=0.4), threshold=0.6))
+    assert photos.route == "0009+0010" and photos.stage1 == "photo"
     unsure = route(SourcePrediction("a", "0012", _probabilities(t0012=0.5, t0004=0.3), threshold=0.6))
     assert unsure.route == "0004+0012" and unsure.stage1 == "general"
     sure = route(SourcePrediction("a", "0012", _probabilities(t0012=0.7, t0004=0.2), threshold=0.6))
     assert sure.route == "0012" and sure.stage1 == "mold"
     with pytest.raises(ValueError, match="stage1"):
-        RouteSettings(**{**ROUTES["0003"], "route": "0003", "stage1": "photo"})
+        RouteSettings(**{**ROUTES["0003"], "route": "0003", "stage1": "screen"})
 
 
 def test_input_keeps_fine_texture():
