@@ -232,7 +232,8 @@ class Pipeline:
     layout: str | None = None  # a layout name to read every page by; None: the layout found on each page
     names: LeadNameReader | None = None  # reads the panels' printed names for the layout finder; None: not read
     close_rows: TraceSegmenter | None = None  # reads pages whose rows stand closer than CLOSE_PITCH_PX; None: segmenter
-    photos: TraceSegmenter | None = None  # reads sheets the keypoint route placed; None: segmenter
+    photos: TraceSegmenter | None = None  # reads sheets the keypoint route placed, and the others the classifier
+    # routes to the photo network; None: segmenter
     molds: TraceSegmenter | None = None  # reads the other sheets the classifier routes to the mold network
     classifier: SourceClassifier | None = None  # names the image type of a page stage 0 placed by other than its
     # keypoints (routes it to `molds` or `photos`); None: such pages are read by segmenter
@@ -334,15 +335,16 @@ class Pipeline:
             rectified, found, _ = upright(rectified, found, self.names,
                                           self.rectifier.last_info.get("orientation_conf", 1.0))
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
-        segmenter = self.stage1_for(page, rectified, timings)
+        close = (reading.baselines_y_px is not None and self.close_rows is not None
+                 and rows_are_close(reading.baselines_y_px))
+        segmenter = self.close_rows if close else self.stage1_for(page, rectified, timings)
         if reading.baselines_y_px is None:
             maps = segmenter(rectified) if segmenter.model.position != "anchors" else segmenter(
                 rectified, segmenter.layout_name, default_rows(found, rectified.sheet_rgb, segmenter.layout_name))
             if reading.name != maps.layout_name:  # the competition layout's rows, its leads in another order
                 maps = replace(maps, layout_name=reading.name)
         else:
-            close = self.close_rows is not None and rows_are_close(reading.baselines_y_px)
-            maps = (self.close_rows if close else segmenter)(rectified, reading.name, reading.baselines_y_px)
+            maps = segmenter(rectified, reading.name, reading.baselines_y_px)
         timings["stage1_segment"] = time.perf_counter() - start - timings.get("source_classifier", 0.0)
         start = time.perf_counter()
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
