@@ -102,7 +102,8 @@ def test_digitizes_a_factory_page(server, tmp_path):
     result = json.loads(body)
     assert result["fs_hz"] == 500.0 and set(result["leads"]) == set(LEADS)
     assert len(result["leads"]["II"]) == 5000 and all(len(result["leads"][k]) == 1250 for k in LEADS if k != "II")
-    assert set(result["timings_s"]) == {"stage0_rectify", "stage1_segment", "stage2_signal"}
+    # the classifier's time too: it chose the stage-1 network of a page its grid placed
+    assert set(result["timings_s"]) == {"stage0_rectify", "source_classifier", "stage1_segment", "stage2_signal"}
     assert result["warnings"] == []  # a clean page with its grid
     csv = _get(server + result["downloads"]["csv"]).decode()
     assert _snr_db_of_csv(csv) > MIN_SNR_DB
