@@ -111,7 +111,7 @@ def route(prediction: SourcePrediction) -> RouteSettings:
     if len({ROUTES[t]["rectifier"] for t in names}) > 1:
         return settings_for(GENERAL)
     flags = {f.name: any(ROUTES[t][f.name] for t in names) for f in fields(RouteSettings) if f.name not in _NAMED}
-    networks = {ROUTES[t].get("stage1", "general") for t in names}
+    networks = {settings_for(t).stage1 for t in names}
     return RouteSettings(route="+".join(sorted(names)), rectifier=ROUTES[names[0]]["rectifier"],
                          stage1=networks.pop() if len(networks) == 1 else "general", **flags)
 
