@@ -76,9 +76,9 @@ class RoutingConfig:
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
     # correction), it places right once turned (held-out factory photos placed right: 0.2-1.4 px)
-    min_perspective: float = 0.02  # where the pulses placed the page surely, the keypoints' map replaces theirs only
-    # if it shows this much perspective (opposite sides of the page this share apart in length; held-out factory
-    # scans read by their pulses: 0.000-0.006, a photo read so: 0.05-0.06)
+    min_perspective: float = 0.015  # where the pulses placed the page (no grid read), the keypoints' map replaces
+    # theirs only if it shows this much perspective (opposite sides of the page this share apart in length; on
+    # the pages of nine evaluation sets read by their pulses: scans 0.000-0.011, photos 0.018-0.41)
     grid_scale_tol: float = 0.08  # where the grid rectifier read the photo's pitch with its 1 mm and 5 mm lines
     # agreeing, a keypoint homography whose scale along a sheet axis differs from that pitch by more than this
     # share is rescaled to it: a photo showing only a print's grid area has no page corners, and the network
@@ -427,8 +427,10 @@ class KeypointRectifier:
         # its width gives the scale exactly and there is no view to undo
         whole_page = est.method == "page_width" and is_letter_render(rgb.shape[1], rgb.shape[0])
         # a map from the calibration pulses alone (no grid found) is a similarity: it cannot undo a view, however
-        # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB); where
-        # they are sure, the keypoints replace them only on a page seen in perspective (a scan lies flat)
+        # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB); the
+        # keypoints replace them only on a page seen in perspective: a scan lies flat (scans without a grid: the
+        # keypoints' view 0.000-0.011, the network 18-50 px off where the pulses, sure or not, were 5-10 px off
+        # by their scale alone, which stage 2 finds again)
         sure_pulses = self._sure_pulses(est)
         unsure = est.confidence < self.routing.grid_trust or sure_pulses
         if self.routing.enabled and consult and unsure and not whole_page:
@@ -448,7 +450,8 @@ class KeypointRectifier:
                     np.linalg.inv(fit.image_to_sheet_h), CHECK_POINTS))
                 disagree = float(np.linalg.norm(back - CHECK_POINTS, axis=1).max())
                 info["disagree_px"] = round(disagree, 1)
-                flat = sure_pulses and view_perspective(fit.image_to_sheet_h, geometry) < self.routing.min_perspective
+                flat = est.method == "pulse" and view_perspective(fit.image_to_sheet_h,
+                                                                  geometry) < self.routing.min_perspective
                 if disagree > self.routing.agree_px and not flat:
                     h, method = fit.image_to_sheet_h, "keypoints"
                     conf = float(np.clip(fit.corner_conf.min(), 0.05, 0.99))

@@ -89,15 +89,20 @@ def find_pulses(rgb: np.ndarray, min_height_px: float | None = None) -> PulseEst
     pulses = []
     for i in range(x.size):
         for j in range(i + 1, x.size):
+            ys, hs = [y[i], y[j]], [h[i], h[j]]
+            if y[j] < y[i] - 0.12 * h[i] and abs(y[i] + h[i] - y[j] - h[j]) <= 0.12 * h[i]:
+                # the falling edge under a separator bar that runs on above the pulse (ECG-Image-Kit draws one at
+                # the start of some rows): the bar's part from the pulse's top down is the edge
+                ys[1], hs[1] = y[i], y[j] + h[j] - y[i]
             dx = (x[j] + w[j] / 2) - (x[i] + w[i] / 2)
-            hm = 0.5 * (h[i] + h[j])
+            hm = 0.5 * (hs[0] + hs[1])
             if dx > 0.7 * hm:
                 break
-            if dx < 0.3 * hm or abs(h[i] - h[j]) > 0.12 * hm:
+            if dx < 0.3 * hm or abs(hs[0] - hs[1]) > 0.12 * hm:
                 continue
-            if abs(y[i] - y[j]) > 0.12 * hm or abs(y[i] + h[i] - y[j] - h[j]) > 0.12 * hm:
+            if abs(ys[0] - ys[1]) > 0.12 * hm or abs(ys[0] + hs[0] - ys[1] - hs[1]) > 0.12 * hm:
                 continue
-            top = int(round(min(y[i], y[j])))
+            top = int(round(min(ys)))
             t = int(max(w[i], w[j], 2))
             x0, x1 = int(x[i] + w[i]), int(x[j])
             if x1 - x0 < 3:
@@ -105,21 +110,21 @@ def find_pulses(rgb: np.ndarray, min_height_px: float | None = None) -> PulseEst
             top_band = ink[max(0, top - 1) : top + t + 1, x0:x1]
             if top_band.size == 0 or top_band.max(axis=0).mean() < 0.85:
                 continue  # no ink along the top
-            y_in0, y_in1 = top + t + 2, int(min(y[i] + h[i], y[j] + h[j])) - t - 2
+            y_in0, y_in1 = top + t + 2, int(min(ys[0] + hs[0], ys[1] + hs[1])) - t - 2
             if y_in1 - y_in0 < 3:
                 continue
             if ink[y_in0:y_in1, x0 + 1 : x1 - 1].mean() > 0.05:
                 continue  # not empty inside
             # sub-pixel: centre line of the top bar and of the baseline next to the strokes (10 mm apart)
             widths = []
-            for k in (i, j):
-                rows = slice(int(y[k] + h[k] / 4), int(y[k] + 3 * h[k] / 4))
+            for k, yk, hk in ((i, ys[0], hs[0]), (j, ys[1], hs[1])):
+                rows = slice(int(yk + hk / 4), int(yk + 3 * hk / 4))
                 patch = darkness[rows, max(0, int(x[k]) - 2) : int(x[k] + w[k]) + 2]
                 widths.append(_extent(patch, 1))
             stroke = float(np.mean(widths))
             pad = int(math.ceil(stroke)) + 3
             top_y = _centroid_row(darkness, top - pad, top + t + pad, x0 + 1, x1 - 1)
-            bottom = int(round(max(y[i] + h[i], y[j] + h[j])))
+            bottom = int(round(max(ys[0] + hs[0], ys[1] + hs[1])))
             base_rows = (bottom - t - pad, bottom + pad)
             lead = int(max(4, 0.1 * hm))
             base_l = _centroid_row(darkness, *base_rows, int(x[i]) - lead, int(x[i]) - 1)

@@ -14,6 +14,11 @@
   Where the sheet shows panel separators (:mod:`stage2_signal.separators`), they re-time the rows: each
   bar stands at a known time and is found to ~0.05 px, against ~1 px for a trace's end. At 250 Hz a sample
   is 0.8 px wide and the metric forgives only whole-sample lags, so tenths of a pixel matter there.
+  Bars that move from row to row by a fixed amount per px down the sheet (a sheet turned a tenth of a degree
+  off) time each row by its own. Where no bar stands where the sheet's 25 mm/s expects it, the chart may be
+  drawn at another speed on the sheet (a scan without a grid is scaled by its calibration pulses, 1-4 % off):
+  the speeds the bars and the rows' lengths suggest are tried, and one that enough bars confirm is taken
+  (:func:`rescaled_chart`).
 * Bars drawn snapped to the pixel lattice (matplotlib, so ECG-Image-Kit, snaps axis-aligned lines: every bar
   centre of a page then shares one sub-pixel phase) place the origin only to +-0.5 px. Where the samples are
   wide enough to show (>= ``vertex_phase_min_step_px``), the origin then moves by at most half a sample to
@@ -72,6 +77,9 @@ class CalibrateConfig(Settings):
     bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
     bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
     bar_min_count_drift: int = 6  # if at least this many agree (a slope from three bars is too easily chance)
+    chart_scale_min: float = 0.003  # where no bars are found at the sheet's 25 mm/s, rows this much (fraction) or
+    chart_scale_max: float = 0.06  # up to this much longer or shorter than the layout's are read at their own
+    # scale if bars then confirm it (a scan without a grid, scaled by its calibration pulses 1-4 % off)
     bar_guard: bool = True  # samples closer than half a found separator's width plus bar_guard_px (sheet px) to it
     # hold the value of the nearest sample beyond: the bar's ink hides the trace there and the maps follow the
     # bar (ECG-Image-Kit draws bars 3x the trace's width across the baseline at every lead change)
@@ -573,20 +581,24 @@ def pulse_edges(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndar
 
 
 def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
-                     cfg: CalibrateConfig) -> tuple[float, float, int] | None:
-    """Correction of the chart origin from the panel separators found (:func:`boundary_bars`):
-    ``(shift_px, time_scale, bars_used)``, or None when too few bars agree to trust them.
+                     cfg: CalibrateConfig) -> tuple[np.ndarray, float, int] | None:
+    """Correction of the rows' chart origins from the panel separators found (:func:`boundary_bars`):
+    ``(shift_px per row, time_scale, bars_used)``, or None when too few bars agree to trust them.
 
-    Each bar found gives the origin's error at its time. The bars that agree (within ``bar_tol_px``) with the
+    Each bar found gives its row's origin error at its time. The bars that agree (within ``bar_tol_px``) with the
     line most of them lie on give the shift: their mean error, or the line's value at the origin when they run
     apart along the row by more than ``bar_drift_px`` over 10 s (a page scaled by its calibration pulses alone
-    may be off by 0.1-0.3 % in time), and then the line's slope re-scales time as well.
+    may be off by 0.1-0.3 % in time), and then the line's slope re-scales time as well. Where no line holds
+    enough of them, the errors may still lie on a plane: a line along the rows that also moves by a fixed
+    amount per px down the sheet (a scan turned a tenth of a degree more than its pulses said: the origin moves
+    ~1 px from row to row); its bars then give each row its own shift (:func:`_sheared_timing`).
     """
     bounds = [rd for rd in readings if rd.panel.col > 0 and (rd.panel.row, rd.panel.col) in bars]
     rel = np.array([float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
     expected = np.array([x0[rd.panel.row] for rd in bounds]) + rel
     found = np.array([bars[(rd.panel.row, rd.panel.col)][0] for rd in bounds])
     err = found - expected
+    n_rows = len(x0)
     if err.size < cfg.bar_min_count:
         return None
     # the line (origin error + drift per px along the row) that the most bars agree with, trying a level line
@@ -602,7 +614,11 @@ def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, g
     m, b = lines[best]
     inlier = np.abs(err - (b + m * rel)) <= cfg.bar_tol_px
     if inlier.sum() < max(cfg.bar_min_count, 0.5 * err.size):
-        return None
+        row_y = np.full(n_rows, np.nan)
+        for row in range(n_rows):
+            ys = [rd.baseline_y_px for rd in readings if rd.panel.row == row and np.isfinite(rd.baseline_y_px)]
+            row_y[row] = np.median(ys) if ys else np.nan
+        return _sheared_timing(err, rel, np.array([rd.panel.row for rd in bounds]), row_y, geom, cfg)
     err, rel = err[inlier], rel[inlier]
     shift, slope = float(np.mean(err)), 0.0
     if np.ptp(rel) > 0:
@@ -611,7 +627,83 @@ def separator_timing(bars: dict, readings: list[PanelReading], x0: np.ndarray, g
             shift = float(intercept)
         else:
             slope = 0.0
-    return shift, 1.0 + float(slope), int(err.size)
+    return np.full(n_rows, shift), 1.0 + float(slope), int(err.size)
+
+
+def _sheared_timing(err: np.ndarray, rel: np.ndarray, rows: np.ndarray, row_y: np.ndarray, geom: SheetGeometry,
+                    cfg: CalibrateConfig) -> tuple[np.ndarray, float, int] | None:
+    """The bars' origin errors ``err`` fitted as ``a + slope * rel + shear * y`` (``rel``: each bar's place along
+    its row, sheet px; y: the baseline ``row_y`` of its row ``rows``), dropping the worst bar until the rest agree
+    within ``bar_tol_px``; None unless at least ``bar_min_count_drift`` bars at two or more times, in two or more
+    rows, and half of those found, agree. Returns each row's shift, the time scale and the bars used."""
+    keep = np.ones(err.size, dtype=bool)
+    need = max(cfg.bar_min_count_drift, 0.5 * err.size)
+    y = row_y[rows]
+    if not np.isfinite(y).all():
+        return None
+    design = np.stack([np.ones_like(rel), rel, y - y.mean()], axis=1)
+    while keep.sum() >= need:
+        coef, *_ = np.linalg.lstsq(design[keep], err[keep], rcond=None)
+        resid = np.abs(err - design @ coef)
+        worst = int(np.argmax(np.where(keep, resid, -1.0)))
+        if resid[worst] <= cfg.bar_tol_px:
+            break
+        keep[worst] = False
+    else:
+        return None
+    if len(set(rel[keep].round(3))) < 2 or len(set(rows[keep])) < 2:
+        return None
+    a, slope, shear = (float(v) for v in coef)
+    if abs(slope) * geom.s_to_px(RECORD_DURATION_S) <= cfg.bar_drift_px:
+        slope = 0.0
+    # a row without a baseline (nothing read there) takes the plane at the bars' mean height
+    return a + shear * np.nan_to_num(row_y - y.mean()), 1.0 + slope, int(keep.sum())
+
+
+def rescaled_chart(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
+                   stroke_px: float | None, sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray):
+    """The chart read at another speed than the sheet's 25 mm/s where separator bars confirm it:
+    ``(chart_scale, geometry, x0, readings, bars, timing)``, or None.
+
+    A sheet scaled by its calibration pulses alone (a scan without a grid) is 1-4 % off, which puts the bars
+    beyond ``bar_search_px`` of where the sheet's speed expects them, so none is found and the rows drift by up
+    to a QRS width by their ends. The speeds tried: those two bars of one row show, looked for in windows as wide
+    as ``chart_scale_max`` allows (an origin's error cancels between them), and each row's trace length against
+    the layout's (a row cut short, or with a pulse abutting it, is off). A speed is taken where at least
+    ``bar_min_count_drift`` bars at two or more boundary times agree with it (:func:`separator_timing`; three
+    bars agreed by chance on two photos), the one with the most such bars."""
+    reach = cfg.bar_search_px + cfg.chart_scale_max * float(geom.s_to_px(RECORD_DURATION_S))
+    pitches = (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm)
+    found = {}
+    for rd in readings:
+        if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px):
+            rel = float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom))
+            x = find_bars(sheet_rgb, [x0[rd.panel.row] + rel], [rd.baseline_y_px], geom.mv_to_px(cfg.bar_band_mv),
+                          reach, pitches)[0]
+            if np.isfinite(x):
+                found.setdefault(rd.panel.row, []).append((rel, float(x)))
+    speeds = [(xj - xi) / (rj - ri) for row in found.values() for i, (ri, xi) in enumerate(row)
+              for rj, xj in row[i + 1 :] if rj != ri]
+    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
+    for row in range(layout.n_rows):
+        first, last = row_extent_offsets(layout, row, fs_hz, geom)
+        span = trace_span(traces[row], last - first, cfg, inset) if last > first else None
+        if span is not None:
+            speeds.append((span[1] - span[0]) / (last - first))
+    best = None
+    for scale in sorted({float(v) for v in np.round(speeds, 3)}):
+        if not cfg.chart_scale_min <= abs(scale - 1.0) <= cfg.chart_scale_max:
+            continue
+        scaled = replace(geom, mm_per_s=geom.mm_per_s * scale)
+        x0_s, _ = estimate_x0(traces, layout, fs_hz, scaled, cfg, stroke_px)
+        readings_s, _ = _read_at(traces, layout, fs_hz, scaled, cfg, x0_s)
+        bars = boundary_bars(sheet_rgb, readings_s, x0_s, scaled, cfg)
+        timing = separator_timing(bars, readings_s, x0_s, scaled, cfg)
+        times = {rd.panel.x_offset_s for rd in readings_s if (rd.panel.row, rd.panel.col) in bars}
+        if (timing is not None and timing[2] >= cfg.bar_min_count_drift and len(times) >= 2
+                and (best is None or timing[2] > best[5][2])):
+            best = (scale, scaled, x0_s, readings_s, bars, timing)
+    return best
 
 
 def bars_snapped(bars: dict, cfg: CalibrateConfig) -> bool:
@@ -671,8 +763,13 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     time_scale, n_bars, bars = 1.0, 0, {}
     if sheet_rgb is not None and (cfg.separators or cfg.bar_guard):
         bars = boundary_bars(sheet_rgb, readings, x0, geom, cfg)
+    chart_scale = 1.0
     if x0_px is None and cfg.separators:
         timing = separator_timing(bars, readings, x0, geom, cfg)
+        if timing is None and sheet_rgb is not None:
+            rescaled = rescaled_chart(traces, layout, fs_hz, geom, cfg, stroke_px, sheet_rgb, readings, x0)
+            if rescaled is not None:
+                chart_scale, geom, x0, readings, bars, timing = rescaled
         if timing is not None:
             shift, time_scale, n_bars = timing
             x0 = x0 + shift
@@ -694,7 +791,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
         x0 = x0 + phase_px
     if n_bars or guarded:
         readings, unread = _read_at(traces, layout, fs_hz, geom, cfg, x0, time_scale, guarded)
-    info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": time_scale, "separator_bars": n_bars,
+    info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": chart_scale * time_scale, "separator_bars": n_bars,
             "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
             "vertex_phase_px": phase_px, "origin_on_grid": on_grid.tolist(), "stroke_px": stroke_px,
             "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s, "px_per_mv": geom.px_per_mv,

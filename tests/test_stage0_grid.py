@@ -146,9 +146,10 @@ def test_a_whole_letter_render_is_scaled_by_its_width_rather_than_its_pulses():
     assert est.info["pulse_px_per_mm"] == pytest.approx(PPM, rel=0.01)  # found, and reported
 
 
-def _abutting_pulse_image(trace_start_mm: float, ppm: float = 6.5) -> np.ndarray:
+def _abutting_pulse_image(trace_start_mm: float, ppm: float = 6.5, bar_mm: float = 0.0) -> np.ndarray:
     """ECG-Image-Kit's pulse: a foot of two samples, up 10 mm, 5 mm across, down to 0 mV, and the trace
-    starting right there at its own first value (``trace_start_mm`` above the baseline), drawn at ``ppm``."""
+    starting right there at its own first value (``trace_start_mm`` above the baseline), drawn at ``ppm``;
+    ``bar_mm``: a separator bar over the falling edge, from 1 mm below the baseline up to this far above it."""
     img = np.full((240, 520, 3), 250, np.uint8)
     x0, base = 60.0, 160.0
     step = 25 * ppm / 500  # one sample at 500 Hz
@@ -159,6 +160,9 @@ def _abutting_pulse_image(trace_start_mm: float, ppm: float = 6.5) -> np.ndarray
                       base - ppm * (trace_start_mm + 3.0 * np.sin(2 * np.pi * 1.3 * t))], axis=1)
     for pts in (np.array(pulse), trace):
         cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, (20, 20, 20), 2, cv2.LINE_AA, 4)
+    if bar_mm:
+        bar = np.array([(x0 + 5 * ppm + step, base + ppm), (x0 + 5 * ppm + step, base - bar_mm * ppm)])
+        cv2.polylines(img, [np.round(bar * 16).astype(np.int32)], False, (20, 20, 20), 3, cv2.LINE_AA, 4)
     return img
 
 
@@ -170,6 +174,16 @@ def test_a_pulse_without_lead_in_is_measured_from_its_own_foot(trace_start_mm):
 
     est = find_pulses(_abutting_pulse_image(trace_start_mm))
     assert est is not None and est.px_per_mm == pytest.approx(6.5, rel=0.01), est
+
+
+def test_a_pulse_whose_falling_edge_carries_a_separator_bar_is_found():
+    """ECG-Image-Kit draws a separator bar at the start of some rows, over the pulse's falling edge and 3-5 mm
+    above its top: the two strokes then differ in height; the bar's part below the top is the edge."""
+    from stage0_rectify.pulse import find_pulses
+
+    img = np.pad(_abutting_pulse_image(4.0, bar_mm=14.0), ((120, 120), (0, 0), (0, 0)), constant_values=250)
+    est = find_pulses(img)  # (on a page: a stroke over a third of the image's height is no pulse's)
+    assert est is not None and est.n_pulses == 1 and est.px_per_mm == pytest.approx(6.5, rel=0.015), est
 
 
 def test_a_grid_too_faint_for_the_comb_is_found_where_the_pulses_point():

@@ -203,18 +203,31 @@ def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
     assert rect.rectify(page[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
 
 
+def _gridless_scan() -> np.ndarray:
+    """A render without a grid, with calibration pulses, cropped: not a whole Letter render (its width says
+    nothing of its scale)."""
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=True),
+                       np.random.default_rng(0)).sheet_rgb
+    return np.ascontiguousarray(page[20:-30, 10:-40])
+
+
+def _flat_placement_off(scan: np.ndarray, est, off_px: float = 40.0) -> KeypointRectifier:
+    """A network sure of a flat placement of ``scan`` ``off_px`` px right of the grid rectifier's reading ``est``."""
+    shifted = SheetMap(np.array([[1.0, 0, off_px], [0, 1.0, 0], [0, 0, 1.0]]) @ est.image_to_sheet_h)
+    return KeypointRectifier(Oracle(scan, shifted), {"input_side": SIDE})
+
+
 def test_sure_pulses_keep_a_gridless_scan_where_the_keypoint_sheet_shows_no_grid(photo):
     """A map from the pulses alone cannot undo a view, so the network is asked even where the pulses are sure;
     on a flat gridless scan its sheet shows no grid to confirm it, and the pulses' map stays."""
     from stage0_rectify.grid import estimate_grid
-    from synth.render import RenderStyle, render_page
-    from synth.signals import enforce_einthoven, prepare
 
     img, true_map = photo
-    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
-    page = render_page(sig, 500, "g", RenderStyle(grid="none", calibration_pulse=True),
-                       np.random.default_rng(0)).sheet_rgb
-    scan = np.ascontiguousarray(page[20:-30, 10:-40])  # not a whole Letter render: its width says nothing
+    scan = _gridless_scan()
     est = estimate_grid(scan)
     assert est.method == "pulse" and est.confidence >= RoutingConfig().grid_trust
     # a network sure of another photo's corners (in perspective): its sheet, showing no grid, is not taken
@@ -223,10 +236,30 @@ def test_sure_pulses_keep_a_gridless_scan_where_the_keypoint_sheet_shows_no_grid
     assert "corner_conf" in rect.last_info and out.method == "pulse"
     assert np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
     # a network sure of a flat placement 40 px off: a flat view is the pulses' to place, not even refined
-    shifted = SheetMap(np.array([[1.0, 0, 40.0], [0, 1.0, 0], [0, 0, 1.0]]) @ est.image_to_sheet_h)
-    rect = KeypointRectifier(Oracle(scan, shifted), {"input_side": SIDE})
+    rect = _flat_placement_off(scan, est)
     out = rect.rectify(scan)
     assert rect.last_info["disagree_px"] > RoutingConfig().agree_px and "residual_px_x" not in rect.last_info
+    assert out.method == "pulse" and np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
+
+
+def test_unsure_pulses_keep_a_flat_gridless_scan_too():
+    """Pulses found on one row only (the others faint or under mold) are unsure, but a flat view is still theirs
+    to place: on ECG-Image-Kit scans without a grid the network's flat sheets were 18-50 px off, warped further
+    by a grid correction reading the trace, where the pulses were 5-10 px off by their scale alone (stage 2 finds
+    the chart's speed again from the separators)."""
+    from stage0_rectify.grid import estimate_grid
+    from stage0_rectify.pulse import find_pulses
+
+    scan = _gridless_scan()
+    pulses = find_pulses(scan)
+    assert pulses is not None and pulses.n_pulses >= 3
+    for x0, y0, x1, y1 in pulses.boxes[1:]:  # only the first pulse left
+        scan[int(y0) - 6 : int(y1) + 7, int(x0) - 6 : int(x1) + 7] = 255
+    est = estimate_grid(scan)
+    assert est.method == "pulse" and est.confidence < RoutingConfig().grid_trust
+    rect = _flat_placement_off(scan, est)
+    out = rect.rectify(scan)
+    assert rect.last_info["disagree_px"] > RoutingConfig().agree_px
     assert out.method == "pulse" and np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
 
 

@@ -126,6 +126,45 @@ def test_separators_correct_a_time_scale_that_is_off():
     assert np.sqrt(np.mean(err**2)) < 0.15 * np.std(drawn)
 
 
+@pytest.mark.parametrize("off", [1.025, 0.965])
+def test_a_chart_scale_off_by_percents_is_read_at_the_scale_the_bars_confirm(off):
+    """px/mm 2.5 % too high or 3.5 % too low (a scan without a grid, scaled by its calibration pulses): the bars stand
+    12-70 px from where the sheet's 25 mm/s puts them, beyond the search, so none is found there; the rows' own
+    lengths give the speed to look at, and the bars found there time the rows."""
+    page, traces, layout = _page(separators=True, fs_hz=250.0)
+    labels = page.labels
+    ppmm = CANONICAL.px_per_mm * off
+    readings, info = read_panels(traces, layout, labels.fs_hz, ppmm, sheet_rgb=page.sheet_rgb)
+    assert set(info["x0_how"]) == {"separators"} and info["separator_bars"] >= 6
+    assert info["time_scale"] == pytest.approx(1 / off, abs=3e-4)
+    assert np.abs(np.asarray(info["x0_px"]) - labels.x0_px).max() < 0.5
+    v6 = next(r for r in readings if r.panel.lead == "V6")
+    drawn = labels.signals_mv[LEADS.index("V6"), v6.i0 : v6.i1].astype(np.float64)
+    err = (v6.mv - np.mean(v6.mv)) - (drawn - np.mean(drawn))
+    assert np.sqrt(np.mean(err**2)) < 0.15 * np.std(drawn)
+    # switched off (no speed but the sheet's is tried), the bars are not found and the ends time the rows
+    _, fixed = read_panels(traces, layout, labels.fs_hz, ppmm, CalibrateConfig(chart_scale_max=0.0),
+                           sheet_rgb=page.sheet_rgb)
+    assert fixed["separator_bars"] == 0 and fixed["time_scale"] == 1.0
+
+
+def test_bars_that_move_from_row_to_row_time_each_row():
+    """A sheet sheared a fifth of a degree (a scan turned more than its pulses said): each row's bars stand ~0.8 px
+    further right than the row above's, so no one line holds half of them; a line along the rows that moves by a
+    fixed amount per px down the sheet holds them all, and times each row by its own bars."""
+    page, traces, layout = _page(separators=True)
+    labels = page.labels
+    shear, centre_y = 0.004, H / 2  # px along x per px down the sheet
+    sheared = cv2.warpAffine(page.sheet_rgb, np.array([[1.0, shear, -shear * centre_y], [0.0, 1.0, 0.0]]), (W, H),
+                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    _, info = read_panels(traces, layout, labels.fs_hz, CANONICAL.px_per_mm, sheet_rgb=sheared)
+    assert set(info["x0_how"]) == {"separators"} and info["separator_bars"] >= 8
+    moved = labels.x0_px + shear * (np.asarray(labels.baselines_y_px) - centre_y)
+    assert np.ptp(moved) > 2.0  # the rows' origins ~0.8 px apart from row to row
+    assert np.abs(np.asarray(info["x0_px"]) - moved).max() < 0.3
+    assert info["time_scale"] == 1.0
+
+
 def test_dark_grid_lines_that_lean_are_no_bars():
     """A photo's grid, not quite upright after rectification: dark major lines every 5 mm that lean by 3 px over
     the sheet's height, so no column is dark all the way down; the lines are not taken for bars."""
