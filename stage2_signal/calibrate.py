@@ -77,9 +77,9 @@ class CalibrateConfig(Settings):
     bar_min_count: int = 3  # and there must be at least this many of them (and half of those found)
     bar_drift_px: float = 1.0  # bars drifting apart by more than this over 10 s also re-scale time
     bar_min_count_drift: int = 6  # if at least this many agree (a slope from three bars is too easily chance)
-    chart_scale_min: float = 0.003  # where no bars are found at the sheet's 25 mm/s, rows this much (fraction) or
-    chart_scale_max: float = 0.06  # up to this much longer or shorter than the layout's are read at their own
-    # scale if bars then confirm it (a scan without a grid, scaled by its calibration pulses 1-4 % off)
+    chart_scale_min: float = 0.003  # where no bars agree at the sheet's 25 mm/s, chart speeds this far (a fraction)
+    chart_scale_max: float = 0.06  # to this far from it are tried (rescaled_chart; a scan without a grid, scaled
+    # by its calibration pulses, is 1-4 % off)
     bar_guard: bool = True  # samples closer than half a found separator's width plus bar_guard_px (sheet px) to it
     # hold the value of the nearest sample beyond: the bar's ink hides the trace there and the maps follow the
     # bar (ECG-Image-Kit draws bars 3x the trace's width across the baseline at every lead change)
