@@ -64,6 +64,11 @@ _PEAK_FLOOR = 2.0  # comb teeth: whitened log power of at least this ...
 _PEAK_RANGE = 4.0  # ... and within this of the strongest peak
 MIN_TOOTH_S = 2.0  # whitened log power a line family needs at the fitted harmonic
 PULSE_GUIDE_TOL = 0.04  # a grid looked for at the pulses' 1 mm frequency lies within this fraction of it
+UNSURE_GRID_CONF = 0.5  # a grid read less surely than this is checked against the calibration pulses ...
+SURE_PULSE_CONF = 0.5  # ... found at least this surely (three or more pulses that agree) ...
+PULSE_OVERRULES = 0.25  # ... which replace it where its px/mm is this fraction or more away from theirs (a page
+# without a grid whose text or speckle read as a "grid" at a quarter of the true pitch, 0.05 sure, where four
+# pulses gave the scale to 0.3 %: factory scan 10008-0011)
 MIN_LOCAL_COHERENCE = 0.3  # a fitted line family below this is noise, not a grid
 STROKE_MM = 0.3  # typical width of a printed trace or text stroke
 MIN_MARGIN_MM = 2.0  # a gridless band narrower than this at the image border is not taken for a paper edge
@@ -475,10 +480,11 @@ def estimate_grid(image, geometry: SheetGeometry = CANONICAL) -> GridEstimate:
     makes the page's strokes and width more plausible (:func:`_reading_prior`); ``info["pitch_candidates"]``
     keeps both: a page where the pitch is in doubt says so."""
     rgb = as_rgb(image)
-    coarse = _estimate_grid(rgb, geometry, WORK_SIDE)
+    pulses = _Pulses(rgb)  # found once, for both looks, and only where asked
+    coarse = _estimate_grid(rgb, geometry, WORK_SIDE, pulses)
     if coarse.method == "grid" or _downscale_levels(rgb, FINE_WORK_SIDE) == _downscale_levels(rgb, WORK_SIDE):
         return coarse
-    fine = _estimate_grid(rgb, geometry, FINE_WORK_SIDE)
+    fine = _estimate_grid(rgb, geometry, FINE_WORK_SIDE, pulses)
     if not fine.method.startswith("grid") or abs(fine.px_per_mm / coarse.px_per_mm - 1) <= 0.01:
         return coarse
     candidates = {f"{coarse.method}@{WORK_SIDE}": round(coarse.px_per_mm, 3),
@@ -505,7 +511,19 @@ def _downscale_levels(rgb: np.ndarray, work_side: int) -> int:
     return max(0, int(math.floor(math.log2(max(rgb.shape[:2]) / (0.9 * work_side)))))
 
 
-def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> GridEstimate:
+class _Pulses:
+    """The image's calibration pulses (:func:`find_pulses`), found at the first asking."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb, self.asked, self.found = rgb, False, None
+
+    def __call__(self):
+        if not self.asked:
+            self.asked, self.found = True, find_pulses(self.rgb)
+        return self.found
+
+
+def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int, pulses: _Pulses) -> GridEstimate:
     full_h, full_w = rgb.shape[:2]
     small, f = _downscale(rgb, work_side)
     g = grid_map(small)
@@ -529,8 +547,15 @@ def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> 
     grid = None
     if comb.score >= MIN_COMB_SCORE:
         grid = _grid_estimate(g, comb, s_all, s_h, s_v, f, rgb, (full_h, full_w), geometry, info)
-    if grid is not None:
+    if grid is not None and grid.confidence >= UNSURE_GRID_CONF:
         return grid
+    pulse = pulses()
+    if grid is not None:
+        if (pulse is None or pulse.confidence < SURE_PULSE_CONF
+                or abs(grid.px_per_mm / pulse.px_per_mm - 1) < PULSE_OVERRULES):
+            return grid
+        info = dict(info, grid_overruled={"method": grid.method, "px_per_mm": round(grid.px_per_mm, 3),
+                                          "confidence": round(grid.confidence, 3)})
     ink_centre = _ink_centre(small, f)
 
     def anchor(ppm: float) -> np.ndarray:
@@ -541,7 +566,6 @@ def _estimate_grid(rgb: np.ndarray, geometry: SheetGeometry, work_side: int) -> 
             return np.array([(full_w - 1) / 2.0, (full_h - 1) / 2.0])
         return ink_centre
 
-    pulse = find_pulses(rgb)
     page_ppm = full_w / LETTER_WIDTH_MM
     whole_page = is_letter_render(full_w, full_h)
     if pulse is not None:

@@ -140,6 +140,28 @@ def test_gridless_page_uses_the_pulse():
     assert est.px_per_mm == pytest.approx(PPM, rel=0.01)
 
 
+@pytest.mark.parametrize("grid_ppm,grid_conf,kept", [(PPM / 4, 0.05, False), (PPM * 1.05, 0.05, True),
+                                                      (PPM / 4, 0.7, True)])
+def test_sure_pulses_overrule_an_unsure_grid_far_from_their_scale(monkeypatch, grid_ppm, grid_conf, kept):
+    """A gridless scan's text or speckle read as a weak "grid" a quarter of the true pitch (factory scan
+    10008-0011: 0.05 sure, 2.17 px/mm where four pulses said 8.60): sure pulses replace it; a weak grid near
+    their scale, or a sure one, stays (the comb's reading is stubbed here: it finds nothing on a clean page)."""
+    import stage0_rectify.grid as grid_module
+
+    def fake_grid(g, comb, s_all, s_h, s_v, f, rgb, full_hw, geometry, info, one_mm_known=False):
+        return grid_module.GridEstimate(grid_ppm, (grid_ppm, grid_ppm), 0.0, np.eye(3), "grid_minor", grid_conf,
+                                        dict(info))
+
+    monkeypatch.setattr(grid_module, "_grid_estimate", fake_grid)
+    monkeypatch.setattr(grid_module, "MIN_COMB_SCORE", -np.inf)  # the stub is asked on any page
+    est = estimate_grid(_gridless_page(pulse=True)[20:-20, 20:-20])
+    if kept:
+        assert est.method == "grid_minor" and est.px_per_mm == grid_ppm
+    else:
+        assert est.method == "pulse" and est.px_per_mm == pytest.approx(PPM, rel=0.01)
+        assert est.info["grid_overruled"]["px_per_mm"] == pytest.approx(grid_ppm, abs=1e-3)
+
+
 def test_a_whole_letter_render_is_scaled_by_its_width_rather_than_its_pulses():
     est = estimate_grid(_gridless_page(pulse=True))
     assert est.method == "page_width" and est.px_per_mm == pytest.approx(W / 279.4)
