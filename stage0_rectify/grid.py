@@ -26,7 +26,8 @@ side is about :data:`WORK_SIDE` px (anti-aliased: fine grid harmonics must not f
 
 Without a usable grid the scale comes from the 1 mV calibration pulses (10 mm tall, 5 mm wide; see
 :mod:`stage0_rectify.pulse`; their stacking gives the skew), else from the assumption that the image is as
-wide as US-letter landscape; the content's bounding box is centred. The confidence says which it was.
+wide as US-letter landscape; the content's bounding box is centred. The confidence says which it was. A grid
+read unsurely at a scale far from that of sure pulses is no usable grid (text or speckle on a page without one).
 
 Angles: ``angle_deg`` > 0 means the page is turned clockwise as displayed (y grows downwards).
 """

@@ -2,9 +2,9 @@
 
 Each row of a printed ECG starts with a rectangular pulse: up 1 mV (10 mm at 10 mm/mV), 0.2 s across (5 mm at
 25 mm/s), down. On a binary ink mask the pulse is a pair of vertical strokes of equal height h, a distance
-about h/2 apart, with tops and bottoms level, joined by ink along the top and empty in between. Their height
-(stroke ink extent minus the line width) and their spacing give px/mm; several pulses stacked at the start of
-the rows give the page's skew.
+about h/2 apart, with tops and bottoms level (the falling edge may run on above the top as a separator bar),
+joined by ink along the top and empty in between. Their height (stroke ink extent minus the line width) and their
+spacing give px/mm; several pulses stacked at the start of the rows give the page's skew.
 """
 
 from __future__ import annotations
