@@ -34,6 +34,7 @@ node steps, ~470 px, the stretch of a panel; median / mean, sheet px): the cubic
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 
@@ -81,16 +82,26 @@ def _phasor_field(g: np.ndarray, along_x: bool, period: float, sigma: float) -> 
     h, w = g.shape
     t = np.arange(w if along_x else h, dtype=np.float64) * (2 * math.pi / period)
     c, s = np.cos(t).astype(np.float32), (-np.sin(t)).astype(np.float32)
-    taper = _edge_taper(h, w, sigma)
+    taper, inside = _taper_and_support(h, w, float(sigma))
     g = g * taper
     if along_x:
         re, im = g * c[None, :], g * s[None, :]
     else:
         re, im = g * c[:, None], g * s[:, None]
-    inside = cv2.GaussianBlur(taper, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     re = cv2.GaussianBlur(re, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
     im = cv2.GaussianBlur(im, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
     return re + 1j * im
+
+
+@functools.lru_cache(maxsize=4)
+def _taper_and_support(h: int, w: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The edge taper of an (h, w) sheet and its low-pass at ``sigma`` (what of each pixel's Gaussian window lies on
+    the sheet), read-only: the same for both line families, every pass and every page of a size (a third of the
+    blurs of the grid correction, which is a third of a photo's stage 0)."""
+    taper = _edge_taper(h, w, sigma)
+    inside = cv2.GaussianBlur(taper, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+    taper.flags.writeable = inside.flags.writeable = False
+    return taper, inside
 
 
 def _edge_taper(h: int, w: int, sigma: float) -> np.ndarray:
