@@ -269,17 +269,26 @@ def _largest_group_median(values: np.ndarray, tol: float, others: np.ndarray | N
     return float(medians[int(np.argmin(gap))])
 
 
+def row_spans(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,
+              stroke_px: float | None = None) -> list[tuple[float, float, tuple[float, float] | None]]:
+    """Per row: its first and last drawn sample's x relative to the chart origin (the layout's), and where its
+    confident trace starts and ends on the sheet (:func:`trace_span`, moved in by the stroke's caps; None without
+    a trace)."""
+    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
+    out = []
+    for row in range(layout.n_rows):
+        first, last = row_extent_offsets(layout, row, fs_hz, geom)
+        out.append((first, last, trace_span(traces[row], last - first, cfg, inset)))
+    return out
+
+
 def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry,
                 cfg: CalibrateConfig, stroke_px: float | None = None) -> tuple[np.ndarray, list[str]]:
     """Chart origin x0 (sheet px) of every row, and how each was decided ("both", "start", "end", "consensus");
     ``stroke_px``, the measured stroke width, corrects the trace ends for the ink's caps."""
-    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
     n_rows = layout.n_rows
-    cand = []
-    for row in range(n_rows):
-        first, last = row_extent_offsets(layout, row, fs_hz, geom)
-        span = trace_span(traces[row], last - first, cfg, inset)
-        cand.append(None if span is None else (span[0] - first, span[1] - last))
+    cand = [None if span is None else (span[0] - first, span[1] - last)
+            for first, last, span in row_spans(traces, layout, fs_hz, geom, cfg, stroke_px)]
     own = np.full(n_rows, np.nan)
     for row, cd in enumerate(cand):
         if cd is not None and abs(cd[0] - cd[1]) <= cfg.x0_tol_px:
@@ -482,15 +491,16 @@ def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGe
 
 
 def boundary_bars(sheet_rgb: np.ndarray, readings: list[PanelReading], x0: np.ndarray, geom: SheetGeometry,
-                  cfg: CalibrateConfig) -> dict:
+                  cfg: CalibrateConfig, search_px: float | None = None) -> dict:
     """(row, col) of each panel that starts at a lead change -> (centre, width) in sheet px of the separator
-    bar found there (:func:`stage2_signal.separators.find_bars`; boundaries without one are left out)."""
+    bar found there (:func:`stage2_signal.separators.find_bars`, within ``search_px``, by default
+    ``bar_search_px``, of where ``x0`` puts it; boundaries without one are left out)."""
     bounds = [rd for rd in readings if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px)]
     if not bounds:
         return {}
     expected = np.array([x0[rd.panel.row] + float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom)) for rd in bounds])
     found, widths = find_bars(sheet_rgb, expected, [rd.baseline_y_px for rd in bounds],
-                              geom.mv_to_px(cfg.bar_band_mv), cfg.bar_search_px,
+                              geom.mv_to_px(cfg.bar_band_mv), cfg.bar_search_px if search_px is None else search_px,
                               (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm), with_width=True)
     return {(rd.panel.row, rd.panel.col): (float(x), float(wd))
             for rd, x, wd in zip(bounds, found, widths, strict=True) if np.isfinite(x)}
@@ -673,23 +683,17 @@ def rescaled_chart(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: S
     ``bar_min_count_drift`` bars at two or more boundary times agree with it (:func:`separator_timing`; three
     bars agreed by chance on two photos), the one with the most such bars."""
     reach = cfg.bar_search_px + cfg.chart_scale_max * float(geom.s_to_px(RECORD_DURATION_S))
-    pitches = (geom.small_box_mm * geom.px_per_mm, geom.big_box_mm * geom.px_per_mm)
+    wide = boundary_bars(sheet_rgb, readings, x0, geom, cfg, search_px=reach)
     found = {}
     for rd in readings:
-        if rd.panel.col > 0 and np.isfinite(rd.baseline_y_px):
+        if (rd.panel.row, rd.panel.col) in wide:
             rel = float(panel_x_px(rd.panel, rd.panel.t0_s, 0.0, geom))
-            x = find_bars(sheet_rgb, [x0[rd.panel.row] + rel], [rd.baseline_y_px], geom.mv_to_px(cfg.bar_band_mv),
-                          reach, pitches)[0]
-            if np.isfinite(x):
-                found.setdefault(rd.panel.row, []).append((rel, float(x)))
+            found.setdefault(rd.panel.row, []).append((rel, wide[(rd.panel.row, rd.panel.col)][0]))
     speeds = [(xj - xi) / (rj - ri) for row in found.values() for i, (ri, xi) in enumerate(row)
               for rj, xj in row[i + 1 :] if rj != ri]
-    inset = 0.0 if stroke_px is None else cfg.stroke_inset * float(stroke_px)
-    for row in range(layout.n_rows):
-        first, last = row_extent_offsets(layout, row, fs_hz, geom)
-        span = trace_span(traces[row], last - first, cfg, inset) if last > first else None
-        if span is not None:
-            speeds.append((span[1] - span[0]) / (last - first))
+    speeds += [(span[1] - span[0]) / (last - first)
+               for first, last, span in row_spans(traces, layout, fs_hz, geom, cfg, stroke_px)
+               if span is not None and last > first]
     best = None
     for scale in sorted({float(v) for v in np.round(speeds, 3)}):
         if not cfg.chart_scale_min <= abs(scale - 1.0) <= cfg.chart_scale_max:
@@ -763,7 +767,7 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     time_scale, n_bars, bars = 1.0, 0, {}
     if sheet_rgb is not None and (cfg.separators or cfg.bar_guard):
         bars = boundary_bars(sheet_rgb, readings, x0, geom, cfg)
-    chart_scale = 1.0
+    chart_scale, sheet_geom = 1.0, geom
     if x0_px is None and cfg.separators:
         timing = separator_timing(bars, readings, x0, geom, cfg)
         if timing is None and sheet_rgb is not None:
@@ -794,6 +798,6 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
     info = {"x0_px": x0.tolist(), "x0_how": how, "time_scale": chart_scale * time_scale, "separator_bars": n_bars,
             "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
             "vertex_phase_px": phase_px, "origin_on_grid": on_grid.tolist(), "stroke_px": stroke_px,
-            "px_per_mm": geom.px_per_mm, "px_per_s": geom.px_per_s, "px_per_mv": geom.px_per_mv,
+            "px_per_mm": sheet_geom.px_per_mm, "px_per_s": sheet_geom.px_per_s, "px_per_mv": sheet_geom.px_per_mv,
             "unread_panels": unread}
     return readings, info
