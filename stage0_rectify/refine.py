@@ -72,44 +72,47 @@ POLY_DEGREE = 3  # the correction is a cubic surface per axis (curl and perspect
 HUBER_PX = 2.0  # residuals beyond this (sheet px) are down-weighted in the fit
 
 
-def _phasor_field(g: np.ndarray, along_x: bool, period: float, sigma: float) -> np.ndarray:
-    """Low-passed g * exp(-2 pi i t / period), t = x (along_x) or y, as a complex (H, W) field.
+def _edge_ramp(n: int, sigma: float) -> np.ndarray:
+    """(n,) weight rising as sin^2 from 0 at the sheet's edge to 1 at ``sigma`` px inside it (one axis of the
+    sheet's edge taper, which is their outer product)."""
+    d = np.minimum(np.arange(n) + 0.5, n - 0.5 - np.arange(n)) / sigma
+    return np.sin(0.5 * np.pi * np.clip(d, 0.0, 1.0)) ** 2
+
+
+@functools.lru_cache(maxsize=16)
+def _node_windows(n: int, sigma: float, nodes: tuple[float, ...],
+                  period: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of n px: each node's Gaussian window (sigma, cut at 4 sigma like ``cv2.GaussianBlur``)
+    times the edge taper, (k, n) float32; the same times the carrier exp(-2 pi i t / period), complex64; and
+    each window's sum. Nodes outside the sheet are read at its edge pixel. The same for every map, line family
+    and page of a size."""
+    pos = np.arange(n, dtype=np.float64)
+    off = (pos[None, :] - np.clip(np.asarray(nodes), 0, n - 1)[:, None]) / sigma
+    win = np.where(np.abs(off) <= 4.0, np.exp(-0.5 * off**2), 0.0) * _edge_ramp(n, sigma)[None, :]
+    carrier = np.exp(-1j * pos * (2 * math.pi / period))
+    out = (win.astype(np.float32), (win * carrier[None, :]).astype(np.complex64), win.sum(axis=1))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _node_phasors(g: np.ndarray, period: float, sigma: float, nx: np.ndarray, ny: np.ndarray) -> list:
+    """(phase, amplitude) of the 5 mm fundamental at the nodes (columns at x = ``nx``, rows at y = ``ny``, map
+    px), for the vertical then the horizontal lines: g * exp(-2 pi i t / period), t = x or y, low-passed by a
+    Gaussian of ``sigma`` px, read at the nodes only. The window and the carrier are separable, so each family
+    is two matrix products (a twentieth of blurring the whole map).
 
     Near the sheet's edges the low-pass sees only the sheet, through a taper that falls smoothly to 0 at the
     edge (normalised convolution): a mirrored border adds the grid's mirror image, and a window cut off hard
     lets the sharp lines' harmonics into the fundamental; either bent the edge nodes' reading on an
     undisplaced sheet by up to 0.7 px."""
     h, w = g.shape
-    t = np.arange(w if along_x else h, dtype=np.float64) * (2 * math.pi / period)
-    c, s = np.cos(t).astype(np.float32), (-np.sin(t)).astype(np.float32)
-    taper, inside = _taper_and_support(h, w, float(sigma))
-    g = g * taper
-    if along_x:
-        re, im = g * c[None, :], g * s[None, :]
-    else:
-        re, im = g * c[:, None], g * s[:, None]
-    re = cv2.GaussianBlur(re, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
-    im = cv2.GaussianBlur(im, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / inside
-    return re + 1j * im
-
-
-@functools.lru_cache(maxsize=4)
-def _taper_and_support(h: int, w: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The edge taper of an (h, w) sheet and its low-pass at ``sigma`` (what of each pixel's Gaussian window lies on
-    the sheet), read-only: the same for both line families, every pass and every page of a size (a third of the
-    blurs of the grid correction, which is a third of a photo's stage 0)."""
-    taper = _edge_taper(h, w, sigma)
-    inside = cv2.GaussianBlur(taper, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-    taper.flags.writeable = inside.flags.writeable = False
-    return taper, inside
-
-
-def _edge_taper(h: int, w: int, sigma: float) -> np.ndarray:
-    """(h, w) float32 weight rising as sin^2 from 0 at the sheet's edge to 1 at ``sigma`` px inside it."""
-    def ramp(n: int) -> np.ndarray:
-        d = np.minimum(np.arange(n) + 0.5, n - 0.5 - np.arange(n)) / sigma
-        return np.sin(0.5 * np.pi * np.clip(d, 0.0, 1.0)) ** 2
-    return np.outer(ramp(h), ramp(w)).astype(np.float32)
+    wy, wy_carrier, sum_y = _node_windows(h, float(sigma), tuple(map(float, ny)), float(period))
+    wx, wx_carrier, sum_x = _node_windows(w, float(sigma), tuple(map(float, nx)), float(period))
+    inside = np.outer(sum_y, sum_x)
+    vertical = (wy @ g) @ wx_carrier.T / inside
+    horizontal = (wy_carrier @ g) @ wx.T / inside
+    return [(np.angle(f).astype(np.float64), np.abs(f).astype(np.float64)) for f in (vertical, horizontal)]
 
 
 def _local_mean(g: np.ndarray, size: int) -> np.ndarray:
@@ -211,17 +214,6 @@ def colour_map(rgb: np.ndarray) -> np.ndarray:
     whose QRS strokes and letters are vertical lines at no particular phase in :func:`grid_map`."""
     r, g, b = cv2.split(rgb)
     return cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)).astype(np.float32)
-
-
-def _node_phasors(g: np.ndarray, period: float, sigma: float, mx: np.ndarray, my: np.ndarray) -> list:
-    """(phase, amplitude) of the 5 mm fundamental at the nodes, for the vertical then the horizontal lines."""
-    out = []
-    for along_x in (True, False):
-        field = _phasor_field(g, along_x, period, sigma)
-        re = cv2.remap(field.real.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        im = cv2.remap(field.imag.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out.append((np.arctan2(im, re).astype(np.float64), np.hypot(re, im).astype(np.float64)))
-    return out
 
 
 def grid_maps(sheet_rgb: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -361,13 +353,12 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
     gh, gw = nodes_hw
     nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * WORK_SCALE - 0.5
     ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * WORK_SCALE - 0.5
-    mx, my = np.meshgrid(nx.astype(np.float32), ny.astype(np.float32))
     # the grid read from whichever map shows it the most periodic (median node amplitude over the map's spread):
     # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map; either with
     # the ink masked out where that leaves the grid
     chosen = None
     for name, grid in (maps if maps is not None else grid_maps(sheet_rgb)):
-        phasors = _node_phasors(grid, period, sigma, mx, my)
+        phasors = _node_phasors(grid, period, sigma, nx, ny)
         periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
         if chosen is None or periodic > chosen[0]:
             chosen = (periodic, name, phasors)
