@@ -164,6 +164,12 @@ class SheetMap:
 
     def rectify(self, image: np.ndarray, border_value=(255, 255, 255)) -> np.ndarray:
         """Resample ``image`` onto the sheet through this map."""
+        if self.displacement_px is None:
+            # a homography alone: OpenCV evaluates it block by block, a fifth of the time of building the two
+            # full-sheet maps in numpy (the same sampling up to a 1/32 px rounding step on a few pixels)
+            return cv2.warpPerspective(image, self.sheet_to_image_h, (self.geometry.width_px, self.geometry.height_px),
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
         mx, my = self.sheet_to_image_maps()
         return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
