@@ -654,13 +654,25 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     def agreeing(x0: float) -> np.ndarray:
         return ((np.abs(origins - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX) & (starts >= x0 - EARLY_TOL_PX))
 
-    # the origin most rows agree with (a row run on by a grid line the ink kept moves a median), then their median
-    x0 = float(np.median(origins))
-    most = max(origins, key=lambda x: (int(agreeing(x).sum()), -abs(x - x0)))
-    if agreeing(most).sum() > agreeing(x0).sum():
-        x0 = float(np.median(origins[agreeing(most)]))
+    # the median origin of the most rows whose ends agree with each other (within END_TOL_PX of the earliest of
+    # them): a row run on by a grid line the ink kept, mold or a crease's shadow moves a median of all rows, and
+    # one between two groups agreed with both (two mold scan rows run on 24-32 px put the origin 12 px late); of
+    # as many, the group nearest the rows' starts (ends run on late; the starts say where the chart begins, up to a
+    # pulse's lead-out: a crumpled page's single row that ended right was passed over for one run on 80 px)
+    start = float(np.median(starts))
+    best = None
+    for lo in np.unique(origins):
+        group = (origins >= lo) & (origins <= lo + END_TOL_PX)
+        group &= agreeing(float(np.median(origins[group])))
+        if not group.any():
+            continue
+        x = float(np.median(origins[group]))
+        key = (int(group.sum()), -abs(start - x))
+        if best is None or key > best[0]:
+            best = (key, x)
+    x0 = best[1] if best is not None else float(np.median(origins))
     agree = agreeing(x0)
-    if agree.mean() > 0.5 or np.ptp(seconds) > 0:
+    if agree.mean() >= 0.5 or np.ptp(seconds) > 0:
         return x0, PX_PER_S, agree, 1.0
     # the sheet's scale stays where the other scale fits no more rows (half the rows of a page whose grid lines
     # run the other half on)

@@ -199,6 +199,34 @@ def test_rows_run_on_by_a_grid_line_leave_the_others_placed():
     assert agree.tolist() == [True, False, True, False]
 
 
+def test_rows_run_on_by_mold_do_not_pull_the_origin_between_two_groups():
+    """Two of four rows run on 24 and 32 px past their end (mold at the sheet's right edge): the median of all four
+    origins lies within 2 mm of both groups, but the origin is the two rows' that end together."""
+    from stage1_segment.layout_finder import PX_PER_S, _place
+
+    x0 = 199.5
+    starts = np.full(4, x0 - 11.5)  # the pulse's lead-out
+    ends = x0 + 10.0 * PX_PER_S + np.array([24.0, 32.0, 0.0, 0.0])
+    placed_x0, px_per_s, agree, weight = _place(starts, ends, np.full(4, 10.0))
+    assert abs(placed_x0 - x0) < 1.0 and px_per_s == PX_PER_S
+    assert agree[2:].all()
+
+
+def test_of_as_many_agreeing_rows_the_origin_nearest_the_rows_starts_wins():
+    """A crumpled page whose crease shadows run three rows' ink on or cut it short, each by its own amount: one row
+    ends right and one ends 80 px late, each alone; the four rows start together just after their pulses, so the
+    origin is the one that agrees with the starts."""
+    from stage1_segment.layout_finder import PX_PER_S, _place
+
+    x0 = 119.5
+    starts = x0 + np.array([6.5, 4.5, 4.5, -1.5])
+    for late_first in (False, True):  # whichever of the two rows comes first
+        ends = x0 + 10.0 * PX_PER_S + (np.array([80.0, -38.0, 0.0, 112.0]) if late_first
+                                       else np.array([-38.0, 0.0, 80.0, 112.0]))
+        placed_x0, px_per_s, _, _ = _place(starts, ends, np.full(4, 10.0))
+        assert abs(placed_x0 - x0) < 1.0 and px_per_s == PX_PER_S
+
+
 def test_a_trace_crossing_dark_upright_grid_lines_stays_one_run():
     """Upright grid lines as dark and thick as the trace are taken out of the ink; where the trace crosses one,
     the line's width is put back, so a row is not cut into panels at every line."""
