@@ -281,7 +281,7 @@ def coarse_sheet_to_image_maps(sheet_map: SheetMap, iterations: int, factor: int
     for row in (0, 1):
         m = (hi[row, 0] * px + hi[row, 1] * py + hi[row, 2]) / den
         big = cv2.resize(m, (ww * factor, hh * factor), interpolation=cv2.INTER_LINEAR)
-        out.append(np.ascontiguousarray(big[factor : factor + g.height_px, factor : factor + g.width_px]))
+        out.append(big[factor : factor + g.height_px, factor : factor + g.width_px])  # a view: cv2.remap takes it
     return out[0], out[1]
 
 
