@@ -645,7 +645,7 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
 
     At the sheet's own scale x0 comes from the right ends (a row's left end can carry a pulse's flat lead-out);
     a row agrees when its end is within END_TOL_PX of x0 + its length and its start no later than START_TOL_PX
-    and no earlier than EARLY_TOL_PX. Where most rows do not, the chart may be drawn at another scale than the
+    and no earlier than EARLY_TOL_PX. Where fewer than half do, the chart may be drawn at another scale than the
     sheet's (a real page's grid read a few per cent off, a printer's own speed): the rows' common start and end
     then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much, unless the sheet's
     scale fits more rows than that."""
