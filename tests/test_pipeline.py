@@ -47,6 +47,21 @@ def test_predict_writes_a_valid_submission_and_survives_a_broken_image(test_layo
     assert "not an image: the file holds text" in failures["reason"].iloc[0]
 
 
+def test_two_workers_predict_what_one_does_and_leave_the_environment_as_it_was(test_layout, tmp_path, monkeypatch):
+    """Worker processes are spawned with OpenBLAS told their share of the cores; the prediction is the same as
+    in one process, and this process's environment is left as it was."""
+    import os
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    assert main(["predict", "--data-dir", str(test_layout), "--out", str(one)]) == 0
+    assert main(["predict", "--data-dir", str(test_layout), "--out", str(two), "--workers", "2"]) == 0
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    a, b = pd.read_parquet(one), pd.read_parquet(two)
+    assert list(a["id"]) == list(b["id"])
+    np.testing.assert_allclose(a["value"], b["value"], atol=1e-3)
+
+
 def test_cv_scores_every_image(tmp_path, records, capsys):
     data = tmp_path / "train_layout"
     make_dataset(data, records, ["0001"], seed=6, fs_choices=[500], progress=False)
