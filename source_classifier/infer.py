@@ -7,7 +7,10 @@ names, or weights that do not fit the configured network are errors that name th
 random network.
 
 ``config["inference"]["precision"]``: "auto" runs the network under bf16 autocast where the CPU supports
-bf16 natively, else fp32; "fp32" / "bf16" force it.
+bf16 natively, else fp32; "fp32" / "bf16" force it. ``config["inference"]["views"]`` (default ["identity"]):
+the input is also read mirrored ("flip_x", "flip_y"), in one batch, and the probabilities are the normalised
+geometric mean of the views' (test-time augmentation: each mirrored reading alone is a little worse, but their
+errors are partly independent of the direct one's).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from stage1_segment.infer import bf16_native
 
 DEFAULT_THRESHOLD = 0.6  # top-type probability under which a prediction counts as low-confidence
 PRECISIONS = ("auto", "fp32", "bf16")
+VIEWS = ("identity", "flip_x", "flip_y")
 REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "input_hw", "low_confidence_threshold",
                  "weights_sha256")
 
@@ -60,6 +64,9 @@ class SourceClassifier:
         if self.precision not in PRECISIONS:
             raise ValueError(f"source-classifier precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_native(torch.device("cpu")))
+        self.views = tuple((config.get("inference") or {}).get("views", ["identity"]))
+        if not self.views or any(v not in VIEWS for v in self.views) or len(set(self.views)) != len(self.views):
+            raise ValueError(f"source-classifier views must be distinct names from {VIEWS}, got {list(self.views)}")
         self.last_timing: dict = {}
 
     @classmethod
@@ -75,10 +82,13 @@ class SourceClassifier:
             torch.set_num_threads(self.num_threads)
         t0 = time.perf_counter()
         x = normalise_input(torch.from_numpy(prepare_input(image_rgb, self.input_hw)).permute(2, 0, 1)[None])
+        flips = {"identity": (), "flip_x": (-1,), "flip_y": (-2,)}
+        x = torch.cat([x.flip(flips[v]) if flips[v] else x for v in self.views])
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        p = torch.softmax(logits.float()[0].double(), dim=0).numpy()
+        log_p = torch.log_softmax(logits.float().double(), dim=1).mean(dim=0)
+        p = torch.softmax(log_p, dim=0).numpy()
         self.last_timing = {"prep_s": t1 - t0, "net_s": time.perf_counter() - t1}
         return p
 

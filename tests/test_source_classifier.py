@@ -60,6 +60,24 @@ def test_bundle_round_trips_predictions_exactly(bundle):
     assert abs(loaded.probabilities.sum() - 1) < 1e-9
 
 
+def test_mirrored_views_give_the_normalised_geometric_mean_of_the_views(bundle):
+    model, _ = bundle
+    page = _page(3)
+
+    def probs(views):
+        return SourceClassifier(model, _config(inference={"precision": "fp32", "views": views})).probabilities(
+            page.image_rgb)
+
+    singles = [probs([v]) for v in ("identity", "flip_x", "flip_y")]
+    assert not np.allclose(singles[0], singles[1])  # the stand-in network is not mirror-symmetric
+    geo = np.exp(np.mean(np.log(singles), axis=0))
+    assert np.allclose(probs(["identity", "flip_x", "flip_y"]), geo / geo.sum(), atol=1e-6)
+    assert np.array_equal(probs(["identity"]), SourceClassifier(model, _config()).probabilities(page.image_rgb))
+    for bad in ([], ["flip_z"], ["identity", "identity"]):
+        with pytest.raises(ValueError, match="views"):
+            SourceClassifier(model, _config(inference={"views": bad}))
+
+
 def test_bundle_refuses_missing_altered_or_mismatched_weights(bundle, tmp_path):
     _, path = bundle
     cfg = json.loads((path / "config.json").read_text())
