@@ -2,7 +2,7 @@
 
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eval \
         [--types 0001,0003,0004] [--n-records 19] [--seed 1234] [--workers 2] [--layouts '3x4+II;6x2/cabrera']
-        [--gaps 1 [--gap-mm 2,8]] [--outside-pulse 1] [--signal-rows 1] [--cabrera 1] [--time-marks 1]
+        [--gaps 1 [--gap-mm 2,8]] [--outside-pulse 1] [--signal-rows 1] [--cabrera 1] [--time-marks 1] [--half-gain 1]
     python -m benchmarks.make_eval_set --signals ../shared/data/signals --out /tmp/eik_eval \
         --renderer ecg-image-kit --generator /path/to/ecg-image-kit [--n-records 38] [--augmented 1.0] \
         [--photograph 0005,0006,0009,0010]

@@ -3,16 +3,19 @@
     python -m pipeline predict --data-dir DIR --out submission.parquet [--workers N] [--weights weights]
         DIR holds test.csv and test/<id>.png (the competition's test layout); output in test.csv's order.
     python -m pipeline cv --data-dir DIR [--types 0001,0003] [--out cv.csv] [--workers N]
-                          [--folds 5] [--stages] [--cv-dir RUN] [--layout NAME]
+                          [--folds 5] [--stages] [--cv-dir RUN] [--layout NAME] [--mm-per-mv G]
         DIR is a train-layout folder with ground truth; prints the metric overall, per type, fs and lead, per
         record-level fold, and with --stages what each stage loses (labelled pages); --cv-dir keeps it all;
-        --layout reads every page by NAME (e.g. 3x4+II/cabrera, whose order the layout finder cannot see).
+        --layout reads every page by NAME (e.g. 3x4+II/cabrera, whose order the layout finder cannot see),
+        --mm-per-mv every chart at gain G (default: the gain its calibration pulses show, else 10 mm/mV).
     python -m pipeline report --cv-dir RUN [RUN ...] --out docs/
         docs/report.md and its figures from cv runs kept with --cv-dir.
     python -m pipeline digitize IMAGE [IMAGE ...] [--fs 500] [--out DIR] [--format csv,wfdb,json] [--layout NAME]
-        your own images, each read by the layout found on it (or NAME): per image the 12 leads, each for the
-        seconds its layout prints it (3x4+II: II for 10 s, the others 2.5 s), as CSV, WFDB record and/or JSON, the
-        signals drawn over the image (<stem>-overlay.png) and plotted on ECG paper (<stem>-leads.png).
+                                [--mm-per-mv G]
+        your own images, each read by the layout found on it (or NAME) at the gain its pulses show (or G): per
+        image the 12 leads, each for the seconds its layout prints it (3x4+II: II for 10 s, the others 2.5 s), as
+        CSV, WFDB record and/or JSON, the signals drawn over the image (<stem>-overlay.png) and plotted on ECG
+        paper (<stem>-leads.png).
     python -m pipeline serve [--host 127.0.0.1] [--port 8000] [--weights DIR] [--workers N]
         the upload web page and its API (POST /api/digitize).
     python -m pipeline demo [--out DIR]
@@ -46,6 +49,16 @@ def _layout(text: str) -> str:
         return get_layout(text.strip()).name
     except KeyError as exc:
         raise argparse.ArgumentTypeError(str(exc.args[0])) from None
+
+
+def _gain(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"the gain is a positive number of mm per mV (5, 10, 20); got {text!r}")
+    return value
 
 
 def _formats(text: str) -> list[str]:
@@ -91,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(default: the layout found on each image)")
     for sub in (cv, digitize):
         sub.add_argument("--layout", type=_layout, default=None, help=layout_help)
+        sub.add_argument("--mm-per-mv", type=_gain, default=None,
+                         help="read every chart at this gain, mm per mV (default: the gain its calibration pulses "
+                              "show, else 10)")
 
     serve = commands.add_parser("serve", help="the upload web page")
     serve.add_argument("--host", default="127.0.0.1")
@@ -153,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)  # made before the run, not found missing after it
         start = time.perf_counter()
         images, leads = cross_validate(args.data_dir, args.weights, args.workers, args.types, progress,
-                                       device=args.device, layout=args.layout)
+                                       device=args.device, layout=args.layout, mm_per_mv=args.mm_per_mv)
         from pipeline.report import fold_keys, fold_scores, record_fold
 
         if args.folds < 1:
@@ -188,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.batch import digitize_files
 
         failed = digitize_files(args.images, args.out, args.fs, args.weights, args.workers, args.device,
-                                args.formats, progress, args.verbose, args.layout)
+                                args.formats, progress, args.verbose, args.layout, args.mm_per_mv)
         return 1 if failed else 0
     if args.command == "serve":
         from pipeline.server import serve

@@ -56,12 +56,13 @@ class Outcome:
 _WORKER_PIPELINE: Pipeline | None = None
 
 
-def _init_worker(weights_dir: str, threads: int, device: str = "cpu", layout: str | None = None) -> None:
+def _init_worker(weights_dir: str, threads: int, device: str = "cpu", layout: str | None = None,
+                 mm_per_mv: float | None = None) -> None:
     global _WORKER_PIPELINE
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir, device, layout)
+    _WORKER_PIPELINE = Pipeline.from_bundles(weights_dir, device, layout, mm_per_mv)
 
 
 def _run_job(job: Job) -> Outcome:
@@ -99,16 +100,17 @@ def summary_line(n_pages: int, n_failed: int, seconds: float) -> str:
 
 
 def run_jobs(jobs: Sequence[Job], weights_dir: Path, workers: int = 1, progress: bool = True,
-             device: str = "cpu", layout: str | None = None) -> Iterator[Outcome]:
+             device: str = "cpu", layout: str | None = None, mm_per_mv: float | None = None) -> Iterator[Outcome]:
     """Outcomes in job order; ``workers`` processes share the machine's cores (and ``device``); ``layout``
-    forces one layout on every page (see :class:`pipeline.chain.Pipeline`)."""
+    forces one layout on every page, ``mm_per_mv`` one gain (see :class:`pipeline.chain.Pipeline`)."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
-        _init_worker(str(weights_dir), threads, device, layout)
+        _init_worker(str(weights_dir), threads, device, layout, mm_per_mv)
         yield from tqdm(map(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
         return
     with _blas_threads(threads):  # the pool starts its workers here, with this environment
-        pool = get_context("spawn").Pool(workers, _init_worker, (str(weights_dir), threads, device, layout))
+        pool = get_context("spawn").Pool(workers, _init_worker,
+                                         (str(weights_dir), threads, device, layout, mm_per_mv))
     with pool:
         yield from tqdm(pool.imap(_run_job, jobs), total=len(jobs), disable=not progress, desc="pages")
 
@@ -179,14 +181,15 @@ def train_jobs(data_dir: Path, types: Sequence[str] | None = None) -> tuple[list
 
 def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: Sequence[str] | None = None,
                    progress: bool = True, device: str = "cpu", layout: str | None = None,
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-image and per-lead scores of the pipeline on a train-layout folder (every page read by ``layout`` when
-    given, as :func:`digitize_files`)."""
+                   mm_per_mv: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image and per-lead scores of the pipeline on a train-layout folder (every page read by ``layout`` and
+    at ``mm_per_mv`` when given, as :func:`digitize_files`)."""
     jobs, truth = train_jobs(data_dir, types)
     if not jobs:
         raise SystemExit(f"no images found under {data_dir / 'train'}")
     images, leads = [], []
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout, mm_per_mv),
+                            strict=True):
         signal = noise = uncovered = edges = 0.0
         edge = max(1, int(round(EDGE_S * job.fs_hz)))
         for lead in LEADS:
@@ -206,6 +209,7 @@ def cross_validate(data_dir: Path, weights_dir: Path, workers: int = 1, types: S
                        "snr": snr, "snr_db": 10 * np.log10(max(snr, 1e-12)), "signal": signal, "noise": noise,
                        "noise_uncovered": uncovered, "noise_edges": edges, "error": outcome.error or "",
                        "layout_read": "" if outcome.layout is None else outcome.layout.name,
+                       "mm_per_mv_read": np.nan if outcome.layout is None else outcome.layout.mm_per_mv,
                        "stage0_method": outcome.stage0_method,
                        **{f"t_{k}": v for k, v in outcome.timings_s.items()}})
     images = pd.DataFrame(images)
@@ -255,8 +259,9 @@ def summarise(images: pd.DataFrame, leads: pd.DataFrame, worst: int = 10) -> str
 
 def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_dir: Path, workers: int = 1,
                    device: str = "cpu", formats: Sequence[str] = ("csv",), progress: bool = True,
-                   verbose: bool = False, layout: str | None = None) -> int:
-    """Digitize image files into ``out_dir``, each by the layout found on it (or ``layout``), each lead as long
+                   verbose: bool = False, layout: str | None = None, mm_per_mv: float | None = None) -> int:
+    """Digitize image files into ``out_dir``, each by the layout found on it (or ``layout``) at the gain its
+    calibration pulses show (or ``mm_per_mv``; 10 mm/mV without pulses), each lead as long
     as that layout prints it: per image ``<stem>.csv`` (the 12 leads as columns, NaN where a lead was not
     printed), ``.json``, a WFDB record, as ``formats`` asks, and the pictures (see :mod:`pipeline.outputs`);
     unless ``progress`` is off, each image's layout. A file that fails gets the flat fallback (the competition's
@@ -274,11 +279,12 @@ def digitize_files(images: Sequence[Path], out_dir: Path, fs_hz: float, weights_
         jobs.append(Job(image_id, Path(path), fs_hz, counts, out_dir, tuple(formats)))
     start = time.perf_counter()
     failures = []
-    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout), strict=True):
+    for job, outcome in zip(jobs, run_jobs(jobs, weights_dir, workers, progress, device, layout, mm_per_mv),
+                            strict=True):
         if progress and outcome.layout is not None:
             reading = outcome.layout
             tqdm.write(f"{job.path}: layout {reading.name} ({reading.how}; the layout finder's confidence "
-                       f"{reading.confidence:.2f})")
+                       f"{reading.confidence:.2f}), {reading.mm_per_mv:g} mm/mV")
         if outcome.error:
             failures.append((str(job.path), job.image_id, outcome.error))
             tqdm.write(f"FAILED {job.path}: {outcome.error} (flat 0 mV fallback written)", file=sys.stderr)

@@ -85,10 +85,18 @@ class LayoutReading:
     baselines_y_px: tuple[float, ...] | None
     how: str  # "found" (the finder's, confident), "forced" (asked for), "default" (the competition's)
     confidence: float  # the finder's confidence in the layout it found (0 when it found none)
+    mm_per_mv: float = CANONICAL.mm_per_mv  # the chart's gain, as its calibration pulses show it
 
 
 def choose_reading(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str, forced: str | None = None,
                    page: Page | None = None) -> LayoutReading:
+    """:func:`choose_layout`'s reading at the gain the page's calibration pulses show (:attr:`FoundLayout.mm_per_mv`:
+    a chart printed at 5 mm/mV read at 10 would give every lead at half its amplitude)."""
+    return replace(choose_layout(found, sheet_rgb, default_name, forced, page), mm_per_mv=found.mm_per_mv)
+
+
+def choose_layout(found: FoundLayout, sheet_rgb: np.ndarray, default_name: str, forced: str | None = None,
+                  page: Page | None = None) -> LayoutReading:
     """The reading for a sheet whose finder result is ``found``: ``forced`` when given (on the found rows when the
     finder found that many, else on the rows :func:`find_anchors` places for it), the found layout when it is
     not ``default_name``, the finder is at least LAYOUT_CONFIDENCE sure and it prints every lead for as long
@@ -237,10 +245,13 @@ class Pipeline:
     molds: TraceSegmenter | None = None  # reads the other sheets the classifier routes to the mold network
     classifier: SourceClassifier | None = None  # names the image type of a page stage 0 placed by other than its
     # keypoints (routes it to `molds` or `photos`); None: such pages are read by segmenter
+    mm_per_mv: float | None = None  # the gain to read every chart at; None: its pulses', else 10 mm/mV
 
     def __post_init__(self) -> None:
         if self.layout is not None:
             get_layout(self.layout)  # an unknown name fails here, naming the known ones
+        if self.mm_per_mv is not None and not (np.isfinite(self.mm_per_mv) and self.mm_per_mv > 0):
+            raise ValueError(f"the gain to read charts at must be positive mm/mV, got {self.mm_per_mv}")
         if self.molds is not None and self.classifier is None:
             raise ValueError("the mold stage-1 bundle is chosen by the source classifier: give both")
         for name, other in (("close-rows", self.close_rows), ("photo", self.photos), ("mold", self.molds)):
@@ -253,12 +264,12 @@ class Pipeline:
 
     @classmethod
     def from_bundles(cls, weights_dir: str | Path = "weights", device: str = "cpu",
-                     layout: str | None = None) -> Pipeline:
+                     layout: str | None = None, mm_per_mv: float | None = None) -> Pipeline:
         """Load every stage from its bundle folder under ``weights_dir``; a missing stage-1 or stage-2 bundle is an
         error, the keypoint, lead-name, close-rows, photo and mold bundles are used when their folders are there (and
         must then be complete; the mold bundle with the source classifier's, which is loaded with either).
-        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout``: see
-        :class:`Pipeline`."""
+        ``device`` ("cpu", "cuda") runs the stage-1 network there; the rest runs on the CPU. ``layout`` and
+        ``mm_per_mv``: see :class:`Pipeline`."""
         root = Path(weights_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"weights folder {root} does not exist")
@@ -275,7 +286,8 @@ class Pipeline:
                    TraceSegmenter.from_bundle(photos, device=device) if photos.is_dir() else None,
                    TraceSegmenter.from_bundle(molds, device=device) if molds.is_dir() else None,
                    SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE)
-                   if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None)
+                   if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None,
+                   mm_per_mv)
 
     def rectify(self, page: Page) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
@@ -335,6 +347,8 @@ class Pipeline:
             rectified, found, _ = upright(rectified, found, self.names,
                                           self.rectifier.last_info.get("orientation_conf", 1.0))
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
+        if self.mm_per_mv is not None:
+            reading = replace(reading, mm_per_mv=self.mm_per_mv)
         close = (reading.baselines_y_px is not None and self.close_rows is not None
                  and rows_are_close(reading.baselines_y_px))
         segmenter = self.close_rows if close else self.stage1_for(page, rectified, timings)
@@ -350,7 +364,8 @@ class Pipeline:
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
         counts = {lead: page.n_samples(lead) for lead in LEADS} if page.samples_per_lead else printed_samples(
             reading.name, page.fs_hz)
-        extraction = self.extractor.extract(maps, rectified.px_per_mm, page.fs_hz, counts, rectified.sheet_rgb)
+        extraction = self.extractor.extract(maps, rectified.px_per_mm, page.fs_hz, counts, rectified.sheet_rgb,
+                                            mm_per_mv=reading.mm_per_mv)
         timings["stage2_signal"] = time.perf_counter() - start
         return PipelineResult(extraction.signals, rectified, maps, timings, extraction=extraction, layout=reading)
 

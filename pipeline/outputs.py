@@ -2,7 +2,7 @@
 
     csv   time_s, then the 12 leads as columns on one 10 s time base at fs (NaN where a lead was not printed)
     wfdb  a WFDB record (<name>.hea + <name>.dat, format 16, units mV, 1 µV per ADC unit) of the 12 leads' table
-    json  {"image_id", "fs_hz", "layout": {"name", "how", "finder_confidence"}, "leads": {lead: [mV, ...]},
+    json  {"image_id", "fs_hz", "layout": {"name", "how", "finder_confidence", "mm_per_mv"}, "leads": {lead: [mV, ...]},
           "spans_s": {lead: [first s, end s]}, "warnings", "timings_s"}: each lead's printed samples and which
           seconds of the record they are
     overlay.png  the input image with the signals drawn back onto it through the inverse of stage 0's map
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from common.geometry import CANONICAL
 from common.layouts import COMPETITION_LAYOUT, LEADS, Layout, get_layout
 from stage2_signal.calibrate import panel_x_px, sheet_geometry
 
@@ -44,6 +45,7 @@ class Digitized:
     layout: Layout = COMPETITION_LAYOUT
     layout_how: str = "default"  # why the page was read by ``layout``: found on it, forced, or the default
     layout_confidence: float = 0.0  # the layout finder's confidence in what it found
+    mm_per_mv: float = CANONICAL.mm_per_mv  # the chart's gain it was read at (its calibration pulses')
 
 
 def digitized_page(image_id: str, fs_hz: float, leads_mv: dict, warnings: tuple[str, ...], timings_s: dict,
@@ -53,7 +55,7 @@ def digitized_page(image_id: str, fs_hz: float, leads_mv: dict, warnings: tuple[
     if reading is None:
         return Digitized(image_id, fs_hz, leads_mv, warnings, timings_s)
     return Digitized(image_id, fs_hz, leads_mv, warnings, timings_s, get_layout(reading.name), reading.how,
-                     reading.confidence)
+                     reading.confidence, reading.mm_per_mv)
 
 
 def lead_start_index(layout: Layout, lead: str, fs_hz: float) -> int:
@@ -92,7 +94,8 @@ def csv_text(result: Digitized) -> str:
 def result_json(result: Digitized) -> dict:
     return {"image_id": result.image_id, "fs_hz": result.fs_hz,
             "layout": {"name": result.layout.name, "how": result.layout_how,
-                       "finder_confidence": round(float(result.layout_confidence), 3)},
+                       "finder_confidence": round(float(result.layout_confidence), 3),
+                       "mm_per_mv": float(result.mm_per_mv)},
             "leads": {lead: [round(float(x), 5) for x in result.leads_mv[lead]] for lead in LEADS},
             "spans_s": {lead: [round(t0, 6), round(t1, 6)] for lead, (t0, t1) in lead_spans_s(result).items()},
             "warnings": list(result.warnings),
@@ -137,7 +140,7 @@ def signal_polylines(result: Digitized, rectified, extraction) -> list[np.ndarra
     inverse of stage 0's map. The signals' constant offset is free (the metric ignores it), so each panel's is
     matched to what was read there."""
     info = extraction.info
-    geom = sheet_geometry(info["px_per_mm"])
+    geom = sheet_geometry(info["px_per_mm"], info["mm_per_mv"])
     layout = result.layout
     lines = []
     for reading in extraction.readings:

@@ -67,19 +67,20 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
         score(result.signals.leads_mv, "pipeline")
         sheet = Rectified(job.image_id, sheet_map.rectify(image), sheet_map, CANONICAL.px_per_mm, "labels", 1.0)
         extractor = pipeline.extractor
+        gain = labels.chart_geometry.mm_per_mv  # the chart's, as drawn
         try:
             # the page's own layout on its labelled rows (the pipeline reads other layouts so too)
             maps = seg(sheet) if labels.layout_name == seg.layout_name else seg(
                 sheet, labels.layout_name, tuple(float(y) for y in labels.baselines_y_px))
-            score(extractor.extract_page(maps, sheet.px_per_mm, page, sheet.sheet_rgb).signals.leads_mv,
-                  "true_sheet")
+            score(extractor.extract(maps, sheet.px_per_mm, job.fs_hz, job.samples_per_lead, sheet.sheet_rgb,
+                                    mm_per_mv=gain).signals.leads_mv, "true_sheet")
         except ValueError:
             row["true_sheet"] = np.nan
         ideal = oracle_maps(labels, scale_x=seg.spec.scale_x, scale_y=seg.spec.scale_y, image_id=job.image_id)
         for name, x0 in (("true_maps", None), ("true_maps_origin", np.full(labels.layout.n_rows, labels.x0_px))):
             try:
                 ex = extractor.extract(ideal, sheet.px_per_mm, job.fs_hz, job.samples_per_lead, sheet.sheet_rgb,
-                                       x0_px=x0)
+                                       x0_px=x0, mm_per_mv=gain)
                 score(ex.signals.leads_mv, name)
             except ValueError:
                 row[name] = np.nan

@@ -16,7 +16,8 @@ black letters). Straight runs that repeat one grid pitch away, and frame lines l
   column "holds the row" when the territory has ink there, so a trace is one continuous run whatever its
   amplitude, and a panel ends where that run ends or breaks (a gap between panels).
 * Calibration pulses: a 0.2 s wide box standing on the row's baseline (its top, its two sides and an empty
-  inside, read from running sums of the ink), near either end of the row.
+  inside, read from running sums of the ink), near either end of the row, 10 mm tall (or 5 or 20: a chart
+  printed at that gain, :attr:`FoundLayout.mm_per_mv`).
 * Gaps: where a row's runs of ink are as many as a known layout's panels there, the steps between their starts
   (and ends) beyond that layout's panel lengths are the blank paper between panels; their median, from 1 to
   MAX_GAP_MM mm, adds that layout's gap variant (:func:`common.layouts.with_gap`) to the candidates.
@@ -108,6 +109,8 @@ PULSE_MIN_SCORE = 0.7  # a pulse's top, sides and empty inside each score at lea
 PULSE_HEIGHTS_MV = (1.0, 0.5, 2.0)  # tried in this order: a pulse drawn at gain 5 or 20 mm/mV is still a pulse (a
 # 1 mV pulse's upper half is not taken for a 0.5 mV one)
 PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
+MIN_GAIN_PULSES = 2  # pulses that must agree on another gain than 10 mm/mV (on 3 of the real images one box 5 mm
+# tall was found among rows whose other pulses were not: a lone pulse is no proof)
 PULSE_FOOT_MV = 0.6  # mV: see _measure_row
 PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
 END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
@@ -168,6 +171,16 @@ class FoundLayout:
     @property
     def pulses(self) -> tuple:
         return tuple(r.pulse for r in self.rows)
+
+    @property
+    def mm_per_mv(self) -> float:
+        """The chart's gain its calibration pulses show (a 1 mV pulse is as many mm tall): the sheet's 10 mm/mV
+        unless at least MIN_GAIN_PULSES pulses stand at one other of the heights looked for, and none at 10 mm (a
+        page printing rows at two gains keeps 10: it is read by one)."""
+        gains = {_pulse_gain_mm_per_mv(p) for p in self.pulses if p is not None}
+        if len(gains) == 1 and sum(p is not None for p in self.pulses) >= MIN_GAIN_PULSES:
+            return gains.pop()
+        return CANONICAL.mm_per_mv
 
     def as_layout(self) -> tuple[Layout, Placement] | None:
         """The matched known layout and where its rows sit on this sheet (at ``px_per_s`` px per s of chart,
@@ -369,6 +382,13 @@ def _territories(ys: list[float], h: int) -> list[tuple[int, int]]:
 
 
 # --- pulses ---------------------------------------------------------------------------------------------
+def _pulse_gain_mm_per_mv(box: tuple[float, float, float, float]) -> float:
+    """The gain (mm/mV) a found pulse's box shows: its height in mm, as the nearest of PULSE_HEIGHTS_MV at the
+    sheet's 10 mm/mV (the pulse is 1 mV)."""
+    height_mm = (box[3] - box[1]) / CANONICAL.px_per_mm
+    return min((h * CANONICAL.mm_per_mv for h in PULSE_HEIGHTS_MV), key=lambda mm: abs(mm - height_mm))
+
+
 def _find_pulse(ink: np.ndarray, feet: tuple[int, int], x_lo: int, x_hi: int) -> tuple[float, tuple] | None:
     """A pulse (score, (x0, y_top, x1, y_foot) reduced px) with its foot in rows ``feet`` [lo, hi) and its left
     side in columns [x_lo, x_hi): a flat top PULSE_WIDTH_S wide, one of PULSE_HEIGHTS_MV above the foot, two

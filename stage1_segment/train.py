@@ -289,7 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--types", default=";".join(IMAGE_TYPES),
                     help="image types the factory's training pages are degraded as, separated by ';' (in turn; name "
                          "one twice to draw it twice as often); validation keeps every type")
-    add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera, --time-marks: shares
+    add_arrangement_args(ap)  # --gaps, --gap-mm, --outside-pulse, --signal-rows, --cabrera, --time-marks,
+    # --half-gain: shares
     ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
                     help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
                          "written into the bundle, read): moved apart, or where they are")

@@ -134,9 +134,10 @@ class CalibrateConfig(Settings):
 MIN_INK_CONTRAST = 0.25  # ink is told from a background (paper, grid line) darker than it by this share of its darkness
 
 
-def sheet_geometry(px_per_mm: float) -> SheetGeometry:
-    """The canonical paper (speed, gain) at the measured resolution."""
-    return CANONICAL.with_px_per_mm(float(px_per_mm))
+def sheet_geometry(px_per_mm: float, mm_per_mv: float = CANONICAL.mm_per_mv) -> SheetGeometry:
+    """The canonical paper's speed at the measured resolution, at the chart's gain (``mm_per_mv``: the
+    calibration pulses' height per mV, 10 unless a page shows another)."""
+    return replace(CANONICAL.with_px_per_mm(float(px_per_mm)), mm_per_mv=float(mm_per_mv))
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ def panel_offsets(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: Sh
 
 
 def corrected_gap(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float, cfg: CalibrateConfig,
-                  info: dict) -> Layout | None:
+                  info: dict, mm_per_mv: float = CANONICAL.mm_per_mv) -> Layout | None:
     """The layout's gap variant one or more 0.1 mm steps wider or narrower, when the panels as read (``info``:
     :func:`read_panels`' diagnostics) drift from it by at least half a step per column (the slope over the
     columns of the panels' own offsets, :func:`panel_offsets`, medians over the rows); None when the gap fits.
@@ -411,7 +412,7 @@ def corrected_gap(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_m
     gap_mm = gap_mm_of(layout.name)
     if gap_mm <= 0:
         return None
-    geom = sheet_geometry(px_per_mm)
+    geom = sheet_geometry(px_per_mm, mm_per_mv)
     # at the sheet's own time scale: separators at the wrong gap's places are read as a stretched time axis
     offsets = panel_offsets(traces, layout, fs_hz, geom, cfg, np.asarray(info["x0_px"]), 1.0, info["stroke_px"])
     cols = sorted({col for _, col in offsets})
@@ -748,15 +749,16 @@ def vertex_phase_shift(traces: list[RowTrace], layout: Layout, fs_hz: float, geo
 def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm: float,
                 cfg: CalibrateConfig | None = None, stroke_px: float | None = None,
                 x0_px: np.ndarray | None = None, sheet_rgb: np.ndarray | None = None,
-                ) -> tuple[list[PanelReading], dict]:
+                mm_per_mv: float = CANONICAL.mm_per_mv) -> tuple[list[PanelReading], dict]:
     """Every panel of ``layout`` read in mV at its samples; plus diagnostics (x0 per row, baselines...).
     ``stroke_px``: the trace's measured stroke width (None: the trace ends are taken as the maps show them).
     ``x0_px``: a known chart origin per row (e.g. from labels, to study the rest of the reading) instead of
-    the estimate. ``sheet_rgb``: the rectified sheet, whose panel separators (where drawn) re-time the rows."""
+    the estimate. ``sheet_rgb``: the rectified sheet, whose panel separators (where drawn) re-time the rows.
+    ``mm_per_mv``: the chart's gain (its calibration pulses' height per mV)."""
     cfg = cfg or CalibrateConfig()
     if len(traces) != layout.n_rows:
         raise ValueError(f"layout {layout.name} has {layout.n_rows} rows, got {len(traces)} row traces")
-    geom = sheet_geometry(px_per_mm)
+    geom = sheet_geometry(px_per_mm, mm_per_mv)
     if x0_px is None:
         x0, how = estimate_x0(traces, layout, fs_hz, geom, cfg, stroke_px)
     else:
@@ -799,5 +801,5 @@ def read_panels(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_mm:
             "guarded_bars": sum(key[1] > 0 for key in guarded), "guarded_pulses": sum(key[1] == 0 for key in guarded),
             "vertex_phase_px": phase_px, "origin_on_grid": on_grid.tolist(), "stroke_px": stroke_px,
             "px_per_mm": sheet_geom.px_per_mm, "px_per_s": sheet_geom.px_per_s, "px_per_mv": sheet_geom.px_per_mv,
-            "unread_panels": unread}
+            "mm_per_mv": sheet_geom.mm_per_mv, "unread_panels": unread}
     return readings, info

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import Page, Signals, TraceMaps
 from stage2_signal.calibrate import CalibrateConfig, corrected_gap, n_record_samples, read_panels
@@ -99,15 +100,19 @@ def _checked_float32(maps: TraceMaps) -> TraceMaps:
 
 def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_per_lead: dict,
             config: ExtractorConfig | None = None, refiner: Refiner | None = None,
-            sheet_rgb: np.ndarray | None = None, x0_px: np.ndarray | None = None) -> Extraction:
+            sheet_rgb: np.ndarray | None = None, x0_px: np.ndarray | None = None,
+            mm_per_mv: float = CANONICAL.mm_per_mv) -> Extraction:
     """Read ``maps`` into leads at ``fs_hz`` with ``samples_per_lead[lead]`` samples each; ``refiner`` (a loaded
     one, see :class:`SignalExtractor`) corrects them. ``confidence`` is the reading's, before refinement.
     ``sheet_rgb``, the rectified sheet the maps were made from, lets the trace's stroke width be measured, which
     places the chart's time origin to a fraction of a px (without it the origin may be late by ~1 px).
-    ``x0_px``: a known chart origin per row (sheet px), e.g. the labels', to measure what timing costs."""
+    ``x0_px``: a known chart origin per row (sheet px), e.g. the labels', to measure what timing costs.
+    ``mm_per_mv``: the chart's gain (10 mm/mV unless its calibration pulses show another)."""
     cfg = config or ExtractorConfig()
     if not (np.isfinite(rectified_px_per_mm) and rectified_px_per_mm > 0):
         raise ValueError(f"rectified px_per_mm must be positive, got {rectified_px_per_mm}")
+    if not (np.isfinite(mm_per_mv) and mm_per_mv > 0):
+        raise ValueError(f"the chart's gain must be positive mm/mV, got {mm_per_mv}")
     missing = [lead for lead in LEADS if lead not in samples_per_lead]
     if missing:
         raise ValueError(f"sample counts missing for leads {missing}")
@@ -117,12 +122,12 @@ def extract(maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float, samples_p
         traces = read_rows(maps, cfg.extract)
         stroke_px = None if sheet_rgb is None else stroke_width_px(sheet_rgb, traces)
         readings, info = read_panels(traces, layout, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
-                                     x0_px=x0_px, sheet_rgb=sheet_rgb)
+                                     x0_px=x0_px, sheet_rgb=sheet_rgb, mm_per_mv=mm_per_mv)
         corrected = None if x0_px is not None else corrected_gap(traces, layout, fs_hz, rectified_px_per_mm,
-                                                                 cfg.calibrate, info)
+                                                                 cfg.calibrate, info, mm_per_mv)
         if corrected is not None:  # the gap between panels as the page shows it, to 0.1 mm
             readings, info = read_panels(traces, corrected, fs_hz, rectified_px_per_mm, cfg.calibrate, stroke_px,
-                                         sheet_rgb=sheet_rgb)
+                                         sheet_rgb=sheet_rgb, mm_per_mv=mm_per_mv)
             info["gap_corrected_to"] = corrected.name
         leads, conf = assemble_leads(readings, n_record_samples(fs_hz), samples_per_lead, cfg.postprocess)
         if refiner is not None:
@@ -182,9 +187,9 @@ class SignalExtractor:
 
     def extract(self, maps: TraceMaps, rectified_px_per_mm: float, fs_hz: float,
                 samples_per_lead: dict, sheet_rgb: np.ndarray | None = None,
-                x0_px: np.ndarray | None = None) -> Extraction:
+                x0_px: np.ndarray | None = None, mm_per_mv: float = CANONICAL.mm_per_mv) -> Extraction:
         return extract(maps, rectified_px_per_mm, fs_hz, samples_per_lead, self.config, self.refiner, sheet_rgb,
-                       x0_px)
+                       x0_px, mm_per_mv)
 
     def extract_page(self, maps: TraceMaps, rectified_px_per_mm: float, page: Page,
                      sheet_rgb: np.ndarray | None = None) -> Extraction:

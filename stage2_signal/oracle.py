@@ -56,8 +56,8 @@ def _row_polylines(labels, row: int) -> list[np.ndarray]:
         i0, i1 = panel.sample_range(fs, n)
         t = np.arange(i0, i1) / fs
         x = placement.panel_x_px(panel, t)
-        y = CANONICAL.mv_to_y(panel.sign * labels.signals_mv[LEADS.index(panel.lead), i0:i1].astype(np.float64),
-                              placement.baselines_y_px[row])
+        y = labels.chart_geometry.mv_to_y(panel.sign * labels.signals_mv[LEADS.index(panel.lead), i0:i1].astype(
+            np.float64), placement.baselines_y_px[row])
         # a renderer that did not draw a sample (ECG-Image-Kit's labels are NaN there: at 1025 Hz the sample on
         # a lead change belongs to neither panel) leaves no vertex
         drawn = np.isfinite(y)
@@ -104,7 +104,7 @@ def _pulse_polyline(labels, row: int) -> np.ndarray | None:
         return None
     from synth.render import _calibration_pulse  # the renderer's own pulse shape
 
-    return _calibration_pulse(labels.x0_px - 4.0, labels.baselines_y_px[row], CANONICAL)
+    return _calibration_pulse(labels.x0_px - 4.0, labels.baselines_y_px[row], labels.chart_geometry)
 
 
 def oracle_row_map(labels, row: int, scale_x: float = 0.5, scale_y: float = 0.5, sigma_px: float = 1.5,

@@ -30,7 +30,7 @@ def row_overlays(maps: TraceMaps, extraction, labels=None, margin_px: float = 40
     from stage2_signal.calibrate import panel_x_px, sheet_geometry
 
     bands = []
-    geom = sheet_geometry(extraction.info["px_per_mm"])
+    geom = sheet_geometry(extraction.info["px_per_mm"], extraction.info["mm_per_mv"])
     for row in range(len(extraction.traces)):
         trace = extraction.traces[row]
         xv, yv = trace.vertices()

@@ -8,11 +8,11 @@ per-image sheet map, from which image-space keypoints follow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from common.geometry import CANONICAL
+from common.geometry import CANONICAL, SheetGeometry
 from common.layouts import LEADS, Placement, get_layout
 from common.sheet_map import SheetMap
 from common.types import Contract
@@ -82,6 +82,12 @@ class SheetLabels(Contract):
     @property
     def layout(self):
         return get_layout(self.layout_name)
+
+    @property
+    def chart_geometry(self) -> SheetGeometry:
+        """The sheet at the gain the chart was drawn at (``style["mm_per_mv"]``; pages written before it was a
+        style, and ECG-Image-Kit's, are at 10 mm/mV)."""
+        return replace(CANONICAL, mm_per_mv=float(self.style.get("mm_per_mv", CANONICAL.mm_per_mv)))
 
     def lead_signal(self, lead: str) -> np.ndarray:
         """The printed samples of ``lead`` (NaN-free), as the competition's solution holds them."""

@@ -3,7 +3,7 @@
     python -m synth.make --signals DIR --n-records N --types 0001,0003 --out DIR [--seed S] [--workers W]
                          [--layout train|test] [--layouts '3x4+II,V1,V5;6x2'] [--simulated]
                          [--gaps SHARE] [--gap-mm LO,HI] [--outside-pulse SHARE] [--signal-rows SHARE]
-                         [--cabrera SHARE] [--time-marks SHARE]
+                         [--cabrera SHARE] [--time-marks SHARE] [--half-gain SHARE]
 
 train layout: train.csv (id, fs, sig_len), train/<id>/<id>.csv (mV, NaN where not printed),
     train/<id>/<id>-<type>.png, variants.csv (image id, the base layout it is drawn in, its arrangement),
@@ -100,13 +100,16 @@ def _write_test(page: SynthPage, out: Path, record_id: str) -> pd.DataFrame:
 
 def arrangement_of(labels: SheetLabels) -> str:
     """How a page is arranged besides its base layout, for reports: "+"-joined of "gap" (between panels),
-    "cabrera", "outside-pulse", "signal-rows", "time-ticks" or "time-axis"; "plain" for none."""
+    "cabrera", "outside-pulse", "signal-rows", "time-ticks", "time-axis" or "5mm-per-mV" (another gain than
+    10 mm/mV); "plain" for none."""
     style, name = labels.style, labels.layout_name
     marks = style.get("time_marks", "none")
     parts = [part for part, on in (("gap", "/gap" in name), ("cabrera", "/cabrera" in name),
                                    ("outside-pulse", style.get("pulse_style") == "outside"),
                                    ("signal-rows", style.get("row_pitch") == "signal"),
-                                   (f"time-{marks}", marks != "none")) if on]
+                                   (f"time-{marks}", marks != "none"),
+                                   (f"{style.get('mm_per_mv', 10.0):g}mm-per-mV", style.get("mm_per_mv", 10.0) != 10.0))
+             if on]
     return "+".join(parts) or "plain"
 
 
@@ -227,12 +230,14 @@ def add_arrangement_args(parser: argparse.ArgumentParser) -> None:
                         help="share of 3x4+II and 6x2 pages with their limb leads in Cabrera's order (-aVR)")
     parser.add_argument("--time-marks", type=float, default=0.0,
                         help="share of pages with time ticks, or an axis with them, under each panel (half each)")
+    parser.add_argument("--half-gain", type=float, default=0.0,
+                        help="share of pages whose chart (traces, pulses) is drawn at 5 mm/mV instead of 10")
 
 
 def arrangements_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Arrangements | None:
     try:
         arrangements = Arrangements(args.gaps, args.gap_mm, args.outside_pulse, args.signal_rows, args.cabrera,
-                                    args.time_marks)
+                                    args.time_marks, args.half_gain)
     except ValueError as exc:
         parser.error(str(exc))
     return arrangements if arrangements.any else None

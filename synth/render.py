@@ -59,6 +59,7 @@ PULSE_ROOM_PX = 68.0  # sheet px before x0 that a lead-in pulse takes (0.2 s box
 SIGNAL_PITCH_PAD_MV = 0.5  # mV of paper added to each pitch a "signal" row layout sets by the rows' amplitudes
 SIGNAL_PITCH_RANGE = (0.6, 1.6)  # ... each pitch within this factor of the page's mean pitch
 TIME_MARKS = ("none", "ticks", "axis")  # what RenderStyle.time_marks may be
+GAINS_MM_PER_MV = (10.0, 5.0, 20.0)  # the gains ECG machines print at (RenderStyle.mm_per_mv)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class RenderStyle:
     time_marks: str = "none"  # under each panel: "none", "ticks" (a tick every second of the panel's own time, a
     # longer one at its start) or "axis" (the ticks on a thin line across the panel), as plotting programs draw
     time_marks_mm: float = 12.0  # mm below the row's baseline
+    mm_per_mv: float = 10.0  # the chart's gain: traces and calibration pulses drawn so many mm per mV (the sheet's
+    # own 10 mm/mV; 5 mm/mV for tall signals, as 12x1 pages often are)
 
     def __post_init__(self) -> None:
         try:
@@ -116,6 +119,8 @@ class RenderStyle:
             raise ValueError(f"row_pitch must be 'even' or 'signal', got {self.row_pitch!r}")
         if not 0.0 < self.pulse_gap_mm <= 10.0:
             raise ValueError(f"pulse_gap_mm must be in (0, 10] mm, got {self.pulse_gap_mm}")
+        if self.mm_per_mv not in GAINS_MM_PER_MV:
+            raise ValueError(f"mm_per_mv must be one of {GAINS_MM_PER_MV}, got {self.mm_per_mv}")
         if self.time_marks not in TIME_MARKS or not 0.0 < self.time_marks_mm <= 30.0:
             raise ValueError(f"time_marks must be one of {TIME_MARKS} at (0, 30] mm below the baseline, got "
                              f"{self.time_marks!r} at {self.time_marks_mm} mm")
@@ -135,9 +140,10 @@ class Arrangements:
     signal_rows: float = 0.0
     cabrera: float = 0.0
     time_marks: float = 0.0
+    half_gain: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("gaps", "outside_pulse", "signal_rows", "cabrera", "time_marks"):
+        for name in ("gaps", "outside_pulse", "signal_rows", "cabrera", "time_marks", "half_gain"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Arrangements.{name} is a share in [0, 1], got {getattr(self, name)}")
         lo, hi = self.gap_mm
@@ -146,7 +152,7 @@ class Arrangements:
 
     @property
     def any(self) -> bool:
-        return max(self.gaps, self.outside_pulse, self.signal_rows, self.cabrera, self.time_marks) > 0
+        return max(self.gaps, self.outside_pulse, self.signal_rows, self.cabrera, self.time_marks, self.half_gain) > 0
 
 
 def sample_style(rng: np.random.Generator, layout_name: str | None = None, eik_look: float = 0.0,
@@ -207,6 +213,8 @@ def arranged(style: RenderStyle, rng: np.random.Generator, arrangements: Arrange
             / CANONICAL.px_per_mm if get_layout(base).n_rows > 1 else 60.0
         changes.update(time_marks=str(rng.choice(["ticks", "axis"])),
                        time_marks_mm=float(np.round(rng.uniform(0.3, 0.45) * pitch_mm, 1)))
+    if arrangements.half_gain > 0 and rng.random() < arrangements.half_gain:
+        changes["mm_per_mv"] = 5.0
     return replace(style, **changes)
 
 
@@ -521,6 +529,8 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
     if signals_mv.shape != (len(LEADS), n_samples) or not np.isfinite(signals_mv).all():
         raise ValueError(f"render_page needs finite signals of shape (12, {n_samples}), got {signals_mv.shape}")
     rng = rng if rng is not None else np.random.default_rng(0)
+    paper = geometry
+    geometry = replace(geometry, mm_per_mv=style.mm_per_mv)  # the chart's gain: traces, pulses and bars
     layout = get_layout(style.layout_name)
     placement = style_placement(style, geometry)
     if style.row_pitch == "signal":
@@ -554,7 +564,7 @@ def render_page(signals_mv: np.ndarray, fs_hz: float, record_id: str, style: Ren
             x_end = float(placement.panel_x_px(panel, panel.t1_s, geometry))
             panel_corners += [(x_start, base_y - row_half_height), (x_start, base_y + row_half_height),
                               (x_end, base_y - row_half_height), (x_end, base_y + row_half_height)]
-            label_y = float(geometry.mv_to_y(style.label_dy_mv, base_y))
+            label_y = float(paper.mv_to_y(style.label_dy_mv, base_y))  # names stand as far off at any gain
             panel_leads.append(panel.lead)
             name = ("-" if panel.inverted else "") + panel.lead  # Cabrera's -aVR
             label_boxes.append(_put_text(canvas, name, (x_start + style.label_dx_px, label_y), style,

@@ -15,7 +15,7 @@ from stage2_signal.infer import extract
 from stage2_signal.oracle import oracle_maps
 from synth.factory import make_page
 from synth.labels import sub_column_x
-from synth.make import parse_layouts
+from synth.make import arrangement_of, parse_layouts
 from synth.render import Arrangements, RenderStyle, render_page, sample_style, style_placement
 from synth.signals import simulate_record
 
@@ -63,6 +63,22 @@ def test_arrangements_leave_default_pages_alone_and_force_what_they_are_asked():
         Arrangements(gaps=1.5)
     with pytest.raises(ValueError):
         RenderStyle(layout_name="3x4+II/gap99mm")
+
+
+def test_half_gain_pages_draw_the_chart_and_its_pulses_half_as_tall():
+    plain, half = _page("3x4+II", 2), _page("3x4+II", 2, arrangements=Arrangements(half_gain=1.0))
+    assert plain.labels.style["mm_per_mv"] == 10.0 and half.labels.style["mm_per_mv"] == 5.0
+    assert arrangement_of(half.labels) == "5mm-per-mV" and arrangement_of(plain.labels) == "plain"
+    # every trace's excursion from its baseline halves; the baselines and the record do not move
+    for row, base in enumerate(plain.labels.baselines_y_px):
+        np.testing.assert_allclose(half.labels.row_y_px[row] - base, 0.5 * (plain.labels.row_y_px[row] - base),
+                                   atol=1e-3)
+    np.testing.assert_array_equal(half.labels.signals_mv, plain.labels.signals_mv)
+    pad = 2 * (plain.labels.style["trace_width_px"] / 2 + 1)  # a pulse's box holds its stroke
+    heights = [box[3] - box[1] - pad for box in (plain.labels.pulse_boxes_px[0], half.labels.pulse_boxes_px[0])]
+    assert heights == pytest.approx([CANONICAL.px_per_mv, 0.5 * CANONICAL.px_per_mv], abs=0.01)
+    with pytest.raises(ValueError, match="mm_per_mv"):
+        RenderStyle(mm_per_mv=7.0)
 
 
 def test_gap_labels_put_each_panel_where_its_offset_says():

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from common.geometry import CANONICAL
 from common.layouts import Layout, Placement, get_layout
-from stage1_segment.layout_finder import FoundLayout, find_layout
+from stage1_segment.layout_finder import FoundLayout, FoundRow, find_layout
 from synth.factory import make_page
+from synth.render import Arrangements
 from synth.signals import simulate_record
 
 MM = CANONICAL.px_per_mm
 
 
-def _factory_sheet(layout_name: str, seed: int, image_type: str):
+def _factory_sheet(layout_name: str, seed: int, image_type: str, arrangements: Arrangements | None = None):
     rec = simulate_record(np.random.default_rng(seed))
-    page = make_page(rec, seed, seed, [image_type], layouts=[layout_name], fs_choices=[500])
+    page = make_page(rec, seed, seed, [image_type], layouts=[layout_name], fs_choices=[500],
+                     arrangements=arrangements)
     image = page.images[image_type]
     return image.sheet_map.rectify(image.image_rgb), page.labels
 
@@ -47,6 +51,36 @@ def test_factory_pages_are_found(layout_name, seed, image_type):
             assert abs(0.5 * (row.pulse[0] + row.pulse[2]) - 0.5 * (box[0] + box[2])) <= MM
         else:
             assert row.pulse is None
+
+
+@pytest.mark.parametrize(("layout_name", "seed"), [("3x4+II", 4), ("12x1", 6)])
+def test_the_pulses_give_the_charts_gain(layout_name, seed):
+    """A chart printed at 5 mm/mV (pulses 5 mm tall) is found so; the same record at the sheet's 10 mm/mV keeps
+    10. Read at 10, the half-gain chart would give every lead at half its amplitude."""
+    half, labels = _factory_sheet(layout_name, seed, "0001", Arrangements(half_gain=1.0))
+    assert labels.style["mm_per_mv"] == 5.0
+    found = find_layout(half)
+    assert found.layout_name == layout_name and all(r.pulse is not None for r in found.rows)
+    assert found.mm_per_mv == 5.0
+    full, labels = _factory_sheet(layout_name, seed, "0001")
+    assert labels.style["mm_per_mv"] == 10.0 and find_layout(full).mm_per_mv == 10.0
+
+
+def test_pulses_of_two_heights_keep_the_sheets_gain():
+    rows = tuple(FoundRow(500.0 + 250 * k, ((100.0, 2000.0),), None, None, False, ((100.0, 2000.0),))
+                 for k in range(3))
+
+    def pulsed(heights_mm):
+        return FoundLayout(None, 0.0, tuple(dataclasses.replace(r, pulse=None if h is None else (
+            40.0, r.y_px - h * MM, 40.0 + CANONICAL.s_to_px(0.2), r.y_px)) for r, h in zip(rows, heights_mm,
+                                                                                          strict=True)),
+            {}, None, None)
+
+    assert pulsed((5.0, 5.0, None)).mm_per_mv == 5.0
+    assert pulsed((20.0, 20.0, 20.0)).mm_per_mv == 20.0
+    assert pulsed((5.0, 10.0, 5.0)).mm_per_mv == 10.0  # rows at two gains: read by the sheet's
+    assert pulsed((5.0, None, None)).mm_per_mv == 10.0  # a lone pulse is no proof
+    assert pulsed((None, None, None)).mm_per_mv == 10.0
 
 
 @pytest.mark.parametrize("grid", [False, True])

@@ -25,10 +25,12 @@ from stage1_segment.layout_finder import FoundLayout, FoundRow
 from stage1_segment.passes import only_rows, row_passes, spread_rows
 from synth.factory import make_page
 from synth.make import make_dataset, parse_layouts
+from synth.render import Arrangements
 from synth.signals import simulate_record
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_6X2 = 2  # a simulated record whose 6x2 page the committed weights read at 27 dB by its panels
+SEED_HALF_GAIN = 4  # one whose 6x2 page has calibration pulses (seed 2's has none)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,38 @@ def test_a_6x2_factory_page_is_read_by_its_panels(pipeline, page_6x2):
     assert result.maps.maps.shape[0] == 6
     assert all(result.signals.leads_mv[lead].size == 2500 for lead in LEADS)  # 5 s each
     assert _snr_db(truth, result.signals.leads_mv, 500.0) > 15.0
+
+
+def test_a_page_printed_at_half_gain_is_read_at_its_pulses_gain(pipeline, tmp_path):
+    """A 6x2 page at 5 mm/mV: the pipeline reads it at the gain its pulses show, and says so; read at the sheet's
+    10 mm/mV every lead would be half its amplitude (a page near 6 dB)."""
+    import cv2
+
+    rec = simulate_record(np.random.default_rng(SEED_HALF_GAIN))
+    half = make_page(rec, SEED_HALF_GAIN, SEED_HALF_GAIN, ["0001"], layouts=["6x2"], fs_choices=[500],
+                     arrangements=Arrangements(half_gain=1.0))
+    assert half.labels.style["mm_per_mv"] == 5.0
+    truth = {lead: half.labels.lead_signal(lead) for lead in LEADS}
+    page = Page("p", half.images["0001"].image_rgb, 500.0, {lead: v.size for lead, v in truth.items()})
+    result = pipeline(page)
+    assert result.layout.name == "6x2" and result.layout.mm_per_mv == 5.0
+    assert _snr_db(truth, result.signals.leads_mv, 500.0) > 15.0
+    halved = {lead: 0.5 * v for lead, v in result.signals.leads_mv.items()}  # as read at 10 mm/mV
+    assert _snr_db(truth, halved, 500.0) < 7.0
+    image = tmp_path / "half.png"
+    cv2.imwrite(str(image), cv2.cvtColor(half.images["0001"].image_rgb, cv2.COLOR_RGB2BGR))
+    assert main(["digitize", str(image), "--out", str(tmp_path / "out"), "--format", "json", "--quiet"]) == 0
+    assert json.loads((tmp_path / "out" / "half.json").read_text())["layout"]["mm_per_mv"] == 5.0
+    # a gain given overrules the pulses' (a page without pulses is read at 10 mm/mV unless its gain is given)
+    forced = replace(pipeline, mm_per_mv=20.0)(page)
+    assert forced.layout.mm_per_mv == 20.0
+    for lead in ("II", "V2"):  # the same px are a quarter of the mV at 20 mm/mV
+        assert np.std(forced.signals.leads_mv[lead]) == pytest.approx(0.25 * np.std(result.signals.leads_mv[lead]),
+                                                                      rel=0.05)
+    with pytest.raises(ValueError, match="gain"):
+        replace(pipeline, mm_per_mv=0.0)
+    with pytest.raises(SystemExit):
+        main(["digitize", str(image), "--mm-per-mv", "ten"])
 
 
 def test_a_forced_layout_is_read_and_the_outputs_say_which_seconds_each_lead_is(tmp_path, page_6x2, capsys):

@@ -22,6 +22,7 @@ from stage2_signal.infer import ExtractorConfig, SignalExtractor, extract, extra
 from stage2_signal.oracle import oracle_maps
 from stage2_signal.postprocess import EINTHOVEN_BASIS, PostConfig, einthoven_project, fuse_lead
 from synth.factory import make_page
+from synth.render import Arrangements
 from synth.signals import simulate_record
 
 _PAGES: dict = {}
@@ -274,6 +275,25 @@ def test_scale_comes_from_measured_px_per_mm():
         r, w = right[lead] - right[lead].mean(), wrong[lead] - wrong[lead].mean()
         assert np.std(w) < np.std(r)
     assert snr_db(truth, wrong, 250) < snr_db(truth, right, 250) - 5
+
+
+def test_a_chart_drawn_at_half_gain_reads_right_at_its_gain():
+    """The same record drawn at 5 mm/mV: read at that gain it scores as a 10 mm/mV page does; read at the sheet's
+    10 mm/mV every lead comes out at half its amplitude."""
+    record = simulate_record(np.random.default_rng(3), fs_hz=500.0, record_id="sim3")
+    labels = make_page(record, 3, 11, [], layouts=["3x4+II"], fs_choices=[500],
+                       arrangements=Arrangements(half_gain=1.0)).labels
+    assert labels.style["mm_per_mv"] == 5.0
+    maps = oracle_maps(labels, scale_x=0.5, scale_y=0.5)
+    truth = truth_of(labels)
+    counts = {lead: v.size for lead, v in truth.items()}
+    right = extract(maps, CANONICAL.px_per_mm, 500, counts, mm_per_mv=5.0)
+    wrong = extract(maps, CANONICAL.px_per_mm, 500, counts).signals.leads_mv
+    assert right.info["mm_per_mv"] == 5.0
+    assert snr_db(truth, right.signals.leads_mv, 500) >= 20.0
+    assert snr_db(truth, wrong, 500) < 7.0  # gain x0.5 caps a page near 6 dB
+    with pytest.raises(ValueError, match="gain"):
+        extract(maps, CANONICAL.px_per_mm, 500, counts, mm_per_mv=0.0)
 
 
 # --- Einthoven and copies ------------------------------------------------------------------------------
