@@ -2,7 +2,7 @@
 
     python -m benchmarks.other_renderer --signals ../shared/data/signals --out /tmp/other \
         [--n-records N] [--seed S] [--scan-fraction 0.3] [--arrangement standard|3x4|3x4+3|6x2|12x1|mixed] \
-        [--extras 0.5 | --extras gap=0.5,pulse=0.5,marks=0.5,paper=0.5,place=0.5]
+        [--extras 0.5 | --extras gap=0.5,pulse=0.5,marks=0.5,paper=0.5,place=0.5,gain=0.5]
 
 Then score the digitizer on them: ``python -m pipeline cv --data-dir /tmp/other``.
 
@@ -15,7 +15,8 @@ order, as many printers do), "6x2" (I..aVF over 0-5 s on the left, V1..V6 over 5
 own: ``NAME=P,...``): "gap", blank paper of 2-8 mm between the panels of a row (each panel's trace starts after
 it, its time still its own); "pulse", the calibration pulse standing alone with 3-8 mm of blank paper before
 the trace; "marks", per-panel time marks (ticks every second of the panel, or an axis line with them); "paper",
-a wider paper (288 x 200 or 330 x 215 mm); "place", the chart centred or to the right of the page. Rows made
+a wider paper (288 x 200 or 330 x 215 mm); "place", the chart centred or to the right of the page; "gain", the
+chart and its pulses at 5 mm/mV (the header says so). Rows made
 too long by gaps go onto the widest paper. The arrangement and
 extras come from their own generator, so the standard plain page of a seed is byte for byte what it was before
 they existed.
@@ -127,17 +128,18 @@ class PageExtras:
     time_marks: str = "none"  # per panel: "none", "ticks" (every 1 s of the panel) or "axis" (a line + ticks)
     paper: str | None = None  # a wide paper of WIDE_PAPERS_MM (None: Letter or A4 as drawn)
     placement: str = "left"  # chart on the page: "left" (5-25 mm margin), "centre" or "right"
+    mm_per_mv: float = MM_PER_MV  # the chart's gain (5: half gain, as printers do for tall signals)
 
     def summary(self) -> str:
         parts = [f"gap {self.gap_mm:.1f} mm" if self.gap_mm else "",
                  "pulse outside" if self.pulse_outside_mm is not None else "",
                  f"time {self.time_marks}" if self.time_marks != "none" else "",
                  f"paper {self.paper}" if self.paper else "", f"chart {self.placement}" if self.placement != "left"
-                 else ""]
+                 else "", f"{self.mm_per_mv:g} mm/mV" if self.mm_per_mv != MM_PER_MV else ""]
         return "+".join(p for p in parts if p) or "plain"
 
 
-EXTRAS = ("gap", "pulse", "marks", "paper", "place")  # the departures --extras can ask for, by name
+EXTRAS = ("gap", "pulse", "marks", "paper", "place", "gain")  # the departures --extras can ask for, by name
 
 
 def sample_extras(rng: np.random.Generator, shares: Mapping[str, float] | float) -> PageExtras:
@@ -155,13 +157,15 @@ def sample_extras(rng: np.random.Generator, shares: Mapping[str, float] | float)
         "marks": (rng.random(), str(rng.choice(["ticks", "axis"]))),
         "paper": (rng.random(), str(rng.choice(list(WIDE_PAPERS_MM)))),
         "place": (rng.random(), str(rng.choice(["centre", "right"]))),
+        "gain": (rng.random(), 5.0),  # drawn last: the other departures keep the values they had before it
     }
     on = {name: u < shares.get(name, 0.0) for name, (u, _) in draws.items()}
     return PageExtras(gap_mm=draws["gap"][1] if on["gap"] else 0.0,
                       pulse_outside_mm=draws["pulse"][1] if on["pulse"] else None,
                       time_marks=draws["marks"][1] if on["marks"] else "none",
                       paper=draws["paper"][1] if on["paper"] else None,
-                      placement=draws["place"][1] if on["place"] else "left")
+                      placement=draws["place"][1] if on["place"] else "left",
+                      mm_per_mv=draws["gain"][1] if on["gain"] else MM_PER_MV)
 
 
 def parse_extras(text: str) -> dict[str, float]:
@@ -264,6 +268,7 @@ class PageStyle:
     pulse_outside_mm: float | None = None  # the pulse stands alone, this much blank paper before t = 0
     time_marks: str = "none"  # "none", "ticks" or "axis" under each panel
     placement: str = "left"  # where the chart sits across the page: "left", "centre" or "right"
+    mm_per_mv: float = MM_PER_MV  # the chart's gain: traces and pulses
 
     @property
     def px_per_mm(self) -> float:
@@ -305,7 +310,8 @@ class PageStyle:
         extras = [f"gap {self.gap_mm:.1f} mm" if self.gap_mm else "",
                   "pulse outside" if self.pulse_outside_mm is not None else "",
                   f"time {self.time_marks}" if self.time_marks != "none" else "",
-                  f"chart {self.placement}" if self.placement != "left" else ""]
+                  f"chart {self.placement}" if self.placement != "left" else "",
+                  f"{self.mm_per_mv:g} mm/mV" if self.mm_per_mv != MM_PER_MV else ""]
         extra = "".join(f", {e}" for e in extras if e)
         return (f"{self.arrangement}{extra}, {self.paper} {self.dpi} dpi {w}x{h}, grid {self.grid}/{self.minor_kind}"
                 f"{' page' if self.grid_covers_page else ' box'}, trace {self.trace} {self.trace_width_mm:.2f} mm, "
@@ -415,11 +421,13 @@ def sample_style(rng: np.random.Generator, scan_fraction: float = 0.3, dpis: Seq
         font=str(rng.choice(list(FONTS))), label_height_mm=float(rng.uniform(2.0, 4.5)),
         label_stroke_mm=float(rng.uniform(0.15, 0.35)), label_dx_mm=float(rng.uniform(0.5, 3.0)),
         label_dy_mm=float(rng.uniform(6.0, 12.0)),
-        header_lines=tuple(_header_lines(rng)), header_x_mm=left + float(rng.uniform(0.0, 20.0)),
+        header_lines=tuple(line.replace("10 mm/mV", f"{extras.mm_per_mv:g} mm/mV").replace(
+            "10mm/mV", f"{extras.mm_per_mv:g}mm/mV") for line in _header_lines(rng)),
+        header_x_mm=left + float(rng.uniform(0.0, 20.0)),
         text_rgb=(0, 0, 0) if rng.random() < 0.5 else (40, 40, 50),
         scan=scan, arrangement=arrangement, gap_mm=extras.gap_mm if n_cols > 1 else 0.0,
         pulse_outside_mm=extras.pulse_outside_mm if pulse_rise is not None else None,
-        time_marks=extras.time_marks, placement=extras.placement,
+        time_marks=extras.time_marks, placement=extras.placement, mm_per_mv=extras.mm_per_mv,
     )
     if n_rows > 6:  # rows this close: the labels sit in their own row, not on the one above
         style = replace(style, label_dy_mm=min(style.label_dy_mm, 0.4 * pitch))
@@ -509,7 +517,7 @@ def _strokes(leads_mv: np.ndarray, fs_hz: float, style: PageStyle) -> list[tuple
 
     def trace(lead: str, i0: int, i1: int, baseline: float) -> np.ndarray:
         v = leads_mv[CSV_LEADS.index(lead), i0:i1].astype(np.float64)
-        return np.stack([x0 + t_mm[i0:i1], baseline - v * MM_PER_MV], axis=1)
+        return np.stack([x0 + t_mm[i0:i1], baseline - v * style.mm_per_mv], axis=1)
 
     baselines = style.baselines_mm
     rows = [[p for p in style.panels if p.row == r] for r in range(len(baselines))]
@@ -529,7 +537,7 @@ def _strokes(leads_mv: np.ndarray, fs_hz: float, style: PageStyle) -> list[tuple
         fall = rise + PULSE_S * MM_PER_S
         end = x0 if style.pulse_outside_mm is None else x0 - style.pulse_outside_mm
         for b in baselines:
-            top = b - PULSE_MV * MM_PER_MV
+            top = b - PULSE_MV * style.mm_per_mv
             # Standard square pulse: a short stub of baseline, up 1 mV, 200 ms flat, down, baseline to t = 0
             # (or, standing alone, to 1 mm after the fall: blank paper then up to the trace).
             stub = rise - min(1.0, style.pulse_rise_mm)

@@ -3,6 +3,7 @@ pulse alone, time marks, wide papers); its standard page unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import cv2
@@ -104,3 +105,21 @@ def test_every_arrangement_with_extras_fits_its_paper():
             if extras.pulse_outside_mm is not None and style.pulse_rise_mm is not None:
                 fall = style.grid_left_mm + style.pulse_rise_mm + 5.0
                 assert style.x0_mm - fall >= extras.pulse_outside_mm + 1.0 - 1e-9
+
+
+def test_the_gain_extra_draws_the_chart_and_its_pulses_at_5_mm_per_mv(record):
+    leads = resample(record.leads_mv, record.fs_hz, 250)
+    for seed in range(40):
+        name, extras = page_arrangement(seed, 0, "standard", extras={"gain": 1.0})
+        style = sample_style(np.random.default_rng([seed, 0]), 0.0, (100,), name, extras)
+        if style.pulse_rise_mm is not None:
+            break
+    full = sample_style(np.random.default_rng([seed, 0]), 0.0, (100,), name, PageExtras())
+    assert style.mm_per_mv == 5.0 and full.mm_per_mv == 10.0 and "5 mm/mV" in style.summary()
+    assert not any("10 mm/mV" in line or "10mm/mV" in line for line in style.header_lines)
+    # the gain changes nothing else on the page
+    assert style == dataclasses.replace(full, mm_per_mv=5.0, header_lines=style.header_lines)
+    ink = [(render_page(leads, 250, s).min(axis=2) < 128).any(axis=1) for s in (full, style)]
+    rows = [np.flatnonzero(k) for k in ink]
+    # dark rows (the chart's ink, text aside) span less height at half the gain
+    assert rows[1].size < rows[0].size
