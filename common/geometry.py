@@ -18,6 +18,8 @@ MM_PER_INCH = 25.4
 # the standard calibration pulse printed at a row's start: 1 mV high, 0.2 s wide
 PULSE_HEIGHT_MV = 1.0
 PULSE_WIDTH_S = 0.2
+# the gains ECG machines print a chart at (mm per mV): the sheet's 10, half for tall signals, double for small ones
+GAINS_MM_PER_MV = (10.0, 5.0, 20.0)
 
 
 @dataclass(frozen=True)

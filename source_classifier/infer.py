@@ -29,7 +29,8 @@ from stage1_segment.infer import bf16_native
 
 DEFAULT_THRESHOLD = 0.6  # top-type probability under which a prediction counts as low-confidence
 PRECISIONS = ("auto", "fp32", "bf16")
-VIEWS = ("identity", "flip_x", "flip_y")
+VIEW_FLIP_DIMS = {"identity": (), "flip_x": (-1,), "flip_y": (-2,)}  # the views a bundle may name, and the
+# input dims each mirrors
 REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "input_hw", "low_confidence_threshold",
                  "weights_sha256")
 
@@ -65,8 +66,10 @@ class SourceClassifier:
             raise ValueError(f"source-classifier precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.bf16 = self.precision == "bf16" or (self.precision == "auto" and bf16_native(torch.device("cpu")))
         self.views = tuple((config.get("inference") or {}).get("views", ["identity"]))
-        if not self.views or any(v not in VIEWS for v in self.views) or len(set(self.views)) != len(self.views):
-            raise ValueError(f"source-classifier views must be distinct names from {VIEWS}, got {list(self.views)}")
+        if not self.views or any(v not in VIEW_FLIP_DIMS for v in self.views) or len(set(self.views)) != len(
+                self.views):
+            raise ValueError(f"source-classifier views must be distinct names from {tuple(VIEW_FLIP_DIMS)}, got "
+                             f"{list(self.views)}")
         self.last_timing: dict = {}
 
     @classmethod
@@ -82,8 +85,7 @@ class SourceClassifier:
             torch.set_num_threads(self.num_threads)
         t0 = time.perf_counter()
         x = normalise_input(torch.from_numpy(prepare_input(image_rgb, self.input_hw)).permute(2, 0, 1)[None])
-        flips = {"identity": (), "flip_x": (-1,), "flip_y": (-2,)}
-        x = torch.cat([x.flip(flips[v]) if flips[v] else x for v in self.views])
+        x = torch.cat([x.flip(VIEW_FLIP_DIMS[v]) if VIEW_FLIP_DIMS[v] else x for v in self.views])
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(x.contiguous(memory_format=torch.channels_last))

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from common.geometry import CANONICAL, PULSE_WIDTH_S
+from common.geometry import CANONICAL, GAINS_MM_PER_MV, PULSE_WIDTH_S
 from common.layouts import (
     CABRERA_BASES,
     LAYOUTS,
@@ -106,8 +106,9 @@ MIN_RUN_S = 0.5  # s: runs shorter than this are not a panel's trace (labels, st
 JOIN_S = 0.3  # ... unless they lie within this of the row's trace
 MIN_PIECE_PX = 40.0  # sheet px (5 mm): and are at least this long (a scan's border, a dot, are shorter) or touch it
 PULSE_MIN_SCORE = 0.7  # a pulse's top, sides and empty inside each score at least this (fraction of 1)
-PULSE_HEIGHTS_MV = (1.0, 0.5, 2.0)  # tried in this order: a pulse drawn at gain 5 or 20 mm/mV is still a pulse (a
-# 1 mV pulse's upper half is not taken for a 0.5 mV one)
+PULSE_HEIGHTS_MV = tuple(g / CANONICAL.mm_per_mv for g in GAINS_MM_PER_MV)  # tried in this order (1, 0.5, 2 mV
+# at the sheet's gain): a pulse drawn at gain 5 or 20 mm/mV is still a pulse (a 1 mV pulse's upper half is not taken
+# for a 0.5 mV one)
 PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
 MIN_GAIN_PULSES = 2  # pulses that must agree on another gain than 10 mm/mV (on 3 of the real images one box 5 mm
 # tall was found among rows whose other pulses were not: a lone pulse is no proof)
@@ -383,10 +384,10 @@ def _territories(ys: list[float], h: int) -> list[tuple[int, int]]:
 
 # --- pulses ---------------------------------------------------------------------------------------------
 def _pulse_gain_mm_per_mv(box: tuple[float, float, float, float]) -> float:
-    """The gain (mm/mV) a found pulse's box shows: its height in mm, as the nearest of PULSE_HEIGHTS_MV at the
-    sheet's 10 mm/mV (the pulse is 1 mV)."""
+    """The gain (mm/mV) a found pulse's box shows: its height in mm (the pulse is 1 mV), as the nearest of
+    GAINS_MM_PER_MV."""
     height_mm = (box[3] - box[1]) / CANONICAL.px_per_mm
-    return min((h * CANONICAL.mm_per_mv for h in PULSE_HEIGHTS_MV), key=lambda mm: abs(mm - height_mm))
+    return min(GAINS_MM_PER_MV, key=lambda mm: abs(mm - height_mm))
 
 
 def _find_pulse(ink: np.ndarray, feet: tuple[int, int], x_lo: int, x_hi: int) -> tuple[float, tuple] | None:

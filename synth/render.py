@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
-from common.geometry import CANONICAL, PULSE_HEIGHT_MV, PULSE_WIDTH_S, SheetGeometry
+from common.geometry import CANONICAL, GAINS_MM_PER_MV, PULSE_HEIGHT_MV, PULSE_WIDTH_S, SheetGeometry
 from common.layouts import (
     CABRERA_BASES,
     LAYOUTS,
@@ -59,7 +59,6 @@ PULSE_ROOM_PX = 68.0  # sheet px before x0 that a lead-in pulse takes (0.2 s box
 SIGNAL_PITCH_PAD_MV = 0.5  # mV of paper added to each pitch a "signal" row layout sets by the rows' amplitudes
 SIGNAL_PITCH_RANGE = (0.6, 1.6)  # ... each pitch within this factor of the page's mean pitch
 TIME_MARKS = ("none", "ticks", "axis")  # what RenderStyle.time_marks may be
-GAINS_MM_PER_MV = (10.0, 5.0, 20.0)  # the gains ECG machines print at (RenderStyle.mm_per_mv)
 
 
 @dataclass(frozen=True)
