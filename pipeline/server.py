@@ -1,7 +1,9 @@
 """The upload web page and its API (FastAPI on uvicorn); the pipeline is loaded once and shared by the workers.
 
-    GET  /                    the page: pick or drop an image, choose fs, Digitize; see and download the result
-    POST /api/digitize        multipart ``image`` (+ optional ``fs``, Hz): the result as JSON, or ``?format=csv``
+    GET  /                    the page: pick or drop an image, choose fs and gain, Digitize; see and download the result
+    POST /api/digitize        multipart ``image`` (+ optional ``fs``, Hz, and ``mm_per_mv``: the chart's gain, 5, 10
+                              or 20; default the gain its calibration pulses show): the result as JSON, or
+                              ``?format=csv``
     GET  /api/results/{id}/…  signals.csv, signals.json, record.zip (WFDB), overlay.png, leads.png of a recent result
     GET  /healthz
 
@@ -20,7 +22,7 @@ import re
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -29,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from common.geometry import GAINS_MM_PER_MV
 from common.types import Page
 from pipeline.chain import Pipeline
 from pipeline.image_io import MAX_FILE_BYTES, ImageReadError, decode_image
@@ -84,12 +87,13 @@ class Digitizer:
         self.admitted = 0  # requests running or waiting (changed on the event loop only)
         self.results: OrderedDict[str, Stored] = OrderedDict()
 
-    async def __call__(self, data: bytes, fs_hz: float) -> tuple[str, Stored]:
+    async def __call__(self, data: bytes, fs_hz: float, mm_per_mv: float | None = None) -> tuple[str, Stored]:
         if self.admitted >= self.capacity:
             raise ApiError(503, "the server is busy (every worker occupied and the queue full): try again shortly")
         self.admitted += 1
         try:
-            stored = await asyncio.get_running_loop().run_in_executor(self.executor, self._digitize, data, fs_hz)
+            stored = await asyncio.get_running_loop().run_in_executor(self.executor, self._digitize, data, fs_hz,
+                                                                      mm_per_mv)
         finally:
             self.admitted -= 1
         image_id = stored.digitized.image_id
@@ -98,11 +102,12 @@ class Digitizer:
             self.results.popitem(last=False)
         return image_id, stored
 
-    def _digitize(self, data: bytes, fs_hz: float) -> Stored:
-        """Decode, digitize and draw one upload (in a worker thread)."""
+    def _digitize(self, data: bytes, fs_hz: float, mm_per_mv: float | None = None) -> Stored:
+        """Decode, digitize and draw one upload (in a worker thread); ``mm_per_mv``: the gain asked for."""
         image_id = uuid.uuid4().hex
         decoded = decode_image(data)
-        result = self.pipeline.digitize(Page(image_id, decoded.rgb, fs_hz))  # each lead as its layout prints it
+        pipeline = self.pipeline if mm_per_mv is None else replace(self.pipeline, mm_per_mv=mm_per_mv)
+        result = pipeline.digitize(Page(image_id, decoded.rgb, fs_hz))  # each lead as its layout prints it
         if result.refused:
             raise ApiError(400, result.error)
         digitized = digitized_page(image_id, fs_hz, result.signals.leads_mv,
@@ -117,8 +122,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _read_upload(request: Request) -> tuple[bytes, float]:
-    """The uploaded file's bytes and the fs asked for, each checked."""
+async def _read_upload(request: Request) -> tuple[bytes, float, float | None]:
+    """The uploaded file's bytes, the fs and the gain asked for (None: the pulses'), each checked."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_FILE_BYTES + FORM_OVERHEAD_BYTES:
         if int(declared) <= DRAIN_LIMIT_BYTES:  # read and drop it, so a client still sending hears the answer
@@ -137,6 +142,7 @@ async def _read_upload(request: Request) -> tuple[bytes, float]:
             raise ApiError(415, f"the file was sent as {declared_type}: send a PNG, JPEG, TIFF, BMP or WebP image")
         data = await upload.read(MAX_FILE_BYTES + 1)
         fs_text = form.get("fs") or str(DEFAULT_FS_HZ)
+        gain_text = form.get("mm_per_mv") or ""
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, f"the file is over {MAX_FILE_BYTES / 2**20:.0f} MiB; the limit is "
                             f"{MAX_FILE_BYTES / 2**20:.0f} MiB")
@@ -146,7 +152,16 @@ async def _read_upload(request: Request) -> tuple[bytes, float]:
         raise ApiError(400, f"fs must be a sampling rate in Hz, got {fs_text!r}") from None
     if not 50.0 <= fs_hz <= 5000.0:  # Page's range (common/types.py)
         raise ApiError(400, f"fs must be between 50 and 5000 Hz, got {fs_hz:g}")
-    return data, fs_hz
+    if gain_text in ("", "auto"):
+        return data, fs_hz, None
+    try:
+        mm_per_mv = float(gain_text)
+    except (TypeError, ValueError):
+        mm_per_mv = None
+    if mm_per_mv not in GAINS_MM_PER_MV:
+        raise ApiError(400, f"mm_per_mv must be one of {', '.join(f'{g:g}' for g in GAINS_MM_PER_MV)} (or left out: "
+                            f"the gain the calibration pulses show), got {gain_text!r}")
+    return data, fs_hz, mm_per_mv
 
 
 def create_app(pipeline: Pipeline, workers: int = 1, queue: int = 8) -> FastAPI:
@@ -187,8 +202,8 @@ def create_app(pipeline: Pipeline, workers: int = 1, queue: int = 8) -> FastAPI:
     async def digitize(request: Request, format: str = "json") -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, f"format must be json or csv, got {format!r}")
-        data, fs_hz = await _read_upload(request)
-        image_id, stored = await digitizer(data, fs_hz)
+        data, fs_hz, mm_per_mv = await _read_upload(request)
+        image_id, stored = await digitizer(data, fs_hz, mm_per_mv)
         if format == "csv":
             return Response(csv_text(stored.digitized), media_type="text/csv",
                             headers={"Content-Disposition": f'attachment; filename="{image_id}.csv"'})

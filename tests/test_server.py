@@ -65,12 +65,13 @@ def server(tmp_path_factory):
 
 
 def _post(url: str, data: bytes, fs: str | None = None, content_type: str = "image/png",
-          query: str = "") -> tuple[int, bytes]:
+          query: str = "", mm_per_mv: str | None = None) -> tuple[int, bytes]:
     boundary = uuid.uuid4().hex
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="../../etc/x.png"\r\n'
              f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"]
-    if fs is not None:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="fs"\r\n\r\n{fs}\r\n'.encode())
+    for name, value in (("fs", fs), ("mm_per_mv", mm_per_mv)):
+        if value is not None:
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     host = url.removeprefix("http://")
     connection = http.client.HTTPConnection(host, timeout=300)
@@ -117,6 +118,11 @@ def test_digitizes_a_factory_page(server, tmp_path):
     assert _get(server + result["downloads"]["overlay"])[:8] == b"\x89PNG\r\n\x1a\n"
     status, csv_body = _post(server, ECG_PAGE.read_bytes(), query="?format=csv")  # fs defaults to 500 Hz
     assert status == 200 and _snr_db_of_csv(csv_body.decode()) > MIN_SNR_DB
+    assert result["layout"]["mm_per_mv"] == 10.0  # the gain its pulses show
+    status, body = _post(server, ECG_PAGE.read_bytes(), fs="500", mm_per_mv="20")  # a gain asked for
+    halved = json.loads(body)
+    assert status == 200 and halved["layout"]["mm_per_mv"] == 20.0
+    assert np.std(halved["leads"]["II"]) == pytest.approx(0.5 * np.std(result["leads"]["II"]), rel=0.05)
 
 
 def test_each_bad_file_gets_its_error_code(server, tmp_path):
@@ -133,6 +139,9 @@ def test_each_bad_file_gets_its_error_code(server, tmp_path):
             (page, "20", "image/png", 400, "between 50 and 5000 Hz")):
         status, body = _post(server, data, fs, content_type)
         assert status == status_expected and phrase in json.loads(body)["error"]
+    for gain in ("7", "ten"):
+        status, body = _post(server, page, mm_per_mv=gain)
+        assert status == 400 and "mm_per_mv must be one of 10, 5, 20" in json.loads(body)["error"]
     request = urllib.request.Request(server + "/api/digitize", b"{}", {"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
@@ -182,6 +191,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
             assert page.text_content("#error") == ""
             assert page.evaluate("document.getElementById('overlay').naturalWidth") > 0
             assert "stage1_segment" in page.text_content("#timings")
+            assert "read at 10 mm/mV" in page.text_content("#status")  # the gain its pulses show
             with page.expect_download() as download:
                 page.click("#download-csv")
             csv = Path(download.value.path()).read_text()
