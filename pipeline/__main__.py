@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.geometry import GAINS_MM_PER_MV
 from common.layouts import get_layout, known_layout_names
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -49,16 +50,6 @@ def _layout(text: str) -> str:
         return get_layout(text.strip()).name
     except KeyError as exc:
         raise argparse.ArgumentTypeError(str(exc.args[0])) from None
-
-
-def _gain(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"the gain is a positive number of mm per mV (5, 10, 20); got {text!r}")
-    return value
 
 
 def _formats(text: str) -> list[str]:
@@ -104,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(default: the layout found on each image)")
     for sub in (cv, digitize):
         sub.add_argument("--layout", type=_layout, default=None, help=layout_help)
-        sub.add_argument("--mm-per-mv", type=_gain, default=None,
+        sub.add_argument("--mm-per-mv", type=float, choices=GAINS_MM_PER_MV, default=None,
                          help="read every chart at this gain, mm per mV (default: the gain its calibration pulses "
                               "show, else 10)")
 
