@@ -300,10 +300,11 @@ class Pipeline:
 
     def sideways(self, page: Page, rectified: Rectified, found: FoundLayout) -> tuple[Rectified, FoundLayout]:
         """A page fed sideways (a scan or render turned a quarter): the grid rectifier squares the grid up at any
-        quarter turn, so the sheet shows the chart's rows standing up and the layout finder finds none. The image
-        is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS rows that fit a known
-        layout is taken, the one with more calibration pulses standing at its rows' starts (then rows lower on the
-        sheet) where both do (the two are half a turn apart). Its map still takes the image as given onto the sheet."""
+        quarter turn, so the sheet shows the chart's rows standing up and the layout finder finds none that fit a
+        known layout. The image is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS
+        rows that fit a known layout is taken, the one with more calibration pulses standing at its rows' starts
+        (then rows lower on the sheet) where both do (the two are half a turn apart). Its map still takes the image as
+        given onto the sheet."""
         best = None
         for turn, code in QUARTER_TURNS.items():
             turned_page = replace(page, image_rgb=np.ascontiguousarray(cv2.rotate(page.image_rgb, code)))
@@ -341,7 +342,8 @@ class Pipeline:
         # time axes ruled under the rows are painted out: stage 1 would follow them where a QRS comes near
         rectified = replace(rectified, sheet_rgb=without_ruled_lines(rectified.sheet_rgb))
         found = find_layout(rectified.sheet_rgb, self.names)
-        if rectified.method != "keypoints" and found.n_rows < MIN_ROWS:
+        if rectified.method != "keypoints" and (found.n_rows < MIN_ROWS or found.layout_name is None):
+            # (standing rows read across can pile their ink into a few rows that fit no layout)
             rectified, found = self.sideways(page, rectified, found)
         if self.rectifier is not None and rectified.method == "keypoints":
             rectified, found, _ = upright(rectified, found, self.names,

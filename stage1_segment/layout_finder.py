@@ -77,6 +77,8 @@ VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a gr
 UPRIGHT_BRIDGE_PX = 7  # half-resolution px: a removed upright grid line this wide or less is bridged where ink meets it
 INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
 SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
+DOT_PX = 6  # px at half resolution (1.5 mm): no letter (but an i's dot) nor a trace is this small ...
+BLOT_PX = 5  # ... and none holds a square this wide (1.3 mm); a mold spot or a stain may do either
 SPECKLED_SHARE = 0.01  # a sheet with more of its ink in specks is speckled (clean renders <= 0.001; dithered
 # black-and-white scans up to 0.17, crumpled ECG-Image-Kit pages up to 0.23)
 GRID_MARGIN = 8.0  # darkness levels above the page's 95th percentile (a dense grid darker than half the ink fills it)
@@ -113,6 +115,7 @@ PULSE_BEYOND = 8  # reduced px (2 mm): see _pulse_beyond
 MIN_GAIN_PULSES = 2  # pulses that must agree on another gain than 10 mm/mV (on 3 of the real images one box 5 mm
 # tall was found among rows whose other pulses were not: a lone pulse is no proof)
 PULSE_FOOT_MV = 0.6  # mV: see _measure_row
+LEAD_FLAT_PX = 0.3 * PX_PER_MV  # sheet px: a pulse's lead-in or lead-out is a flat line, its ink no taller than this
 PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
 END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
 START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end at most 0.15 s late ...
@@ -333,9 +336,11 @@ def _find_row_peaks(profile: np.ndarray, strength: float) -> list[int]:
     # local maxima over +-sep/2 (wider, a close row's flank would hide a weak row), strongest first, at least
     # sep apart (a flat-topped peak is one peak)
     is_peak = profile >= maximum_filter1d(profile, size=sep + 1)
-    top = float(profile.max()) if profile.size else 0.0
     edge = int(round(EDGE_PX / _REDUCE))
     inside = (np.arange(profile.size) >= edge) & (np.arange(profile.size) < profile.size - edge)
+    # the strongest where a row may stand: a scan's dark border at the sheet's edge piles up more ink than any row
+    # and would lift the bar over a row's peak (a rhythm strip whose baseline wanders)
+    top = float(profile[inside].max()) if inside.any() else 0.0
     candidates = np.flatnonzero(is_peak & inside & (profile >= max(MIN_PROFILE, strength * top)))
     peaks: list[int] = []
     for i in candidates[np.argsort(-profile[candidates], kind="stable")]:
@@ -448,8 +453,14 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
     """The row's runs of trace and its pulse, and its baseline (``y``, or the foot of its pulse); None without
     a run of trace."""
     territory = ink[band[0] : band[1]]
-    occ = _close_gaps(territory.any(axis=0), GAP_CLOSE_PX // _REDUCE)
-    pieces = np.count_nonzero(np.diff(territory, axis=0) == 1, axis=0) + territory[0]
+    dots, blots = _spots(territory)
+    # the row runs where its ink is, through blots on its line but not on into blots beyond its ends (a photo's
+    # faint trace may break into dots: they count)
+    occ = _close_gaps(_bridge_spots((territory & (1 - blots)).any(axis=0), blots.any(axis=0)), GAP_CLOSE_PX // _REDUCE)
+    # the ink lines are drawn with (a line of text stacks over another, or over a trace; mold's dots and blots
+    # stacked over a trace do not count)
+    lettered = territory & (1 - dots) & (1 - blots)
+    pieces = np.count_nonzero(np.diff(lettered, axis=0) == 1, axis=0) + lettered[0]
     trace = _trace_runs(occ)
     if trace.size == 0:
         return None
@@ -472,11 +483,18 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
         occ = occ.copy()
         occ[max(0, x0 - 2) : x1 + 3] = False
         # a flat lead-in before a pulse at the row's start, or lead-out after one at its end, is the pulse's
+        # (on the row's side of the pulse it may be the trace's first or last beat, cut from the rest where the ink
+        # mask lost a stretch of it: that rises off the line)
         runs_all = _runs(occ)
+        at_start = x1 < 0.5 * (runs_all[0, 0] + runs_all[-1, 1]) if runs_all.size else True
         for s, e in runs_all:
-            if e <= x0 - 2 and x0 - 2 - e <= 2 and (e - s) * _REDUCE < MIN_RUN_S * PX_PER_S:
+            if (e - s) * _REDUCE >= MIN_RUN_S * PX_PER_S:
+                continue
+            inked_y = np.flatnonzero(lettered[:, s:e].any(axis=1))
+            flat = inked_y.size == 0 or (inked_y[-1] - inked_y[0]) * _REDUCE <= LEAD_FLAT_PX
+            if e <= x0 - 2 and x0 - 2 - e <= 2 and (at_start or flat):
                 occ[s:e] = False
-            if s >= x1 + 3 and s - x1 - 3 <= 2 and (e - s) * _REDUCE < MIN_RUN_S * PX_PER_S:
+            if s >= x1 + 3 and s - x1 - 3 <= 2 and (flat or not at_start):
                 occ[s:e] = False
         trace = _trace_runs(occ)
         if trace.size == 0:
@@ -495,6 +513,27 @@ def _measure_row(ink: np.ndarray, y: float, band: tuple[int, int]) -> _RowInk | 
     ruled = float(np.mean(only_line[inked])) if inked.any() else 0.0
     return _RowInk(y, occ, trace, pulse, outside, float((trace[:, 1] - trace[:, 0]).sum() * _REDUCE), stacked,
                    ruled)
+
+
+def _spots(territory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The territory's dots (no side over DOT_PX) and blots (ink that holds a BLOT_PX square: a letter's or a
+    trace's stroke is thinner), which mold and stains scatter over a page."""
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(territory, connectivity=8)
+    dot = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) <= DOT_PX
+    dot[0] = False
+    dots = dot[lab].astype(np.uint8)
+    blot = cv2.morphologyEx(territory & (1 - dots), cv2.MORPH_OPEN, np.ones((BLOT_PX, BLOT_PX), np.uint8))
+    return dots, territory & cv2.dilate(blot, np.ones((3, 3), np.uint8))
+
+
+def _bridge_spots(drawn: np.ndarray, spotted: np.ndarray) -> np.ndarray:
+    """``drawn`` (columns) with its breaks filled where every column of the break holds a spot."""
+    out = drawn.copy()
+    runs = _runs(drawn)
+    for (_, e), (s, _) in zip(runs[:-1], runs[1:], strict=True):
+        if spotted[e:s].all():
+            out[e:s] = True
+    return out
 
 
 def _trace_runs(occ: np.ndarray) -> np.ndarray:

@@ -304,3 +304,65 @@ def test_a_row_half_lost_to_faint_ink_is_read_again_at_the_faint_level(monkeypat
     assert found.layout_name == "3x4+II" and found.n_rows == 4
     monkeypatch.setattr(finder, "FAINT_ROW_SHARE", 1.01)
     assert find_layout(sheet).n_rows != 4
+
+
+def test_a_scans_dark_border_does_not_raise_the_bar_for_a_rows_peak():
+    """Ink profile: a dark border at the sheet's top edge (1.0, where no row may stand), three rows at 0.5 and a
+    rhythm strip whose baseline wanders at 0.3. A row's peak is measured against the strongest where rows stand:
+    against the border, the strip (under 0.4 of it) would be dropped."""
+    from stage1_segment.layout_finder import _REDUCE, EDGE_PX, ROW_STRENGTH, _find_row_peaks
+
+    profile = np.zeros(CANONICAL.shape_hw[0] // _REDUCE)
+    profile[int(EDGE_PX / _REDUCE) // 2] = 1.0
+    rows = [200, 330, 460, 590]
+    profile[rows] = [0.5, 0.5, 0.5, 0.3]
+    assert 0.3 < ROW_STRENGTH * 1.0
+    assert _find_row_peaks(profile, ROW_STRENGTH) == rows
+
+
+def test_mold_spots_over_a_row_neither_stack_on_it_nor_lengthen_it():
+    """Mold scatters dots and blots: a line of dots 5 mm over the bottom row, on two thirds of its columns, would
+    stack over its trace like a second line of text (the row dropped), and a blot on its line past its end would
+    lengthen it. Both are left out: the four rows are found with their own extents. A blot on the trace is
+    bridged: the row stays one run."""
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    rows = [400.0, 650.0, 900.0, 1150.0]
+    x_start, x_end = 300, 1875
+    _wavy_rows(sheet, rows, x_start, x_end)
+    y_dots = int(rows[-1] - 5 * MM)
+    for x in range(x_start, x_end - 8, 12):  # 8 px dots 4 px apart
+        sheet[y_dots - 4 : y_dots + 4, x : x + 8] = 10
+    y = int(rows[-1])
+    for x in (900, x_end + 4):  # 14 px blots (a wider one is paper to the ink mask): on the trace, past its end
+        sheet[y - 7 : y + 7, x : x + 14] = 10
+    found = find_layout(sheet)
+    np.testing.assert_allclose([r.y_px for r in found.rows], rows, atol=3.0)
+    for row in found.rows:
+        assert len(row.panels) == 1
+        np.testing.assert_allclose(row.panels[0], (x_start, x_end), atol=MM)
+
+
+def test_a_first_beat_cut_from_its_row_after_the_pulse_is_not_taken_for_the_pulses_lead_out():
+    """A pulse at the row's start, then the trace, whose ink the mask lost 90 px on (a grid line crossing it): the
+    short run between is not flat like a lead-out (a QRS rises off the line), so the row starts at the pulse."""
+    from stage1_segment.layout_finder import _REDUCE, PX_PER_MV, _measure_row, _territories, ink_masks
+
+    sheet = np.full((*CANONICAL.shape_hw, 3), 255, np.uint8)
+    rows = [500.0, 900.0]
+    x_trace = 262
+    _wavy_rows(sheet, rows, x_trace, 1875)
+    top = int(round(PX_PER_MV))
+    for y in map(int, rows):  # lead-in, the 1 mV box 0.2 s wide, lead-out into the trace
+        sheet[y - 1 : y + 2, 200:212] = 10
+        sheet[y - top : y + 2, 210:213] = 10
+        sheet[y - top - 1 : y - top + 2, 210:252] = 10
+        sheet[y - top : y + 2, 249:252] = 10
+        sheet[y - 1 : y + 2, 249:x_trace] = 10
+        sheet[y - 60 : y + 2, 318:321] = 10  # the first beat's QRS stroke
+        sheet[y - 80 : y + 80, x_trace + 90 : x_trace + 98] = 255  # the stretch the mask lost
+    ink, _ = ink_masks(sheet)
+    ys = [y / _REDUCE for y in rows]
+    for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True):
+        row = _measure_row(ink, y, band)
+        assert row is not None and row.pulse is not None
+        assert row.runs[0][0] * _REDUCE <= x_trace + 4
