@@ -133,7 +133,10 @@ BAR_HALF_BAND_MV = 0.25  # separator bars cross the baseline by at least 0.3 mV 
 BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the layout's boundary
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
-RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout)
+RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout) ...
+RETRY_MARGIN = 0.1  # ... and a reading of the weak peaks or the faint ink taken where it is this much surer (any
+# surer where the first reading lost a row): a clean page whose chart is 7 % narrower than the grid says fits
+# 3x4+II at 0.40 and its faint ink, the grid's lines piled with the traces, 3x4 at 0.44 (real image ecg00045)
 NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page's geometry equally: names decide
 NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
 # panels where it prints other names than the best fit, is this ...
@@ -754,8 +757,9 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     Read once from the strong peaks of the ink profile; a page that no layout fits well (RETRY_BELOW), or where
     a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
     trace's rows), with the ink as it is and at the fainter ink level (strong and weak peaks: on a dim photo the
-    faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept.
-    ``names``: the panels' printed names are read too (:func:`name_panels`)."""
+    faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept
+    (the first unless another is RETRY_MARGIN surer, where it lost no row). ``names``: the panels' printed names
+    are read too (:func:`name_panels`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
@@ -766,7 +770,9 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
         ink, text = ink_masks(sheet_rgb, faint_ink=True)
         profile = _row_profile(ink)
         readings += [_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)]
-        found = max(readings, key=lambda r: r.confidence)
+        surest = max(readings[1:], key=lambda r: r.confidence)
+        if surest.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN):
+            found = surest
     return found if names is None else name_panels(found, sheet_rgb, names)
 
 

@@ -366,3 +366,25 @@ def test_a_first_beat_cut_from_its_row_after_the_pulse_is_not_taken_for_the_puls
         row = _measure_row(ink, y, band)
         assert row is not None and row.pulse is not None
         assert row.runs[0][0] * _REDUCE <= x_trace + 4
+
+
+@pytest.mark.parametrize(("first_lost_a_row", "faint_confidence", "taken"),
+                         [(False, 0.44, "3x4+II"), (False, 0.55, "3x4"), (True, 0.44, "3x4")])
+def test_a_retry_replaces_the_first_reading_only_where_surer_by_a_margin(monkeypatch, first_lost_a_row,
+                                                                          faint_confidence, taken):
+    """The first reading (3x4+II at 0.40, under RETRY_BELOW) is read again; a faint-ink reading of 3x4 replaces it
+    where it is RETRY_MARGIN surer, or surer at all where the first reading lost a row."""
+    import stage1_segment.layout_finder as finder
+
+    def reading(name, confidence):
+        return FoundLayout(name, confidence, (), {name: confidence}, 0.0, 196.85)
+
+    first = (reading("3x4+II", 0.40), first_lost_a_row)
+    retries = iter([(reading("3x4+II", 0.1), False), (reading("3x4", faint_confidence), False),
+                    (reading("3x4", 0.1), False)])
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, faint_ink=False: (None, None))
+    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
+    calls = iter([first])
+    monkeypatch.setattr(finder, "_read", lambda *args: next(calls, None) or next(retries))
+    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
+    assert found.layout_name == taken
