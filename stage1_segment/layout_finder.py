@@ -83,6 +83,8 @@ SPECKLED_SHARE = 0.01  # a sheet with more of its ink in specks is speckled (cle
 # black-and-white scans up to 0.17, crumpled ECG-Image-Kit pages up to 0.23)
 GRID_MARGIN = 8.0  # darkness levels above the page's 95th percentile (a dense grid darker than half the ink fills it)
 GRID_CAP = 0.8  # ... unless that is above this fraction of the ink's darkness (thick traces, 12 rows, fill 5 %)
+INK_FLOOR = 24.0  # grey levels: no darker than this is no ink ...
+DIM_FLOOR = 16.0  # ... but on a dim page, read where nothing else found a layout
 FAINT_INK_LEVEL = 0.3  # second try, for pages where nothing fits: a thin navy or grey trace under big black letters,
 # its page full of trace (a 12x1 page's rows overlap), keeps a third of their darkness and is above any guard
 TEXT_LEVEL = 0.25  # text is ink at least this fraction of the traces' darkness ...
@@ -134,9 +136,10 @@ BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
 RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout) ...
-RETRY_MARGIN = 0.1  # ... and a reading of the weak peaks or the faint ink taken where it is this much surer (any
-# surer where the first reading lost a row): a clean page whose chart is 7 % narrower than the grid says fits
-# 3x4+II at 0.40 and its faint ink, the grid's lines piled with the traces, 3x4 at 0.44 (real image ecg00045)
+RETRY_MARGIN = 0.1  # ... and a reading of the faint ink taken where it is this much surer (any surer where the
+# first reading lost a row): a clean page whose chart is 7 % narrower than the grid says fits 3x4+II at 0.40 and
+# its faint ink, the grid's lines piled with the traces, 3x4 at 0.44 (real image ecg00045); the weak peaks of the
+# ink as it is compete freely (a 12x1 page's strong peaks fit 3x4+II at 0.67, its twelve rows 12x1 at 0.76)
 NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page's geometry equally: names decide
 NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
 # panels where it prints other names than the best fit, is this ...
@@ -225,11 +228,13 @@ class FoundLayout:
 
 
 # --- ink ------------------------------------------------------------------------------------------------
-def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = True,
+              dim: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H/2, W/2) uint8 0/1 masks: the trace-dark ink of the sheet without its grid (see the module doc), and
     text: fainter ink too (a scan greys thin letters), in pieces no bigger than a printed character (the
-    traces' pieces are bigger). ``faint_ink``: the second try's lower threshold (FAINT_INK_LEVEL). ``smooth``: a
-    speckled sheet (more than SPECKLED_SHARE of its ink in specks) is read 3 x 3 box-blurred instead."""
+    traces' pieces are bigger). ``faint_ink``: the second try's lower threshold (FAINT_INK_LEVEL); ``dim`` with it:
+    the last try's, lower still (DIM_FLOOR). ``smooth``: a speckled sheet (more than SPECKLED_SHARE of its ink in
+    specks) is read 3 x 3 box-blurred instead."""
     h, w = sheet_rgb.shape[:2]
     # the brightest channel, at half resolution the darkest of each 2 x 2 block: a 1 px navy or grey trace keeps
     # its darkness (averaging would halve it, below that of big black letters beside it)
@@ -242,12 +247,14 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     sample = dark[::2, ::2]
     level = float(np.percentile(sample, 99.8))
     if faint_ink:
-        threshold = max(FAINT_INK_LEVEL * level, 24.0)
+        threshold = max(FAINT_INK_LEVEL * level, INK_FLOOR)
+        if dim:  # a blurred photo of a screen: its trace 15-25 grey levels dark, above the grid's margin
+            threshold = max(FAINT_INK_LEVEL * level, DIM_FLOOR, float(np.percentile(sample, 95.0)) + GRID_MARGIN)
     else:
         grid_floor = float(np.percentile(sample, 95.0)) + GRID_MARGIN
         if grid_floor > GRID_CAP * level:  # not a dark grid: the page is that full of ink (thick traces, 12 rows)
             grid_floor = INK_LEVEL * level
-        threshold = max(INK_LEVEL * level, grid_floor, 24.0)
+        threshold = max(INK_LEVEL * level, grid_floor, INK_FLOOR)
     ink = (dark >= threshold).astype(np.uint8)
     # specks (a dotted grid's dots, scan noise) are not ink: a trace or a letter is bigger
     _, lab, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
@@ -257,7 +264,7 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     if smooth and areas[speck[1:]].sum() > SPECKLED_SHARE * areas.sum():
         # a dithered black-and-white scan (its paper's dots are ink at the darkest of 2 x 2 blocks) or a crumpled
         # page's grain: blurred, a dot's darkness spreads thin while a trace's stroke keeps most of its own
-        return ink_masks(cv2.blur(sheet_rgb, (3, 3)), faint_ink, smooth=False)
+        return ink_masks(cv2.blur(sheet_rgb, (3, 3)), faint_ink, smooth=False, dim=dim)
     ink[speck[lab]] = 0
     # grid lines as dark as the traces: straight runs longer than any QRS stroke (upright) or anchors.py's
     # LINE_RUN_PX (flat), that have their like one grid pitch away (a flat lead is one long flat line alone; a
@@ -758,21 +765,31 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
     trace's rows), with the ink as it is and at the fainter ink level (strong and weak peaks: on a dim photo the
     faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept
-    (the first unless another is RETRY_MARGIN surer, where it lost no row). ``names``: the panels' printed names
-    are read too (:func:`name_panels`)."""
+    (a faint-ink reading only where RETRY_MARGIN surer, unless the first lost a row). Where still no layout fits,
+    the dim ink (DIM_FLOOR: a blurred photo of a screen) is read last. ``names``: the panels' printed names are
+    read too (:func:`name_panels`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
     profile = _row_profile(ink)
     found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
     if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
-        readings = [found, _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]]
+        weak = _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]
+        if weak.confidence > found.confidence:
+            found = weak
         ink, text = ink_masks(sheet_rgb, faint_ink=True)
         profile = _row_profile(ink)
-        readings += [_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)]
-        surest = max(readings[1:], key=lambda r: r.confidence)
-        if surest.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN):
-            found = surest
+        faint = max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
+                    key=lambda r: r.confidence)
+        if faint.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN):
+            found = faint
+    if found.layout_name is None:
+        ink, text = ink_masks(sheet_rgb, faint_ink=True, dim=True)
+        profile = _row_profile(ink)
+        dim = max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
+                  key=lambda r: r.confidence)
+        if dim.layout_name is not None:
+            found = dim
     return found if names is None else name_panels(found, sheet_rgb, names)
 
 

@@ -388,3 +388,18 @@ def test_a_retry_replaces_the_first_reading_only_where_surer_by_a_margin(monkeyp
     monkeypatch.setattr(finder, "_read", lambda *args: next(calls, None) or next(retries))
     found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
     assert found.layout_name == taken
+
+
+def test_a_dim_page_is_read_at_the_dim_ink_level_where_nothing_else_fits():
+    """A blurred photo of a screen: the traces only 18 grey levels darker than the paper, under the ink floor of
+    the first readings. Where none of them finds a layout, the dim ink is read, and the page is found."""
+    from stage1_segment.layout_finder import DIM_FLOOR, INK_FLOOR
+
+    sheet, labels = _factory_sheet("3x4+II", 0, "0001")
+    paper = 230.0
+    dim = np.clip(paper - (255.0 - sheet.max(axis=2, keepdims=True)) * 18.0 / 225.0, 0, 255)
+    dim = np.repeat(dim, 3, axis=2).astype(np.uint8)
+    assert DIM_FLOOR < 18 < INK_FLOOR
+    found = find_layout(dim)
+    assert found.layout_name == "3x4+II" and found.n_rows == 4
+    np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
