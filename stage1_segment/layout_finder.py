@@ -139,7 +139,7 @@ RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_la
 RETRY_MARGIN = 0.1  # ... and a reading of the faint ink taken where it is this much surer (any surer where the
 # first reading lost a row): a clean page whose chart is 7 % narrower than the grid says fits 3x4+II at 0.40 and
 # its faint ink, the grid's lines piled with the traces, 3x4 at 0.44 (real image ecg00045); the weak peaks of the
-# ink as it is compete freely (a 12x1 page's strong peaks fit 3x4+II at 0.67, its twelve rows 12x1 at 0.76)
+# ink as it is compete freely (a 12x1 page's strong peaks fit 3x4+II at 0.67, its twelve rows 12x1 at 0.69)
 NAME_TIE = 0.05  # layouts whose fit is within this of the best one fit the page's geometry equally: names decide
 NAME_AGREE = 0.75  # another tied layout is taken when its leads' mean probability in the names read, over the
 # panels where it prints other names than the best fit, is this ...
@@ -777,20 +777,22 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
         weak = _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]
         if weak.confidence > found.confidence:
             found = weak
-        ink, text = ink_masks(sheet_rgb, faint_ink=True)
-        profile = _row_profile(ink)
-        faint = max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
-                    key=lambda r: r.confidence)
+        faint = _surest_reading(sheet_rgb, dim=False)
         if faint.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN):
             found = faint
     if found.layout_name is None:
-        ink, text = ink_masks(sheet_rgb, faint_ink=True, dim=True)
-        profile = _row_profile(ink)
-        dim = max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
-                  key=lambda r: r.confidence)
+        dim = _surest_reading(sheet_rgb, dim=True)
         if dim.layout_name is not None:
             found = dim
     return found if names is None else name_panels(found, sheet_rgb, names)
+
+
+def _surest_reading(sheet_rgb: np.ndarray, dim: bool) -> FoundLayout:
+    """The surer of the readings of the faint ink's (``dim``: the dim ink's) strong and weak peaks."""
+    ink, text = ink_masks(sheet_rgb, faint_ink=True, dim=dim)
+    profile = _row_profile(ink)
+    return max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
+               key=lambda r: r.confidence)
 
 
 def _orders_of(name: str) -> list[str]:

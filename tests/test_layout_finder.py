@@ -382,7 +382,7 @@ def test_a_retry_replaces_the_first_reading_only_where_surer_by_a_margin(monkeyp
     first = (reading("3x4+II", 0.40), first_lost_a_row)
     retries = iter([(reading("3x4+II", 0.1), False), (reading("3x4", faint_confidence), False),
                     (reading("3x4", 0.1), False)])
-    monkeypatch.setattr(finder, "ink_masks", lambda sheet, faint_ink=False: (None, None))
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
     monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
     calls = iter([first])
     monkeypatch.setattr(finder, "_read", lambda *args: next(calls, None) or next(retries))
