@@ -133,6 +133,8 @@ LAYOUTS: dict[str, Layout] = {
         _grid_layout("3x4+II", _3X4_COLUMNS, rhythm=("II",)),
         _grid_layout("3x4", _3X4_COLUMNS),
         _grid_layout("3x4+II,V1,V5", _3X4_COLUMNS, rhythm=("II", "V1", "V5")),
+        # two strips, most often printed V1 over II (variant /rhythm=V1,II)
+        _grid_layout("3x4+II,V1", _3X4_COLUMNS, rhythm=("II", "V1")),
         _grid_layout("6x2", [list(LIMB_LEADS), list(LEADS[6:])]),
         _grid_layout("12x1", [list(LEADS)]),
     )

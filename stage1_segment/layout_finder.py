@@ -765,7 +765,9 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
     trace's rows), with the ink as it is and at the fainter ink level (strong and weak peaks: on a dim photo the
     faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept
-    (a faint-ink reading only where RETRY_MARGIN surer, unless the first lost a row). Where still no layout fits,
+    (a faint-ink reading only where RETRY_MARGIN surer, unless the first lost a row), but a reading that keeps
+    another's rows and adds rows wins over it where its layout fits better (:func:`_adds_rows_that_fit`). Where
+    still no layout fits,
     the dim ink (DIM_FLOOR: a blurred photo of a screen) is read last. ``names``: the panels' printed names are
     read too (:func:`name_panels`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
@@ -775,16 +777,29 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
     if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
         weak = _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]
-        if weak.confidence > found.confidence:
+        if weak.confidence > found.confidence or _adds_rows_that_fit(weak, found):
             found = weak
         faint = _surest_reading(sheet_rgb, dim=False)
-        if faint.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN):
+        if (faint.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN)
+                and not _adds_rows_that_fit(found, faint)) or _adds_rows_that_fit(faint, found):
             found = faint
     if found.layout_name is None:
         dim = _surest_reading(sheet_rgb, dim=True)
         if dim.layout_name is not None:
             found = dim
     return found if names is None else name_panels(found, sheet_rgb, names)
+
+
+def _adds_rows_that_fit(more: FoundLayout, fewer: FoundLayout) -> bool:
+    """Whether ``more`` keeps every row of ``fewer`` (within MIN_PITCH_PX), adds rows, and its best layout fits
+    better. Its confidence may still be lower: that also weighs two layouts of its row count against each other
+    (6x2 and 3x4+II,V1,V5, which the bars and names settle later), while the question is whether the rows it adds
+    are the page's (a 6x2 page whose flat top row only the weak peaks hold: its other five rows fit 3x4+II,V1 at
+    0.73, its six rows 6x2 at 1.0)."""
+    if more.n_rows <= fewer.n_rows or max(more.fits.values()) <= max(fewer.fits.values()):
+        return False
+    ys = np.array([r.y_px for r in more.rows])
+    return all(np.abs(ys - r.y_px).min() < MIN_PITCH_PX for r in fewer.rows)
 
 
 def _surest_reading(sheet_rgb: np.ndarray, dim: bool) -> FoundLayout:

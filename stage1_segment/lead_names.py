@@ -123,7 +123,9 @@ class LeadNameReader:
     """The committed glyph classifier: ``reader(sheet_rgb, starts)`` reads the names at panel starts."""
 
     def __init__(self, model: nn.Module, config: dict):
-        self.model = model.eval()
+        # channels-last: the same logits (to 2e-6) in 38 against 53 ms for a page's 26 crops on one thread
+        # (its max-pools and 3x3 convs run faster so on the CPU)
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.config = config
 
     @classmethod
@@ -142,7 +144,8 @@ class LeadNameReader:
             return np.zeros((0, 2, len(NAMES)), np.float32)
         bright = bright_channel(sheet_rgb)
         crops = [normalise(cut(bright, box)) for x, y in starts for box in window_boxes(x, y)]
-        batch = torch.from_numpy(np.stack(crops)[:, None].astype(np.float32) / 255.0)
+        batch = torch.from_numpy(np.stack(crops)[:, None].astype(np.float32) / 255.0).contiguous(
+            memory_format=torch.channels_last)
         with torch.inference_mode():
             probs = torch.softmax(self.model(batch), dim=1).numpy()
         return probs.reshape(len(starts), 2, len(NAMES))

@@ -27,7 +27,8 @@ def _factory_sheet(layout_name: str, seed: int, image_type: str, arrangements: A
 
 @pytest.mark.parametrize(
     ("layout_name", "seed", "image_type"),
-    [("3x4+II", 0, "0001"), ("6x2", 1, "0003"), ("12x1", 2, "0001"), ("3x4+II,V1,V5", 3, "0001")],
+    [("3x4+II", 0, "0001"), ("6x2", 1, "0003"), ("12x1", 2, "0001"), ("3x4+II,V1,V5", 3, "0001"),
+     ("3x4+II,V1", 5, "0003")],
 )
 def test_factory_pages_are_found(layout_name, seed, image_type):
     sheet, labels = _factory_sheet(layout_name, seed, image_type)
@@ -403,3 +404,29 @@ def test_a_dim_page_is_read_at_the_dim_ink_level_where_nothing_else_fits():
     found = find_layout(dim)
     assert found.layout_name == "3x4+II" and found.n_rows == 4
     np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
+
+
+@pytest.mark.parametrize(("weak_ys", "weak_fit", "taken"),
+                         [((130, 300, 470, 640, 810, 980), 1.0, "6x2"),  # adds the top row, fits better
+                          ((130, 300, 470, 640, 810, 980), 0.7, "3x4+II,V1"),  # adds it, fits worse
+                          ((130, 220, 390, 560, 730, 900), 1.0, "3x4+II,V1")])  # moves the rows: not the same rows
+def test_a_retry_that_adds_rows_is_taken_where_its_layout_fits_better(monkeypatch, weak_ys, weak_fit, taken):
+    """A 6x2 page whose flat top row only the weak peaks hold: its other five rows fit 3x4+II,V1 at 0.73 (surer
+    than the six rows, whose 6x2 ties with 3x4+II,V1,V5 in geometry), its six rows 6x2 at 1.0. The reading
+    that keeps the first's rows and adds one is taken where its layout fits better, and the faint ink's five rows
+    do not take it back."""
+    import stage1_segment.layout_finder as finder
+
+    def reading(name, fit, confidence, ys):
+        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
+        return FoundLayout(name, confidence, rows, {name: fit}, 0.0, 196.85)
+
+    five = (300, 470, 640, 810, 980)
+    first = reading("3x4+II,V1", 0.73, 0.733, five)
+    readings = iter([(first, False), (reading("6x2", weak_fit, 0.625, weak_ys), False)]
+                    + [(reading("3x4+II,V1", 0.73, 0.733, five), False)] * 4)
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
+    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
+    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
+    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
+    assert found.layout_name == taken

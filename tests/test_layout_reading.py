@@ -62,6 +62,22 @@ def test_a_6x2_factory_page_is_read_by_its_panels(pipeline, page_6x2):
     assert _snr_db(truth, result.signals.leads_mv, 500.0) > 15.0
 
 
+def test_a_page_with_two_rhythm_strips_is_read_by_its_five_rows(pipeline):
+    """3x4 with strips V1 over II: the strips' 10 s are read as V1 and II (before the two-strip layout was known,
+    five rows fit none and the page was read as 3x4+II, the V1 strip taken for II: factory pages near 5 dB)."""
+    rec = simulate_record(np.random.default_rng(SEED_6X2))
+    drawn = make_page(rec, SEED_6X2, SEED_6X2, ["0001"], layouts=["3x4+II,V1/rhythm=V1,II"], fs_choices=[500])
+    truth = {lead: drawn.labels.lead_signal(lead) for lead in LEADS}
+    page = Page("p", drawn.images["0001"].image_rgb, 500.0, {lead: v.size for lead, v in truth.items()})
+    result = pipeline(page)
+    assert result.layout.name == "3x4+II,V1/rhythm=V1,II" and result.layout.how == "found"
+    assert result.maps.maps.shape[0] == 5
+    assert _snr_db(truth, result.signals.leads_mv, 500.0) > 18.0
+    for lead in ("V1", "II"):  # printed for the whole 10 s
+        resid, _, _ = lead_residuals(truth[lead], result.signals.leads_mv[lead], 500.0)
+        assert 10 * np.log10(float(truth[lead] @ truth[lead]) / float(resid @ resid)) > 15.0
+
+
 def test_a_page_printed_at_half_gain_is_read_at_its_pulses_gain(pipeline, tmp_path):
     """A 6x2 page at 5 mm/mV: the pipeline reads it at the gain its pulses show, and says so; read at the sheet's
     10 mm/mV every lead would be half its amplitude (a page near 6 dB)."""

@@ -74,6 +74,15 @@ def test_rhythm_strips_are_named_in_the_order_printed(reader):
     assert FoundLayout.from_dict(json.loads(json.dumps(found.to_dict()))) == found  # names survive the JSON
 
 
+def test_two_rhythm_strips_printed_v1_over_ii_are_read_so(reader):
+    """A 3x4 page with two strips, V1 over II (a real page's arrangement): five rows, found by their names in the
+    order printed."""
+    page = _page(RenderStyle(layout_name="3x4+II,V1/rhythm=V1,II"), seed=1)
+    found = find_layout(page.sheet_rgb, reader)
+    assert found.layout_name == "3x4+II,V1/rhythm=V1,II"
+    assert [r.leads for r in found.rows[3:]] == [("V1",), ("II",)]
+
+
 def test_a_window_of_trace_alone_is_none(reader):
     page = _page(RenderStyle(header=False))
     # 1.2 s into each first-column panel: trace and grid, no name
