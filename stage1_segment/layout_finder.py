@@ -136,6 +136,8 @@ BAR_SEARCH_PX = 6.0  # sheet px: a bar is looked for this far either side of the
 BOUNDARY_WEIGHT = 0.5  # a layout whose every boundary the page contradicts keeps this much less than its extent fit
 MARGIN_FLOOR = 0.5  # confidence scales with the fit's lead over the runner-up, down to this factor
 RETRY_BELOW = 0.75  # a page no layout fits this well is read again (see find_layout) ...
+MISSING_ROW_GAP = 1.8  # a gap between rows this many times their median gap is a row missed (pages whose row
+# pitches follow the signal print them within 0.6-1.6 of their mean)
 RETRY_MARGIN = 0.1  # ... and a reading of the faint ink taken where it is this much surer (any surer where the
 # first reading lost a row): a clean page whose chart is 7 % narrower than the grid says fits 3x4+II at 0.40 and
 # its faint ink, the grid's lines piled with the traces, 3x4 at 0.44 (real image ecg00045); the weak peaks of the
@@ -775,6 +777,7 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
     profile = _row_profile(ink)
     found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
+    lost_a_row = lost_a_row or _row_gap(found) is not None
     if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
         weak = _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]
         if weak.confidence > found.confidence or _adds_rows_that_fit(weak, found):
@@ -790,16 +793,33 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     return found if names is None else name_panels(found, sheet_rgb, names)
 
 
+def _row_gap(found: FoundLayout) -> tuple[float, float] | None:
+    """The (top, bottom) baselines of a gap between consecutive rows at least MISSING_ROW_GAP times the median gap
+    (a row the peaks missed: a real 3x4 page with three strips whose wandering third row was found only by the weak
+    peaks left 400 px between rows 170-240 px apart), or None."""
+    ys = np.sort([r.y_px for r in found.rows])
+    if ys.size < 4:
+        return None
+    gaps = np.diff(ys)
+    k = int(np.argmax(gaps))
+    return (float(ys[k]), float(ys[k + 1])) if gaps[k] >= MISSING_ROW_GAP * float(np.median(gaps)) else None
+
+
 def _adds_rows_that_fit(more: FoundLayout, fewer: FoundLayout) -> bool:
     """Whether ``more`` keeps every row of ``fewer`` (within MIN_PITCH_PX), adds rows, and its best layout fits
-    better. Its confidence may still be lower: that also weighs two layouts of its row count against each other
-    (6x2 and 3x4+II,V1,V5, which the bars and names settle later), while the question is whether the rows it adds
-    are the page's (a 6x2 page whose flat top row only the weak peaks hold: its other five rows fit 3x4+II,V1 at
-    0.73, its six rows 6x2 at 1.0)."""
-    if more.n_rows <= fewer.n_rows or max(more.fits.values()) <= max(fewer.fits.values()):
+    better, or at least RETRY_BELOW well with a row in ``fewer``'s missing-row gap (:func:`_row_gap`). Its
+    confidence may still be lower: that also weighs two layouts of its row count against each other (6x2 and
+    3x4+II,V1,V5, which the bars and names settle later), while the question is whether the rows it adds are the
+    page's (a 6x2 page whose flat top row only the weak peaks hold: its other five rows fit 3x4+II,V1 at 0.73, its
+    six rows 6x2 at 1.0)."""
+    if more.n_rows <= fewer.n_rows or more.layout_name is None:
         return False
     ys = np.array([r.y_px for r in more.rows])
-    return all(np.abs(ys - r.y_px).min() < MIN_PITCH_PX for r in fewer.rows)
+    if not all(np.abs(ys - r.y_px).min() < MIN_PITCH_PX for r in fewer.rows):
+        return False
+    better, gap = max(more.fits.values()) > max(fewer.fits.values()), _row_gap(fewer)
+    fills = gap is not None and bool(np.any((ys > gap[0] + MIN_PITCH_PX) & (ys < gap[1] - MIN_PITCH_PX)))
+    return better or (fills and max(more.fits.values()) >= RETRY_BELOW)
 
 
 def _surest_reading(sheet_rgb: np.ndarray, dim: bool) -> FoundLayout:

@@ -430,3 +430,25 @@ def test_a_retry_that_adds_rows_is_taken_where_its_layout_fits_better(monkeypatc
     monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
     found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
     assert found.layout_name == taken
+
+
+@pytest.mark.parametrize(("weak_fit", "taken"), [(0.76, "3x4+II,V1,V5"), (0.6, "3x4+II,V1")])
+def test_a_row_missed_in_a_wide_gap_is_taken_from_the_retry_that_finds_it(monkeypatch, weak_fit, taken):
+    """A real 3x4 page with three strips whose wandering third row only the weak peaks hold: its five other rows,
+    with a gap twice their pitch where the third row is, fit 3x4+II,V1 at 0.9 (no retry for the fit alone). The gap
+    asks for a retry, and the six rows that fill it are taken where their layout fits at least RETRY_BELOW."""
+    import stage1_segment.layout_finder as finder
+
+    def reading(name, fit, ys):
+        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
+        return FoundLayout(name, fit, rows, {name: fit}, 0.0, 196.85)
+
+    five = (361, 533, 933, 1173, 1311)
+    readings = iter([(reading("3x4+II,V1", 0.9, five), False),
+                     (reading("3x4+II,V1,V5", weak_fit, (361, 533, 785, 933, 1173, 1311)), False)]
+                    + [(reading("3x4+II,V1", 0.9, five), False)] * 4)
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
+    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
+    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
+    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
+    assert found.layout_name == taken
