@@ -776,10 +776,11 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
     profile = _row_profile(ink)
-    found, lost_a_row = _read(sheet_rgb, ink, text, profile, ROW_STRENGTH)
+    meter = _RowMeter(ink)
+    found, lost_a_row = _read(sheet_rgb, meter, text, profile, ROW_STRENGTH)
     lost_a_row = lost_a_row or _row_gap(found) is not None
     if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
-        weak = _read(sheet_rgb, ink, text, profile, WEAK_ROW_STRENGTH)[0]
+        weak = _read(sheet_rgb, meter, text, profile, WEAK_ROW_STRENGTH)[0]
         if weak.confidence > found.confidence or _adds_rows_that_fit(weak, found):
             found = weak
         faint = _surest_reading(sheet_rgb, dim=False)
@@ -826,7 +827,8 @@ def _surest_reading(sheet_rgb: np.ndarray, dim: bool) -> FoundLayout:
     """The surer of the readings of the faint ink's (``dim``: the dim ink's) strong and weak peaks."""
     ink, text = ink_masks(sheet_rgb, faint_ink=True, dim=dim)
     profile = _row_profile(ink)
-    return max((_read(sheet_rgb, ink, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
+    meter = _RowMeter(ink)
+    return max((_read(sheet_rgb, meter, text, profile, level)[0] for level in (ROW_STRENGTH, WEAK_ROW_STRENGTH)),
                key=lambda r: r.confidence)
 
 
@@ -946,28 +948,45 @@ def _sure_leads(names: list[tuple], layout_rows: list[list[tuple]]) -> list[tupl
                   for n, lead in zip(row, own, strict=True)) for row, own in zip(sure, printed, strict=True)]
 
 
-def _read(sheet_rgb: np.ndarray, ink: np.ndarray, text: np.ndarray, profile: np.ndarray,
+def _read(sheet_rgb: np.ndarray, meter: _RowMeter, text: np.ndarray, profile: np.ndarray,
           strength: float) -> tuple[FoundLayout, bool]:
     """The layout read from the profile's peaks at least ``strength`` of its strongest, and whether a row
     between the rows found was lost. Before close peaks are split (:func:`_split_close`) every peak is measured
     in its own territory: the ruled lines among them are taken out of the ink (a time axis ruled between two
     rows, its ink piled on one y, outweighs both rows' peaks), and which are trace tells what a split drops."""
-    peaks, measured = _measured_peaks(ink, profile, strength)
+    peaks, measured = _measured_peaks(meter, profile, strength)
     ruled = _ruled_lines(_sub_px(profile, peaks), measured)
     if ruled:
-        ink = _erase_lines(ink, [measured[k] for k in ruled])
-        profile = _row_profile(ink)
-        peaks, measured = _measured_peaks(ink, profile, strength)
+        meter = _RowMeter(_erase_lines(meter.ink, [measured[k] for k in ruled]))
+        profile = _row_profile(meter.ink)
+        peaks, measured = _measured_peaks(meter, profile, strength)
     peaks = _split_close(peaks, profile, [r is not None and r.is_trace for r in measured])
-    rows, lost_a_row = _rows_of_trace(ink, _sub_px(profile, peaks))
+    rows, lost_a_row = _rows_of_trace(meter, _sub_px(profile, peaks))
     return _reading(sheet_rgb, text, rows), lost_a_row
 
 
-def _measured_peaks(ink: np.ndarray, profile: np.ndarray, strength: float) -> tuple[list[int], list]:
+class _RowMeter:
+    """The rows of one ink mask measured (:func:`_measure_row`), each baseline and territory once: a reading
+    measures its peaks, then its rows again after every drop, and a retry's weak peaks leave most territories as
+    they were (half the finder's time went to measuring rows, each of them two to four times)."""
+
+    def __init__(self, ink: np.ndarray):
+        self.ink = ink
+        self._measured: dict = {}
+
+    def __call__(self, ys: list[float]) -> list[_RowInk | None]:
+        out = []
+        for y, band in zip(ys, _territories(ys, self.ink.shape[0]), strict=True):
+            if (y, band) not in self._measured:
+                self._measured[y, band] = _measure_row(self.ink, y, band)
+            out.append(self._measured[y, band])
+        return out
+
+
+def _measured_peaks(meter: _RowMeter, profile: np.ndarray, strength: float) -> tuple[list[int], list]:
     """The profile's peaks (:func:`_find_row_peaks`) and each one's ink measured in its territory."""
     peaks = _find_row_peaks(profile, strength)
-    ys = _sub_px(profile, peaks)
-    return peaks, [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
+    return peaks, meter(_sub_px(profile, peaks))
 
 
 def _erase_lines(ink: np.ndarray, lines: list[_RowInk]) -> np.ndarray:
@@ -1016,7 +1035,7 @@ def _ruled_lines(ys: list[float], measured: list[_RowInk | None]) -> list[int]:
     return flat
 
 
-def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], bool]:
+def _rows_of_trace(meter: _RowMeter, peaks: list[float]) -> tuple[list[_RowInk], bool]:
     """The peaks that are rows of trace: at least MIN_ROW_S of it, not stacked like lines of text, and at least
     ROW_SHARE as long as the longest row (a line of text under the chart is shorter). Dropping a peak widens its
     neighbours' territories, so the rest are measured again until none is dropped. Also: whether a peak between
@@ -1029,10 +1048,10 @@ def _rows_of_trace(ink: np.ndarray, peaks: list[float]) -> tuple[list[_RowInk], 
     ruled_ys: set[float] = set()
     faint: set[float] = set()
     for _ in range(len(peaks) + 1):
-        measured = [_measure_row(ink, y, band) for y, band in zip(ys, _territories(ys, ink.shape[0]), strict=True)]
+        measured = meter(ys)
         ruled = _ruled_lines(ys, measured)
         if ruled:
-            ink = _erase_lines(ink, [measured[k] for k in ruled])
+            meter = _RowMeter(_erase_lines(meter.ink, [measured[k] for k in ruled]))
             ruled_ys.update(ys[k] for k in ruled)
         trace = [r is not None and r.is_trace and k not in ruled for k, r in enumerate(measured)]
         longest = max((r.length_px for r, t in zip(measured, trace, strict=True) if t), default=0.0)
