@@ -781,11 +781,11 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     lost_a_row = lost_a_row or _row_gap(found) is not None
     if lost_a_row or max(found.fits.values()) < RETRY_BELOW:
         weak = _read(sheet_rgb, meter, text, profile, WEAK_ROW_STRENGTH)[0]
-        if weak.confidence > found.confidence or _adds_rows_that_fit(weak, found):
+        if (weak.confidence > found.confidence and not _drops_rows(weak, found)) or _adds_rows_that_fit(weak, found):
             found = weak
         faint = _surest_reading(sheet_rgb, dim=False)
         if (faint.confidence > found.confidence + (0.0 if lost_a_row else RETRY_MARGIN)
-                and not _adds_rows_that_fit(found, faint)) or _adds_rows_that_fit(faint, found):
+                and not _drops_rows(faint, found)) or _adds_rows_that_fit(faint, found):
             found = faint
     if found.layout_name is None:
         dim = _surest_reading(sheet_rgb, dim=True)
@@ -806,6 +806,23 @@ def _row_gap(found: FoundLayout) -> tuple[float, float] | None:
     return (float(ys[k]), float(ys[k + 1])) if gaps[k] >= MISSING_ROW_GAP * float(np.median(gaps)) else None
 
 
+def _keeps_rows(more: FoundLayout, fewer: FoundLayout) -> bool:
+    """Whether ``more`` has more rows than ``fewer`` and a row within MIN_PITCH_PX of each of ``fewer``'s."""
+    if more.n_rows <= fewer.n_rows or not fewer.rows:
+        return False
+    ys = np.array([r.y_px for r in more.rows])
+    return all(np.abs(ys - r.y_px).min() < MIN_PITCH_PX for r in fewer.rows)
+
+
+def _drops_rows(fewer: FoundLayout, more: FoundLayout) -> bool:
+    """Whether ``fewer`` is ``more`` less some rows that ``more`` rightly added (:func:`_adds_rows_that_fit`) or
+    that fit a layout as well with the others (a page whose three rhythm strips stand 110 px apart, their pitch set
+    by the signal: its six rows fit 3x4+II,V1,V5 at 0.92, less surely than the weak peaks' four rows fit 3x4+II, at
+    0.92 too, since 6x2 competes with six rows)."""
+    return more.layout_name is not None and _keeps_rows(more, fewer) and (
+        max(fewer.fits.values()) <= max(more.fits.values()) or _adds_rows_that_fit(more, fewer))
+
+
 def _adds_rows_that_fit(more: FoundLayout, fewer: FoundLayout) -> bool:
     """Whether ``more`` keeps every row of ``fewer`` (within MIN_PITCH_PX), adds rows, and its best layout fits
     better, or at least RETRY_BELOW well with a row in ``fewer``'s missing-row gap (:func:`_row_gap`). Its
@@ -813,11 +830,9 @@ def _adds_rows_that_fit(more: FoundLayout, fewer: FoundLayout) -> bool:
     3x4+II,V1,V5, which the bars and names settle later), while the question is whether the rows it adds are the
     page's (a 6x2 page whose flat top row only the weak peaks hold: its other five rows fit 3x4+II,V1 at 0.73, its
     six rows 6x2 at 1.0)."""
-    if more.n_rows <= fewer.n_rows or more.layout_name is None:
+    if more.layout_name is None or not _keeps_rows(more, fewer):
         return False
     ys = np.array([r.y_px for r in more.rows])
-    if not all(np.abs(ys - r.y_px).min() < MIN_PITCH_PX for r in fewer.rows):
-        return False
     better, gap = max(more.fits.values()) > max(fewer.fits.values()), _row_gap(fewer)
     fills = gap is not None and bool(np.any((ys > gap[0] + MIN_PITCH_PX) & (ys < gap[1] - MIN_PITCH_PX)))
     return better or (fills and max(more.fits.values()) >= RETRY_BELOW)

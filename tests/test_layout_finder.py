@@ -452,3 +452,26 @@ def test_a_row_missed_in_a_wide_gap_is_taken_from_the_retry_that_finds_it(monkey
     monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
     found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
     assert found.layout_name == taken
+
+
+@pytest.mark.parametrize(("weak_fit", "taken"), [(0.92, "3x4+II,V1,V5"), (0.95, "3x4+II")])
+def test_a_retry_that_drops_rows_fitting_as_well_is_not_taken(monkeypatch, weak_fit, taken):
+    """A 3x4 page with three strips 110 px apart (their pitch set by the signal): its six rows fit 3x4+II,V1,V5 at
+    0.92 but only at confidence 0.72 (6x2 competes with six rows), the weak peaks' four of them 3x4+II at 0.92 and
+    confidence 0.92. The rows dropped fit a layout as well with the others: the six rows stay, unless the four fit
+    better."""
+    import stage1_segment.layout_finder as finder
+
+    def reading(name, fit, confidence, ys):
+        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
+        return FoundLayout(name, confidence, rows, {name: fit}, 0.0, 196.85)
+
+    four = (410, 614, 770, 928)
+    readings = iter([(reading("3x4+II,V1,V5", 0.92, 0.722, (*four, 1122, 1234)), True),
+                     (reading("3x4+II", weak_fit, 0.917, four), False)]
+                    + [(reading("3x4+II", weak_fit, 0.917, four), False)] * 4)
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
+    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
+    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
+    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
+    assert found.layout_name == taken
