@@ -91,6 +91,7 @@ TEXT_LEVEL = 0.25  # text is ink at least this fraction of the traces' darkness 
 GLYPH_MAX_PX = 60.0  # sheet px: ... in pieces no wider or taller than this (a letter; "aVR" is three)
 MIN_PITCH_PX = 60.0  # sheet px (7.6 mm): rows closer than this are one row (12x1 pages print them >= 76 px apart)
 SPLIT_FRACTION = 0.55  # see _find_row_peaks
+SIDE_BY_SIDE = 0.4  # see _side_by_side
 EDGE_PX = 60.0  # sheet px: no row's baseline lies this close to the sheet's top or bottom (a scan's dark border)
 ROW_STRENGTH = 0.4  # a row's ink profile peak is at least this fraction of the page's strongest (a shadow's or
 # a grid's weak peaks between the rows would cut their territories short) ...
@@ -361,21 +362,37 @@ def _find_row_peaks(profile: np.ndarray, strength: float) -> list[int]:
     return sorted(peaks)
 
 
-def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool]) -> list[int]:
+def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool], ink: np.ndarray) -> list[int]:
     """``peaks`` without the second peaks of wandering traces. A trace that wanders (or swings far one way) can
     pile its ink at two y; a peak much closer to its neighbour than the rows' pitch (SPLIT_FRACTION of the median
-    gap) is such a second peak, and of the two the one that is not ``trace`` (lines of text above a row whose
-    baseline wanders), else the weaker, is dropped."""
+    gap) is such a second peak, unless both hold a trace side by side (:func:`_side_by_side`: rhythm strips whose
+    pitch follows the signal stand 110-130 px apart where the rows' median is 230-270), and of the two the one that
+    is not ``trace`` (lines of text above a row whose baseline wanders), else the weaker, is dropped."""
     peaks, trace = list(peaks), list(trace)
+    near = maximum_filter1d(ink, size=7, axis=0) if len(peaks) > 2 else ink
+    apart: set[tuple[int, int]] = set()
     while len(peaks) > 2:
         gaps = np.diff(peaks)
-        k = int(np.argmin(gaps))
-        if gaps[k] >= SPLIT_FRACTION * float(np.median(gaps)):
+        close = [k for k in np.argsort(gaps, kind="stable") if gaps[k] < SPLIT_FRACTION * float(np.median(gaps))
+                 and (peaks[k], peaks[k + 1]) not in apart]
+        if not close:
             break
+        k = int(close[0])
+        if trace[k] and trace[k + 1] and _side_by_side(near, peaks[k], peaks[k + 1]):
+            apart.add((peaks[k], peaks[k + 1]))
+            continue
         weaker = (trace[k], profile[peaks[k]]) < (trace[k + 1], profile[peaks[k + 1]])
         drop = k if weaker else k + 1
         del peaks[drop], trace[drop]
     return peaks
+
+
+def _side_by_side(near: np.ndarray, y_a: int, y_b: int) -> bool:
+    """Whether two peaks (reduced y) are two traces: ink within 3 px of both on at least SIDE_BY_SIDE of the columns
+    that have it within 3 px of either one (two rows' traces run side by side along the row; one wandering trace is
+    near one y or the other, both only where it crosses: 0.01-0.16 on the factory's pages, two rows 0.60-0.99)."""
+    a, b = near[y_a] > 0, near[y_b] > 0
+    return bool((a & b).sum() >= SIDE_BY_SIDE * max(min(a.sum(), b.sum()), 1))
 
 
 def _sub_px(profile: np.ndarray, peaks) -> list[float]:
@@ -975,7 +992,7 @@ def _read(sheet_rgb: np.ndarray, meter: _RowMeter, text: np.ndarray, profile: np
         meter = _RowMeter(_erase_lines(meter.ink, [measured[k] for k in ruled]))
         profile = _row_profile(meter.ink)
         peaks, measured = _measured_peaks(meter, profile, strength)
-    peaks = _split_close(peaks, profile, [r is not None and r.is_trace for r in measured])
+    peaks = _split_close(peaks, profile, [r is not None and r.is_trace for r in measured], meter.ink)
     rows, lost_a_row = _rows_of_trace(meter, _sub_px(profile, peaks))
     return _reading(sheet_rgb, text, rows), lost_a_row
 

@@ -211,14 +211,32 @@ def test_a_time_axis_ruled_between_two_rows_is_no_row():
 
 def test_a_close_pair_of_peaks_drops_the_one_that_is_not_trace():
     """Lines of text close above a row whose baseline wanders pile up more ink than the row: of the pair, the
-    peak that is not trace goes, whatever its strength; between two peaks of trace the weaker goes."""
+    peak that is not trace goes, whatever its strength; between two peaks of one wandering trace the weaker goes."""
     from stage1_segment.layout_finder import _split_close
 
     profile = np.zeros(800)
     peaks = [60, 125, 250, 375, 500]
     profile[peaks] = [0.9, 0.3, 0.8, 0.8, 0.8]
-    assert _split_close(peaks, profile, [False, True, True, True, True]) == [125, 250, 375, 500]
-    assert _split_close(peaks, profile, [True] * 5) == [60, 250, 375, 500]
+    ink = np.zeros((800, 1100), np.uint8)
+    ink[[250, 375, 500]] = 1
+    ink[60, :550] = ink[125, 550:] = 1  # one trace: at one y, then at the other
+    assert _split_close(peaks, profile, [False, True, True, True, True], ink) == [125, 250, 375, 500]
+    assert _split_close(peaks, profile, [True] * 5, ink) == [60, 250, 375, 500]
+
+
+def test_two_traces_side_by_side_closer_than_the_pitch_stay_two_rows():
+    """Rhythm strips whose pitch follows the signal may stand half the rows' pitch apart: two peaks of trace whose
+    ink runs side by side along the row are two rows, not one trace's two peaks."""
+    from stage1_segment.layout_finder import _split_close
+
+    profile = np.zeros(800)
+    peaks = [125, 250, 375, 430, 600]
+    profile[peaks] = 0.8
+    ink = np.zeros((800, 1100), np.uint8)
+    ink[peaks] = 1
+    assert _split_close(peaks, profile, [True] * 5, ink) == peaks
+    ink[375, 550:] = ink[430, :550] = 0  # the same peaks made by one trace that steps down half way
+    assert _split_close(peaks, profile, [True] * 5, ink) == [125, 250, 375, 600]
 
 
 def test_rows_run_on_by_a_grid_line_leave_the_others_placed():
