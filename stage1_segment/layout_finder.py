@@ -369,7 +369,7 @@ def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool], ink: 
     pitch follows the signal stand 110-130 px apart where the rows' median is 230-270), and of the two the one that
     is not ``trace`` (lines of text above a row whose baseline wanders), else the weaker, is dropped."""
     peaks, trace = list(peaks), list(trace)
-    near = maximum_filter1d(ink, size=7, axis=0) if len(peaks) > 2 else ink
+    near = None  # ink within 3 px, per row of the mask (made where a close pair of trace peaks asks for it)
     apart: set[tuple[int, int]] = set()
     while len(peaks) > 2:
         gaps = np.diff(peaks)
@@ -378,9 +378,11 @@ def _split_close(peaks: list[int], profile: np.ndarray, trace: list[bool], ink: 
         if not close:
             break
         k = int(close[0])
-        if trace[k] and trace[k + 1] and _side_by_side(near, peaks[k], peaks[k + 1]):
-            apart.add((peaks[k], peaks[k + 1]))
-            continue
+        if trace[k] and trace[k + 1]:
+            near = maximum_filter1d(ink, size=7, axis=0) if near is None else near
+            if _side_by_side(near, peaks[k], peaks[k + 1]):
+                apart.add((peaks[k], peaks[k + 1]))
+                continue
         weaker = (trace[k], profile[peaks[k]]) < (trace[k + 1], profile[peaks[k + 1]])
         drop = k if weaker else k + 1
         del peaks[drop], trace[drop]
@@ -784,9 +786,10 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     a row between the rows found was lost, is read again from the weak peaks too (WEAK_ROW_STRENGTH: a thin
     trace's rows), with the ink as it is and at the fainter ink level (strong and weak peaks: on a dim photo the
     faint ink holds the rows, and its weak peaks add the page's shadowed top edge), and the surest reading is kept
-    (a faint-ink reading only where RETRY_MARGIN surer, unless the first lost a row), but a reading that keeps
-    another's rows and adds rows wins over it where its layout fits better (:func:`_adds_rows_that_fit`). Where
-    still no layout fits,
+    (a faint-ink reading only where RETRY_MARGIN surer, unless the first lost a row, which a gap of a missing row
+    between the rows also says: :func:`_row_gap`), but a reading that keeps another's rows and adds rows wins over
+    it where its layout fits better or fills that gap (:func:`_adds_rows_that_fit`), and one that drops rows
+    fitting as well is not taken (:func:`_drops_rows`). Where still no layout fits,
     the dim ink (DIM_FLOOR: a blurred photo of a screen) is read last. ``names``: the panels' printed names are
     read too (:func:`name_panels`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:

@@ -424,6 +424,24 @@ def test_a_dim_page_is_read_at_the_dim_ink_level_where_nothing_else_fits():
     np.testing.assert_allclose([r.y_px for r in found.rows], labels.baselines_y_px, atol=1.5 * MM)
 
 
+def _reading(name: str, fit: float, confidence: float, ys) -> FoundLayout:
+    """A finder's reading of rows at ``ys`` (sheet px) that fits ``name`` (only) at ``fit``."""
+    rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
+    return FoundLayout(name, confidence, rows, {name: fit}, 0.0, 196.85)
+
+
+def _found_from_readings(monkeypatch, first, lost_a_row: bool, retry: FoundLayout, others: FoundLayout) -> str:
+    """The layout ``find_layout`` chooses where the first reading is ``first``, the weak peaks' retry ``retry`` and
+    every faint and dim reading ``others``."""
+    import stage1_segment.layout_finder as finder
+
+    readings = iter([(first, lost_a_row), (retry, False)] + [(others, False)] * 4)
+    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
+    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
+    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
+    return find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8)).layout_name
+
+
 @pytest.mark.parametrize(("weak_ys", "weak_fit", "taken"),
                          [((130, 300, 470, 640, 810, 980), 1.0, "6x2"),  # adds the top row, fits better
                           ((130, 300, 470, 640, 810, 980), 0.7, "3x4+II,V1"),  # adds it, fits worse
@@ -433,21 +451,8 @@ def test_a_retry_that_adds_rows_is_taken_where_its_layout_fits_better(monkeypatc
     than the six rows, whose 6x2 ties with 3x4+II,V1,V5 in geometry), its six rows 6x2 at 1.0. The reading
     that keeps the first's rows and adds one is taken where its layout fits better, and the faint ink's five rows
     do not take it back."""
-    import stage1_segment.layout_finder as finder
-
-    def reading(name, fit, confidence, ys):
-        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
-        return FoundLayout(name, confidence, rows, {name: fit}, 0.0, 196.85)
-
-    five = (300, 470, 640, 810, 980)
-    first = reading("3x4+II,V1", 0.73, 0.733, five)
-    readings = iter([(first, False), (reading("6x2", weak_fit, 0.625, weak_ys), False)]
-                    + [(reading("3x4+II,V1", 0.73, 0.733, five), False)] * 4)
-    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
-    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
-    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
-    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
-    assert found.layout_name == taken
+    five = _reading("3x4+II,V1", 0.73, 0.733, (300, 470, 640, 810, 980))
+    assert _found_from_readings(monkeypatch, five, False, _reading("6x2", weak_fit, 0.625, weak_ys), five) == taken
 
 
 @pytest.mark.parametrize(("weak_fit", "taken"), [(0.76, "3x4+II,V1,V5"), (0.6, "3x4+II,V1")])
@@ -455,21 +460,9 @@ def test_a_row_missed_in_a_wide_gap_is_taken_from_the_retry_that_finds_it(monkey
     """A real 3x4 page with three strips whose wandering third row only the weak peaks hold: its five other rows,
     with a gap twice their pitch where the third row is, fit 3x4+II,V1 at 0.9 (no retry for the fit alone). The gap
     asks for a retry, and the six rows that fill it are taken where their layout fits at least RETRY_BELOW."""
-    import stage1_segment.layout_finder as finder
-
-    def reading(name, fit, ys):
-        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
-        return FoundLayout(name, fit, rows, {name: fit}, 0.0, 196.85)
-
-    five = (361, 533, 933, 1173, 1311)
-    readings = iter([(reading("3x4+II,V1", 0.9, five), False),
-                     (reading("3x4+II,V1,V5", weak_fit, (361, 533, 785, 933, 1173, 1311)), False)]
-                    + [(reading("3x4+II,V1", 0.9, five), False)] * 4)
-    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
-    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
-    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
-    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
-    assert found.layout_name == taken
+    five = _reading("3x4+II,V1", 0.9, 0.9, (361, 533, 933, 1173, 1311))
+    six = _reading("3x4+II,V1,V5", weak_fit, weak_fit, (361, 533, 785, 933, 1173, 1311))
+    assert _found_from_readings(monkeypatch, five, False, six, five) == taken
 
 
 @pytest.mark.parametrize(("weak_fit", "taken"), [(0.92, "3x4+II,V1,V5"), (0.95, "3x4+II")])
@@ -478,18 +471,7 @@ def test_a_retry_that_drops_rows_fitting_as_well_is_not_taken(monkeypatch, weak_
     0.92 but only at confidence 0.72 (6x2 competes with six rows), the weak peaks' four of them 3x4+II at 0.92 and
     confidence 0.92. The rows dropped fit a layout as well with the others: the six rows stay, unless the four fit
     better."""
-    import stage1_segment.layout_finder as finder
-
-    def reading(name, fit, confidence, ys):
-        rows = tuple(FoundRow(float(y), (), None, None, False, ()) for y in ys)
-        return FoundLayout(name, confidence, rows, {name: fit}, 0.0, 196.85)
-
     four = (410, 614, 770, 928)
-    readings = iter([(reading("3x4+II,V1,V5", 0.92, 0.722, (*four, 1122, 1234)), True),
-                     (reading("3x4+II", weak_fit, 0.917, four), False)]
-                    + [(reading("3x4+II", weak_fit, 0.917, four), False)] * 4)
-    monkeypatch.setattr(finder, "ink_masks", lambda sheet, **kwargs: (None, None))
-    monkeypatch.setattr(finder, "_row_profile", lambda ink: None)
-    monkeypatch.setattr(finder, "_read", lambda *args: next(readings))
-    found = find_layout(np.zeros((*CANONICAL.shape_hw, 3), np.uint8))
-    assert found.layout_name == taken
+    six = _reading("3x4+II,V1,V5", 0.92, 0.722, (*four, 1122, 1234))
+    weak = _reading("3x4+II", weak_fit, 0.917, four)
+    assert _found_from_readings(monkeypatch, six, True, weak, weak) == taken
