@@ -14,7 +14,10 @@ confident (every corner's peak holds at least ``min_corner_conf`` of its softmax
 plausible page, or, with a corner missing, enough dense correspondences are RANSAC inliers) and the two
 maps disagree by more than ``agree_px`` sheet px somewhere on the page. A photo so placed badly (its grid far from
 the correction read on it, or placed by neither route) is read again turned a quarter each way: the network places
-a page held in portrait wrong and the same page turned right (``turn_retry_residual_px``).
+a page held in portrait wrong and the same page turned right (``turn_retry_residual_px``). A photo no turn
+places, or left to an unsure grid whose correction was refused or leaves the lines far, is read once more from the
+front-on view its two families of straight lines make (:mod:`stage0_rectify.vanish`, ``line_view``): kept where
+that reading places the page as a turn's must, or reads its grid surely.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from stage0_rectify.refine import (
     grid_pitch_correction,
     refined_map,
 )
+from stage0_rectify.vanish import grid_aspect, line_view
 
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
@@ -76,6 +80,8 @@ class RoutingConfig:
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
     # correction), it places right once turned (held-out factory photos placed right: 0.2-1.4 px)
+    line_view: bool = True  # a photo no turn placed is read once more from the fronto-parallel view its straight
+    # lines make (stage0_rectify.vanish), kept where that reading places the page as the turns' must
     min_perspective: float = 0.015  # where the pulses placed the page (no grid read), the keypoints' map replaces
     # theirs only if it shows this much perspective (opposite sides of the page this share apart in length; on
     # the pages of nine evaluation sets read by their pulses: scans 0.000-0.011, photos 0.018-0.41)
@@ -394,8 +400,50 @@ class KeypointRectifier:
                         info["corners_px"] = np.round(apply_homography(np.linalg.inv(to_turned), np.asarray(
                             info["corners_px"], np.float64)), 1).tolist()
                     break
+            else:
+                best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual)
+        elif self._unmended_grid(best, info):
+            # a crumpled photo in perspective, which no turn would mend
+            best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf)
         self.last_info, self.last_estimate = info, est
         return best
+
+    def _through_line_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry, best: Rectified,
+                           info: dict, first_residual: float) -> tuple[Rectified, dict]:
+        """A photo no turn placed, read again from the view its two line families make fronto-parallel
+        (:mod:`stage0_rectify.vanish`): kept where that reading places the page (the keypoints, as a turn's must,
+        or a grid read surely), its map taking the photo as given (the sheet resampled from the photo itself)."""
+        view = line_view(rgb) if self.routing.line_view else None
+        if view is None:
+            return best, info
+        warped = view.warp(rgb)
+        aspect = grid_aspect(warped)
+        if aspect is not None:  # the lines fix the view but for its aspect; the grid's squares fix that
+            view = view.stretched_y(aspect)
+            warped = view.warp(rgb)
+        seen = self._rectify_view(warped, image_id, geometry)
+        sure_grid = seen.method.startswith("grid") and seen.confidence >= self.routing.grid_trust
+        if not (sure_grid or _placement_residual(seen) < self.routing.turn_retry_residual_px):
+            return best, info
+        sheet_map = replace(seen.sheet_map, image_to_sheet_h=seen.sheet_map.image_to_sheet_h @ view.image_to_view_h)
+        sheet = sheet_map.rectify(rgb) if sheet_map.displacement_px is None else _remap(rgb, sheet_map, geometry)
+        seen = replace(seen, sheet_map=sheet_map, sheet_rgb=sheet)
+        info = dict(self.last_info, **view.info, line_view=True,
+                    unturned_residual_px=None if math.isinf(first_residual) else first_residual)
+        if "corners_px" in info:  # where the corners lie on the photo as given
+            info["corners_px"] = np.round(apply_homography(np.linalg.inv(view.image_to_view_h), np.asarray(
+                info["corners_px"], np.float64)), 1).tolist()
+        return seen, info
+
+    def _unmended_grid(self, rectified: Rectified, info: dict) -> bool:
+        """Whether a photo was left to a grid read unsurely (the network asked, its map not taken) whose
+        correction from the sheet's own grid was refused or leaves the lines far from it."""
+        if "corner_conf" not in info or not rectified.method.startswith("grid"):
+            return False
+        if rectified.confidence >= self.routing.grid_trust:
+            return False
+        left = max(info.get("residual_px_x", math.inf), info.get("residual_px_y", math.inf))
+        return "reject" in info or left >= self.routing.turn_retry_residual_px
 
     def _sure_pulses(self, est: GridEstimate) -> bool:
         """Whether the grid reading is the calibration pulses' alone, and sure."""

@@ -28,6 +28,7 @@ from stage0_rectify.infer import (
     view_perspective,
 )
 from stage0_rectify.model import N_CORNERS, create_model, normalise_image
+from stage0_rectify.vanish import line_view
 from synth.factory import make_page
 from synth.signals import simulate_record
 
@@ -140,8 +141,9 @@ def test_keypoint_route_rectifies_a_perspective_photo(photo):
 
 def test_unconfident_keypoints_fall_back_to_the_grid(photo, sheet):
     img, true_map = photo
-    for image in (img, sheet):
-        rect = KeypointRectifier(Oracle(img, true_map, flat=True), {"input_side": SIDE})
+    for image in (img, sheet):  # (what the photo's straight lines add: the line-view test below)
+        rect = KeypointRectifier(Oracle(img, true_map, flat=True), {"input_side": SIDE},
+                                 RoutingConfig(line_view=False))
         out, grid = rect.rectify(image), rectify_from_grid(image)
         assert out.method == grid.method != "keypoints"
         assert np.allclose(out.sheet_map.image_to_sheet_h, grid.sheet_map.image_to_sheet_h)
@@ -396,3 +398,29 @@ def test_a_page_held_in_portrait_is_read_again_turned_a_quarter(photo):
     assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(portrait).astype(int)).mean() < 2.0
     corners = np.asarray(rect.last_info["corners_px"])
     assert np.abs(corners - portrait_map.sheet_to_image(CANONICAL.corners_px())).max() < 10.0
+
+
+def test_a_photo_no_turn_places_is_read_from_the_view_its_lines_make(photo):
+    img, true_map = photo
+    view = line_view(img)
+    assert view is not None
+    seen = np.ascontiguousarray(view.warp(img))
+    seen_map = SheetMap(true_map.image_to_sheet_h @ np.linalg.inv(view.image_to_view_h))
+
+    def error(rect: KeypointRectifier) -> tuple[Rectified, float]:
+        """The sheet's error but for a shift (the grid route places a chart's window, not the page's edges)."""
+        out = rect.rectify(img, "p")
+        err = out.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+        return out, float(np.linalg.norm(err - err.mean(0), axis=1).max())
+
+    # a network that places the page only as seen from the front: the photo as given and turned leave it unsure
+    off = KeypointRectifier(LandscapeOracle(seen, seen_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    out, err = error(off)
+    assert out.method != "keypoints" and err > 20.0, (out.method, err)
+    rect = KeypointRectifier(LandscapeOracle(seen, seen_map), {"input_side": SIDE})
+    out, err = error(rect)
+    # the view is read: its grid, square on now, surely (or the network, which knows it)
+    assert rect.last_info.get("line_view") and out.method in ("grid", "keypoints"), rect.last_info
+    assert err < 3.0, (err, rect.last_info)
+    # the sheet is resampled from the photo as given, through the composed map
+    assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(img).astype(int)).mean() < 2.0
