@@ -17,7 +17,9 @@ turned where the rows then sit in the lower half and either
   them (a stain can break a row into glyph-sized pieces, so the text alone does not turn a page the network
   was sure of).
 
-The grid routes do not turn a page and are not checked.
+Before either, a page the network was unsure of is read half a turn round with its lead names, and taken turned
+where :data:`MIN_SURE_NAMES` more names then read surely: a name is text the right way up, and wherever the
+rows sit. The grid routes do not turn a page and are not checked.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from common.geometry import CANONICAL
 from common.types import Rectified
-from stage1_segment.layout_finder import FoundLayout, find_layout, ink_masks, name_panels
+from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout, ink_masks, name_panels
 from stage1_segment.lead_names import LeadNameReader
 
 MIN_ROWS = 3  # a chart of fewer rows found says too little about where it sits
@@ -36,6 +38,8 @@ MIN_PULSES = 3  # pulses found on the turned sheet, none on the sheet (turned up
 UNSURE_TURN = 0.95  # the keypoint network's orientation confidence under which the header's side may turn a page
 HALF = 0.5  # rows centred above this share of the sheet's height sit in its upper half
 TEXT_MARGIN_PX = 60.0  # sheet px: text this far above the top row (below the bottom row) is a header (a footer)
+MIN_SURE_NAMES = 3  # a page the network was unsure of turns where half a turn round this many more of its lead names
+# read surely (factory photos upright: 9-10 of 13; half a turn round: 0)
 
 
 def rows_centre(found: FoundLayout) -> float | None:
@@ -58,6 +62,11 @@ def header_side(sheet_rgb: np.ndarray, found: FoundLayout) -> float:
     return (above - below) / max(above + below, 1)
 
 
+def sure_names(found: FoundLayout) -> int:
+    """Panels whose lead name was read surely (a printed name read the right way up)."""
+    return sum(1 for row in found.rows for name, p in (row.names or ()) if name != "none" and p >= NAME_CONFIDENT)
+
+
 def n_pulses(found: FoundLayout) -> int:
     return sum(r.pulse is not None for r in found.rows)
 
@@ -74,8 +83,15 @@ def upright(rectified: Rectified, found: FoundLayout, names: LeadNameReader | No
     (see the module doc), with the layout found on it (its names read by ``names``, as :func:`find_layout`
     does), else the inputs as they are. ``orientation_conf``: the keypoint network's confidence in the
     orientation it gave the page."""
+    if rectified.method != "keypoints":
+        return rectified, found, False
+    if names is not None and orientation_conf < UNSURE_TURN and found.n_rows >= MIN_ROWS:
+        turned = turned_half(rectified)
+        found_turned = find_layout(turned.sheet_rgb, names)
+        if sure_names(found_turned) >= MIN_SURE_NAMES + sure_names(found):
+            return turned, found_turned, True
     centre = rows_centre(found)
-    if rectified.method != "keypoints" or centre is None or centre >= HALF:
+    if centre is None or centre >= HALF:
         return rectified, found, False
     header_below = orientation_conf < UNSURE_TURN and header_side(rectified.sheet_rgb, found) < 0
     if not header_below and n_pulses(found) > 0:

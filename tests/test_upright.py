@@ -8,8 +8,9 @@ import pytest
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap
 from common.types import Rectified
-from pipeline.upright import turned_half, upright
+from pipeline.upright import MIN_SURE_NAMES, sure_names, turned_half, upright
 from stage1_segment.layout_finder import find_layout
+from stage1_segment.lead_names import LeadNameReader
 from synth.factory import make_page
 from synth.signals import simulate_record
 
@@ -78,3 +79,21 @@ def test_a_turned_map_puts_every_point_half_a_turn_round():
     np.testing.assert_array_equal(again.sheet_rgb, rectified.sheet_rgb[::-1, ::-1])
     resampled = again.sheet_map.rectify(image).astype(int)
     assert np.abs(resampled - again.sheet_rgb.astype(int)).mean() < 1.0
+
+
+def test_a_page_the_network_was_unsure_of_turns_where_its_lead_names_read_half_a_turn_round():
+    # seed 1's chart sits in the sheet's upper half: upside down it sits in the lower half, where the rows' place
+    # keeps it; its names, unreadable upside down, turn it
+    names = LeadNameReader.from_bundle()
+    sheet = _sheet(1)
+    upside_down = _upside_down(sheet)
+    found = find_layout(upside_down.sheet_rgb, names)
+    assert not upright(upside_down, find_layout(upside_down.sheet_rgb), None, 0.6)[2]
+    rectified, found_up, turned = upright(upside_down, found, names, 0.6)
+    assert turned and found_up.layout_name == "3x4+II"
+    np.testing.assert_array_equal(rectified.sheet_rgb, sheet)
+    assert sure_names(found_up) >= MIN_SURE_NAMES + sure_names(found)
+    # a network sure of the turn is not second-guessed by the names; an upright page's names keep it
+    assert not upright(upside_down, found, names, 1.0)[2]
+    upright_sheet = _rectified(sheet)
+    assert not upright(upright_sheet, find_layout(sheet, names), names, 0.6)[2]
