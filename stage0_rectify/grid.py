@@ -811,9 +811,9 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
     """Where along deskewed ``axis`` (work px) the sheet's centre goes so that the chart's ink on the paper
     (``paper_q``) lies inside the window (half as long as ``half_window_q``, ``margin_q`` inside its ends),
     moved as little as it can be from ``centre_q`` (the paper's centre), or centred where it fits only without the
-    margins and the paper's centre would cut more than a margin off it; None where the paper's centre does as well
-    (a scan's or a distorted page's paper measured a little wider than the sheet, its chart as wide as the
-    window), or without ink."""
+    margins and the paper's centre would cut more than a margin off it, or with its left end at the window's where
+    it is wider than the window along x; None where the paper's centre does as well (a scan's or a distorted
+    page's paper measured a little wider than the sheet, its chart as tall as the window), or without ink."""
     ys, xs = np.nonzero(_dark_ink(cv2.resize(rgb_full, (work_hw[1], work_hw[0]), interpolation=cv2.INTER_AREA)))
     if xs.size < 50:
         return None
@@ -822,6 +822,11 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
     if q.size < 50:
         return None
     lo, hi = np.percentile(q, [CHART_INK_PERCENTILE, 100.0 - CHART_INK_PERCENTILE])
+    if axis == 0 and hi - lo > 2.0 * half_window_q:
+        # a chart wider than the window keeps its left end, cut on the right: its calibration pulses (the gain)
+        # and first panels' starts are there (centred, a chart with gaps between its columns on 288 mm paper lost
+        # half its pulses' width, and with them its gain)
+        return max(float(q.min()), lo - margin_q) + half_window_q
     room = half_window_q - margin_q
     if hi - lo <= 2.0 * room:
         return float(np.clip(centre_q, hi - room, lo + room))

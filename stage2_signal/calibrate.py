@@ -69,6 +69,8 @@ class CalibrateConfig(Settings):
     # width (stage2_signal.stroke) beyond its first / last sample (line caps; fitted on factory pages)
     stray_gap_px: float = 24.0  # a short piece of confident ink alone at a row's end, beyond a gap longer than
     stray_piece_px: float = 60.0  # this, and shorter than this, is not the trace (a scan's dark border, a label)
+    edge_trace_share: float = 0.2  # ... nor is a piece beyond such a gap running on to the sheet's edge, unless it
+    # is this share of the row's length (a photo's background: 60 px; a panel of a four-column row: 0.23 of it)
     x0_tol_px: float = 3.0  # start and end estimates of x0 agree within this
     separators: bool = True  # re-time the rows from the panel separators where the sheet shows them
     bar_band_mv: float = 0.18  # a separator covers at least +-this much around its row's 0 mV line
@@ -176,9 +178,10 @@ def row_extent_offsets(layout: Layout, row: int, fs_hz: float, geom: SheetGeomet
 
 
 def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: int,
-                     min_kept: int) -> tuple[int, int]:
+                     min_kept: int, min_edge_trace: int | None = None) -> tuple[int, int]:
     """Columns [lo, hi] narrowed past short pieces of ``on`` columns (under ``min_piece``) that sit alone at
-    either end, beyond a gap of more than ``max_gap`` columns, as long as the rest spans ``min_kept``
+    either end, beyond a gap of more than ``max_gap`` columns, and past such pieces running on to the sheet's
+    edge (under ``min_edge_trace`` columns; any length where None), as long as the rest spans ``min_kept``
     columns (a row broken into short pieces everywhere is left whole)."""
     idx = np.flatnonzero(on[lo : hi + 1]) + lo
     if idx.size == 0:
@@ -187,11 +190,20 @@ def _drop_stray_ends(on: np.ndarray, lo: int, hi: int, max_gap: int, min_piece: 
     first = np.concatenate([[0], breaks + 1])
     last = np.concatenate([breaks, [idx.size - 1]])
     a, b = 0, first.size - 1
-    # a piece running on to the sheet's edge is no trace either, however long (a dark background or border
-    # where the photo's page ends short of the sheet)
-    while a < b and (idx[last[a]] - idx[first[a]] + 1 < min_piece or idx[first[a]] == 0):
+    # a piece running on to the sheet's edge is no trace either (a dark background or border where the photo's
+    # page ends short of the sheet), unless it is as long as a panel: a chart wider than the sheet, its first
+    # panel cut by the sheet's edge and parted from the next by a gap between columns
+    edge_limit = on.size if min_edge_trace is None else min_edge_trace
+
+    def short(k: int) -> bool:
+        return idx[last[k]] - idx[first[k]] + 1 < min_piece
+
+    def edge(k: int, at: int) -> bool:
+        return idx[at] in (0, on.size - 1) and idx[last[k]] - idx[first[k]] + 1 < edge_limit
+
+    while a < b and (short(a) or edge(a, first[a])):
         a += 1
-    while b > a and (idx[last[b]] - idx[first[b]] + 1 < min_piece or idx[last[b]] == on.size - 1):
+    while b > a and (short(b) or edge(b, last[b])):
         b -= 1
     if idx[last[b]] - idx[first[a]] + 1 < min_kept:
         return lo, hi
@@ -227,7 +239,8 @@ def trace_span(trace: RowTrace, length_px: float, cfg: CalibrateConfig,
     margin = int(round(cfg.search_margin * n_win))
     lo, hi = max(0, a - margin), min(c.size - 1, a + n_win + margin)
     lo, hi = _drop_stray_ends(on, lo, hi, max(1, int(round(cfg.stray_gap_px / cw))),
-                              max(1, int(round(cfg.stray_piece_px / cw))), n_win // 2)
+                              max(1, int(round(cfg.stray_piece_px / cw))), n_win // 2,
+                              max(1, int(round(cfg.edge_trace_share * n_win))))
     run = max(1, int(round(cfg.min_run_px / cw)))
     # fraction of confident columns in the run of ``run`` columns starting (ending) at each column
     frac_fwd = (csum[np.minimum(np.arange(c.size) + run, c.size)] - csum[np.arange(c.size)]) / run

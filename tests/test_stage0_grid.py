@@ -396,3 +396,16 @@ def test_a_chart_wider_than_the_window_less_its_margins_is_kept_on_it(pages):
     x_in = np.flatnonzero((img.min(axis=2) < 100).any(axis=0))
     x_out = np.flatnonzero((out.min(axis=2) < 110).any(axis=0))
     assert x_out[-1] - x_out[0] >= x_in[-1] - x_in[0] - 10  # a few px of its outermost ink at most
+
+
+def test_a_chart_wider_than_the_window_keeps_its_left_end(pages):
+    """A chart 10 % wider than the window (a row with gaps between its panels on 330 mm paper): its left end, where
+    the calibration pulses and the first panels start, stays on the sheet; the right end is what is cut."""
+    img = _wide_paper(pages[1].sheet_rgb, 330.0, 10.0, stretch=1.2)
+    x_in = np.flatnonzero((img.min(axis=2) < 100).any(axis=0))
+    assert (x_in[-1] - x_in[0]) / PPM > 1.05 * W / PPM
+    est = estimate_grid(img)
+    assert est.info["anchor"][0] == "chart"
+    left = apply_homography(est.image_to_sheet_h, np.array([[x_in[0], H / 2.0]]))[0, 0]
+    right = apply_homography(est.image_to_sheet_h, np.array([[x_in[-1], H / 2.0]]))[0, 0]
+    assert 0.0 <= left < 0.5 * PPM and right > W, (left, right)

@@ -134,8 +134,8 @@ def test_origin_follows_the_rows_starts_when_half_the_rows_run_on_alike():
 
 def test_dark_background_at_the_sheet_edge_is_not_the_rows_end():
     """A photo's page ending short of the sheet leaves dark background at the sheet's edge, which stage 1 may read
-    as ink: beyond a gap, a piece running on to the edge is dropped however long it is; a trace running on to the
-    edge without a gap (a chart wider than the sheet) is kept."""
+    as ink: beyond a gap, a piece running on to the edge is dropped unless it is as long as a panel; a trace
+    running on to the edge without a gap (a chart wider than the sheet) is kept."""
     from stage2_signal.calibrate import _drop_stray_ends
 
     on = np.zeros(W, bool)
@@ -146,3 +146,11 @@ def test_dark_background_at_the_sheet_edge_is_not_the_rows_end():
     cut = on.copy()
     cut[2040:] = True
     assert _drop_stray_ends(cut, 0, W - 1, 24, 60, 1000) == (80, W - 1)
+    # beyond a gap, a piece as long as a panel is trace: a chart wider than the sheet, its first panel cut by
+    # the sheet's edge and parted from the next by a gap between columns
+    assert _drop_stray_ends(background, 0, W - 1, 24, 60, 1000, 400) == (80, 2039)
+    wide = np.zeros(W, bool)
+    wide[0:540] = True
+    wide[600:2150] = True
+    assert _drop_stray_ends(wide, 0, W - 1, 24, 60, 1000, 400) == (0, 2149)
+    assert _drop_stray_ends(wide, 0, W - 1, 24, 60, 1000) == (600, 2149)
