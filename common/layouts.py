@@ -197,6 +197,16 @@ def layout_name(base: str, cabrera_order: bool = False, gap_mm: float = 0.0, rhy
     return name + (f"/gap{gap:g}mm" if gap > 0 else "")
 
 
+def with_gap_name(name: str, gap_mm: float) -> str:
+    """``name`` with its gap (if any) replaced by ``gap_mm`` (kept to 0.1 mm; 0: none), its other variants kept
+    ("3x4+II,V1,V5/rhythm=V1,II,V5/gap3.1mm", 3 -> "3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm")."""
+    parts = name.split("/")
+    if len(parts) > 1 and _GAP_RE.fullmatch(parts[-1]):
+        parts = parts[:-1]
+    gap = round(float(gap_mm), 1)
+    return "/".join(parts) + (f"/gap{gap:g}mm" if gap > 0 else "")
+
+
 def base_name(name: str) -> str:
     """The base layout of a variant name ("3x4+II/gap5mm" -> "3x4+II")."""
     return name.split("/", 1)[0]

@@ -47,7 +47,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from common.geometry import CANONICAL, PULSE_HEIGHT_MV, SheetGeometry
-from common.layouts import MAX_GAP_MM, RECORD_DURATION_S, Layout, Panel, base_name, gap_mm_of, get_layout, layout_name
+from common.layouts import MAX_GAP_MM, RECORD_DURATION_S, Layout, Panel, gap_mm_of, get_layout, with_gap_name
 from stage2_signal.extract import RowTrace
 from stage2_signal.separators import bar_is_crisp, find_bars
 from stage2_signal.settings import Settings
@@ -438,7 +438,7 @@ def corrected_gap(traces: list[RowTrace], layout: Layout, fs_hz: float, px_per_m
     new_gap = round(gap_mm + 0.1 * steps, 1)
     if steps == 0 or not 0.0 < new_gap <= MAX_GAP_MM:
         return None
-    return get_layout(layout_name(base_name(layout.name), "/cabrera" in layout.name, new_gap))
+    return get_layout(with_gap_name(layout.name, new_gap))  # its Cabrera order and rhythm strips' kept
 
 
 def _read_at(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: SheetGeometry, cfg: CalibrateConfig,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common.geometry import CANONICAL
-from common.layouts import LEADS, get_layout, layout_name, with_gap
+from common.layouts import LEADS, get_layout, layout_name, with_gap, with_gap_name
 from stage1_segment.layout_finder import find_layout
 from stage2_signal.infer import extract
 from stage2_signal.oracle import oracle_maps
@@ -184,3 +184,20 @@ def test_time_marks_are_drawn_under_each_panel_and_left_out_of_the_traces():
         assert np.count_nonzero(np.diff(ticks.astype(int)) == 1) == 3  # at 0, 1 and 2 s of the 2.5 s panel
     with pytest.raises(ValueError):
         RenderStyle(time_marks="grid")
+
+
+def test_a_corrected_gap_keeps_the_order_of_the_rhythm_strips():
+    """The other renderer's 3x4 with three strips prints them V1, II, V5; a gap corrected by a tenth of a mm kept
+    only the base layout's name, and the strips were read in its own order, II over V1 (oarr_mixed 50010: II and
+    V1 at 2 and -4 dB)."""
+    assert with_gap_name("3x4+II,V1,V5/rhythm=V1,II,V5/gap3.1mm", 3.0) == "3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm"
+    assert with_gap_name("6x2/cabrera", 2.5) == "6x2/cabrera/gap2.5mm" and with_gap_name("3x4/gap2mm", 0) == "3x4"
+    labels = _page("3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm", 4).labels
+    maps = oracle_maps(labels, scale_x=0.5, scale_y=0.5)
+    truth = {lead: labels.lead_signal(lead).astype(np.float64) for lead in LEADS}
+    counts = {lead: v.size for lead, v in truth.items()}
+    off = replace(maps, layout_name="3x4+II,V1,V5/rhythm=V1,II,V5/gap3.1mm")
+    ex = extract(off, CANONICAL.px_per_mm, labels.fs_hz, counts)
+    assert ex.info.get("gap_corrected_to") == "3x4+II,V1,V5/rhythm=V1,II,V5/gap3mm"
+    for lead in ("V1", "II"):
+        assert np.corrcoef(ex.signals.leads_mv[lead], truth[lead])[0, 1] > 0.98, lead
