@@ -767,7 +767,7 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
         return x0, PX_PER_S, agree, 1.0
     # the sheet's scale stays where the other scale fits no more rows (half the rows of a page whose grid lines
     # run the other half on)
-    at_sheet_scale = (x0, PX_PER_S, agree, 1.0) if agree.any() else (x0, PX_PER_S, None, 0.0)
+    at_sheet_scale = (x0, PX_PER_S, agree, 1.0) if agree.any() else _placed_by_starts(starts, ends, seconds)
     x0, x1 = float(np.median(starts)), float(np.median(ends))
     px_per_s = (x1 - x0) / float(seconds[0])
     if abs(px_per_s / PX_PER_S - 1.0) > SCALE_TOL:
@@ -776,6 +776,20 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     if SCALED_WEIGHT * scaled.sum() < agree.sum():
         return at_sheet_scale
     return x0, px_per_s, scaled, SCALED_WEIGHT
+
+
+def _placed_by_starts(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
+    """:func:`_place`'s answer where no row's end agrees: the rows' common start as the origin at the sheet's scale,
+    counting SCALED_WEIGHT, where at least half the rows start within START_TOL_PX of it and none ends beyond its
+    length, each row where its own ink fades (a thin trace under a photo's shadow: ends 1,490-1,720 px on a page
+    whose chart ends at 2,050), else no placement. Rows that end together end where their chart does: a chart
+    of another length, not ink lost."""
+    x0 = float(np.median(starts))
+    agree = (np.abs(starts - x0) <= START_TOL_PX) & (ends <= x0 + seconds * PX_PER_S + END_TOL_PX)
+    ended_together = np.abs(ends - np.median(ends)) <= END_TOL_PX
+    if agree.mean() < 0.5 or ended_together.mean() >= 0.5:
+        return x0, PX_PER_S, None, 0.0
+    return x0, PX_PER_S, agree, SCALED_WEIGHT
 
 
 # --- the finder -----------------------------------------------------------------------------------------

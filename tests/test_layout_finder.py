@@ -280,6 +280,23 @@ def test_of_as_many_agreeing_rows_the_origin_nearest_the_rows_starts_wins():
         assert abs(placed_x0 - x0) < 1.0 and px_per_s == PX_PER_S
 
 
+def test_rows_whose_ink_fades_before_their_ends_are_placed_by_their_starts():
+    """A thin trace under a photo's shadow: the four rows start together but their ink is lost 330-560 px before
+    their ends, each by its own amount, so no row's end places the chart; their common start does, at the sheet's
+    scale, counting as a scaled placement. Rows starting apart, or ink beyond the chart's end, place nothing."""
+    from stage1_segment.layout_finder import PX_PER_S, SCALED_WEIGHT, _place
+
+    x0 = 152.0
+    starts = x0 + np.array([0.0, 4.0, 4.0, 8.0])
+    ends = x0 + np.array([1490.0, 1720.0, 1644.0, 1582.0]) - 76.0
+    placed_x0, px_per_s, agree, weight = _place(starts, ends, np.full(4, 10.0))
+    assert abs(placed_x0 - (x0 + 4.0)) < 1.0 and px_per_s == PX_PER_S
+    assert agree.all() and weight == SCALED_WEIGHT
+    assert _place(x0 + np.array([0.0, 120.0, 250.0, 400.0]), ends, np.full(4, 10.0))[2] is None
+    beyond = x0 + 10.0 * PX_PER_S + np.array([300.0, 300.0, 280.0, 320.0])
+    assert _place(starts, beyond, np.full(4, 10.0))[2] is None
+
+
 def test_a_trace_crossing_dark_upright_grid_lines_stays_one_run():
     """Upright grid lines as dark and thick as the trace are taken out of the ink; where the trace crosses one,
     the line's width is put back, so a row is not cut into panels at every line."""
