@@ -822,7 +822,9 @@ def _chart_window_centre(rgb_full: np.ndarray, work_hw: tuple[int, int], rot: np
     if q.size < 50:
         return None
     lo, hi = np.percentile(q, [CHART_INK_PERCENTILE, 100.0 - CHART_INK_PERCENTILE])
-    if axis == 0 and hi - lo > 2.0 * half_window_q:
+    blank = (lo - paper_q[0]) + (paper_q[1] - hi)  # paper the chart leaves blank (none: the ink is the paper's
+    # texture, a dark grid or wrinkles)
+    if axis == 0 and hi - lo > 2.0 * half_window_q and blank > margin_q:
         # a chart wider than the window keeps its left end, cut on the right: its calibration pulses (the gain)
         # and first panels' starts are there (centred, a chart with gaps between its columns on 288 mm paper lost
         # half its pulses' width, and with them its gain)
