@@ -321,6 +321,15 @@ def view_perspective(image_to_sheet_h: np.ndarray, geometry: SheetGeometry = CAN
     return max(abs(side[0] / side[2] - 1.0), abs(side[3] / side[1] - 1.0))
 
 
+def _corners_as_given(info: dict, image_to_view_h: np.ndarray) -> dict:
+    """A reading's info with the corners the network found on a view of the photo (turned, or seen square-on)
+    put where they lie on the photo as given."""
+    if "corners_px" in info:
+        info["corners_px"] = np.round(apply_homography(np.linalg.inv(image_to_view_h), np.asarray(
+            info["corners_px"], np.float64)), 1).tolist()
+    return info
+
+
 def _placement_residual(rectified: Rectified) -> float:
     """How far a keypoint sheet's grid lies from its correction (px); any other sheet: infinitely far."""
     if rectified.method != "keypoints" or rectified.residual_grid_px is None:
@@ -394,11 +403,8 @@ class KeypointRectifier:
                                             turned_est)
                 if _placement_residual(turned) < self.routing.turn_retry_residual_px:
                     best = as_given(turned, turn, rgb.shape[:2])
-                    info = dict(self.last_info, quarter_turns=turn,
-                                unturned_residual_px=None if math.isinf(first_residual) else first_residual)
-                    if "corners_px" in info:  # where the corners lie on the photo as given
-                        info["corners_px"] = np.round(apply_homography(np.linalg.inv(to_turned), np.asarray(
-                            info["corners_px"], np.float64)), 1).tolist()
+                    info = _corners_as_given(dict(self.last_info, quarter_turns=turn, unturned_residual_px=None
+                                                  if math.isinf(first_residual) else first_residual), to_turned)
                     break
             else:
                 best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual)
@@ -430,10 +436,7 @@ class KeypointRectifier:
         seen = replace(seen, sheet_map=sheet_map, sheet_rgb=sheet)
         info = dict(self.last_info, **view.info, line_view=True,
                     unturned_residual_px=None if math.isinf(first_residual) else first_residual)
-        if "corners_px" in info:  # where the corners lie on the photo as given
-            info["corners_px"] = np.round(apply_homography(np.linalg.inv(view.image_to_view_h), np.asarray(
-                info["corners_px"], np.float64)), 1).tolist()
-        return seen, info
+        return seen, _corners_as_given(info, view.image_to_view_h)
 
     def _unmended_grid(self, rectified: Rectified, info: dict) -> bool:
         """Whether a photo was left to a grid read unsurely (the network asked, its map not taken) whose
