@@ -6,7 +6,9 @@ photo each family of them meets at a vanishing point. The line through both poin
 infinity and the two families turned onto the image axes give a fronto-parallel view of the page: a rectangle
 again, of unknown scale and position, which :class:`stage0_rectify.infer.KeypointRectifier` reads as it reads
 any photo. Segments come from OpenCV's line segment detector on a downscaled grey copy; each family's point is
-a RANSAC intersection of two segments, refined on its inliers by least squares.
+a RANSAC intersection of two segments, refined on its inliers by least squares. The lines leave the view's aspect
+open (how much of it is foreshortening); where the view shows a grid, :func:`grid_aspect` reads it from the grid's
+squares.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ MIN_SEGMENT_SHARE = 0.02  # of the work copy's long side: shorter segments (text
 FAMILY_HALF_WIDTH_DEG = 12.0  # a family: the segments within this angle of a peak of the length-weighted
 # angle histogram (perspective fans a family out by a few degrees across a photo)
 MIN_FAMILY_SEPARATION_DEG = 30.0  # the second family's peak at least this far from the first's
-MIN_FAMILY_SEGMENTS = 5
+MIN_FAMILY_SEGMENTS = 5  # fewer segments in either family: no view
 INLIER_DEG = 0.7  # a segment meets a vanishing point where the line from its middle to the point is this close to it
 RANSAC_ITERATIONS = 400
 MIN_INLIER_LENGTH_SHARE = 0.15  # of a family's segment length, agreeing on one point
@@ -53,6 +55,7 @@ class LineView:
         return LineView(stretch @ self.image_to_view_h, hw, dict(self.info, line_view_aspect=round(float(factor), 4)))
 
     def warp(self, rgb: np.ndarray) -> np.ndarray:
+        """The photo seen through the view; beyond the photo grey, as the keypoint network's letterbox pads."""
         h, w = self.view_hw
         return cv2.warpPerspective(rgb, self.image_to_view_h, (w, h), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(127, 127, 127))
