@@ -321,6 +321,18 @@ def view_perspective(image_to_sheet_h: np.ndarray, geometry: SheetGeometry = CAN
     return max(abs(side[0] / side[2] - 1.0), abs(side[3] / side[1] - 1.0))
 
 
+def _corners_in_perspective(info: dict, min_perspective: float) -> bool:
+    """Whether the page's corners as the network found them show at least ``min_perspective`` of a view's
+    perspective (:func:`view_perspective`; scans 0.000-0.011), or were not looked for."""
+    corners = np.asarray(info.get("corners_px", ()), np.float32)
+    if corners.shape != (4, 2):
+        return True
+    to_photo = cv2.getPerspectiveTransform(CANONICAL.corners_px().astype(np.float32), corners)
+    if abs(np.linalg.det(to_photo)) < 1e-12:  # corners in a line or on one point: they say nothing
+        return True
+    return view_perspective(np.linalg.inv(to_photo)) >= min_perspective
+
+
 def _corners_as_given(info: dict, image_to_view_h: np.ndarray) -> dict:
     """A reading's info with the corners the network found on a view of the photo (turned, or seen square-on)
     put where they lie on the photo as given."""
@@ -419,7 +431,9 @@ class KeypointRectifier:
         """A photo no turn placed, read again from the view its two line families make fronto-parallel
         (:mod:`stage0_rectify.vanish`): kept where that reading places the page (the keypoints, as a turn's must,
         or a grid read surely), its map taking the photo as given (the sheet resampled from the photo itself)."""
-        view = line_view(rgb) if self.routing.line_view else None
+        if not self.routing.line_view or not _corners_in_perspective(info, self.routing.min_perspective):
+            return best, info  # a scan (mold scans read by their pulses: the view never kept, 0.5 s each)
+        view = line_view(rgb)
         if view is None:
             return best, info
         warped = view.warp(rgb)

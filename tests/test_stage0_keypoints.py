@@ -424,3 +424,17 @@ def test_a_photo_no_turn_places_is_read_from_the_view_its_lines_make(photo):
     assert err < 3.0, (err, rect.last_info)
     # the sheet is resampled from the photo as given, through the composed map
     assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(img).astype(int)).mean() < 2.0
+
+
+def test_the_line_view_is_not_tried_on_a_page_whose_corners_show_no_perspective():
+    """A scan read by its pulses is 'placed by neither route' too; its corners, square on, keep it from the line
+    view (mold scans: the view never kept, 0.5 s each). Corners in perspective, or none to go by, let it be tried."""
+    from stage0_rectify.infer import _corners_in_perspective
+
+    min_perspective = RoutingConfig().min_perspective
+    assert not _corners_in_perspective({"corners_px": [[40, 30], [2140, 50], [2120, 1680], [20, 1660]]},
+                                       min_perspective)
+    assert _corners_in_perspective({"corners_px": [[260, 190], [1390, 120], [1480, 1050], [170, 1000]]},
+                                   min_perspective)
+    assert _corners_in_perspective({"corners_px": [[5, 5]] * 4}, min_perspective)
+    assert _corners_in_perspective({}, min_perspective)
