@@ -121,6 +121,7 @@ PULSE_FOOT_MV = 0.6  # mV: see _measure_row
 LEAD_FLAT_PX = 0.3 * PX_PER_MV  # sheet px: a pulse's lead-in or lead-out is a flat line, its ink no taller than this
 PULSE_NEAR_S = 0.7  # s: a pulse lies within this of a row's end (inside or beyond it)
 END_TOL_PX = 2 * CANONICAL.px_per_mm  # sheet px: a row's right end agrees with a layout within 2 mm
+EDGE_CUT_PX = 2 * _REDUCE  # sheet px: a row's ink ending this close to the sheet's right edge runs on to it
 START_TOL_PX = 0.15 * PX_PER_S  # sheet px: its left end at most 0.15 s late ...
 EARLY_TOL_PX = 0.45 * PX_PER_S  # ... or 0.45 s early (a pulse with its lead-in and -out, not found where the page
 # cuts it, runs into the row)
@@ -741,9 +742,14 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     then set x0 and the scale, within SCALE_TOL, and the fit counts SCALED_WEIGHT as much, unless the sheet's
     scale fits more rows than that."""
     origins = ends - seconds * PX_PER_S
+    # a row whose ink runs on to the sheet's edge (mold or a stain beyond its end, a page cut by the scan) tells
+    # only that the chart ends no later than the edge: its end agrees with any origin that puts the chart's end
+    # at or before it
+    cut = ends >= CANONICAL.width_px - EDGE_CUT_PX
 
     def agreeing(x0: float) -> np.ndarray:
-        return ((np.abs(origins - x0) <= END_TOL_PX) & (starts <= x0 + START_TOL_PX) & (starts >= x0 - EARLY_TOL_PX))
+        ended = np.where(cut, origins >= x0 - END_TOL_PX, np.abs(origins - x0) <= END_TOL_PX)
+        return ended & (starts <= x0 + START_TOL_PX) & (starts >= x0 - EARLY_TOL_PX)
 
     # the median origin of the most rows whose ends agree with each other (within END_TOL_PX of the earliest of
     # them): a row run on by a grid line the ink kept, mold or a crease's shadow moves a median of all rows, and
@@ -752,7 +758,7 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     # pulse's lead-out: a crumpled page's single row that ended right was passed over for one run on 80 px)
     start = float(np.median(starts))
     best = None
-    for lo in np.unique(origins):
+    for lo in np.unique(origins[~cut]):
         group = (origins >= lo) & (origins <= lo + END_TOL_PX)
         group &= agreeing(float(np.median(origins[group])))
         if not group.any():
@@ -761,6 +767,11 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
         key = (int(group.sum()), -abs(start - x))
         if best is None or key > best[0]:
             best = (key, x)
+    if best is None and cut.any():
+        # no row's end says where the chart ends: where the rows start says where it begins
+        placed = _placed_by_starts(starts, ends, seconds, cut)
+        if placed[2] is not None:
+            return placed
     x0 = best[1] if best is not None else float(np.median(origins))
     agree = agreeing(x0)
     if agree.mean() >= 0.5 or np.ptp(seconds) > 0:
@@ -778,15 +789,19 @@ def _place(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
     return x0, px_per_s, scaled, SCALED_WEIGHT
 
 
-def _placed_by_starts(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray):
+def _placed_by_starts(starts: np.ndarray, ends: np.ndarray, seconds: np.ndarray, cut: np.ndarray | None = None):
     """:func:`_place`'s answer where no row's end agrees: the rows' common start as the origin at the sheet's scale,
     counting SCALED_WEIGHT, where at least half the rows start within START_TOL_PX of it and none ends beyond its
     length, each row where its own ink fades (a thin trace under a photo's shadow: ends 1,490-1,720 px on a page
     whose chart ends at 2,050), else no placement. Rows that end together end where their chart does: a chart
-    of another length, not ink lost."""
+    of another length, not ink lost. ``cut``: rows whose ink runs on to the sheet's edge, which end no earlier than
+    the chart (and do not count as ending together)."""
+    cut = np.zeros(starts.size, bool) if cut is None else cut
     x0 = float(np.median(starts))
-    agree = (np.abs(starts - x0) <= START_TOL_PX) & (ends <= x0 + seconds * PX_PER_S + END_TOL_PX)
-    ended_together = np.abs(ends - np.median(ends)) <= END_TOL_PX
+    chart_ends = x0 + seconds * PX_PER_S
+    agree = (np.abs(starts - x0) <= START_TOL_PX) & np.where(cut, ends >= chart_ends - END_TOL_PX,
+                                                             ends <= chart_ends + END_TOL_PX)
+    ended_together = ~cut & (np.abs(ends - np.median(ends[~cut] if (~cut).any() else ends)) <= END_TOL_PX)
     if agree.mean() < 0.5 or ended_together.mean() >= 0.5:
         return x0, PX_PER_S, None, 0.0
     return x0, PX_PER_S, agree, SCALED_WEIGHT

@@ -265,6 +265,25 @@ def test_rows_run_on_by_mold_do_not_pull_the_origin_between_two_groups():
     assert agree[2:].all()
 
 
+def test_rows_run_on_to_the_sheets_edge_are_placed_by_their_starts():
+    """A mold scan (eval12 10009-0012): three of four rows run on through mold to the sheet's right edge, 75 px past
+    the chart's end, and the fourth loses its last 0.6 s under mold. The three ends agree with each other, but an
+    edge is where the ink stops being seen, not where the chart ends: the rows' common start places the chart."""
+    from stage1_segment.layout_finder import PX_PER_S, _place
+
+    x0 = 156.0
+    edge = float(CANONICAL.width_px)
+    starts = x0 + np.array([18.0, 18.0, -8.0, -8.0])
+    ends = np.array([edge, x0 + 9.4 * PX_PER_S, edge, edge])
+    placed_x0, px_per_s, agree, _ = _place(starts, ends, np.full(4, 10.0))
+    assert abs(placed_x0 - x0) <= CANONICAL.px_per_mm and px_per_s == PX_PER_S
+    assert agree[[0, 2, 3]].all()
+    # rows that end before the edge keep placing the chart by their ends, as before
+    ends = np.array([edge - 40.0, x0 + 10.0 * PX_PER_S, edge - 40.0, edge - 40.0])
+    placed_x0, _, _, _ = _place(starts, ends, np.full(4, 10.0))
+    assert abs(placed_x0 - (edge - 40.0 - 10.0 * PX_PER_S)) < 1.0
+
+
 def test_of_as_many_agreeing_rows_the_origin_nearest_the_rows_starts_wins():
     """A crumpled page whose crease shadows run three rows' ink on or cut it short, each by its own amount: one row
     ends right and one ends 80 px late, each alone; the four rows start together just after their pulses, so the
@@ -293,8 +312,11 @@ def test_rows_whose_ink_fades_before_their_ends_are_placed_by_their_starts():
     assert abs(placed_x0 - (x0 + 4.0)) < 1.0 and px_per_s == PX_PER_S
     assert agree.all() and weight == SCALED_WEIGHT
     assert _place(x0 + np.array([0.0, 120.0, 250.0, 400.0]), ends, np.full(4, 10.0))[2] is None
-    beyond = x0 + 10.0 * PX_PER_S + np.array([300.0, 300.0, 280.0, 320.0])
-    assert _place(starts, beyond, np.full(4, 10.0))[2] is None
+    # ink 185-200 px beyond the chart's end (9 % more than 10 s: no other scale either), short of the sheet's edge
+    early = 20.0
+    beyond = early + 10.0 * PX_PER_S + np.array([185.0, 185.0, 190.0, 200.0])
+    assert beyond.max() < CANONICAL.width_px - 4
+    assert _place(early + np.array([0.0, 4.0, 4.0, 8.0]), beyond, np.full(4, 10.0))[2] is None
 
 
 def test_a_trace_crossing_dark_upright_grid_lines_stays_one_run():
