@@ -8,9 +8,9 @@ random network.
 
 ``config["inference"]["precision"]``: "auto" runs the network under bf16 autocast where the CPU supports
 bf16 natively, else fp32; "fp32" / "bf16" force it. ``config["inference"]["views"]`` (default ["identity"]):
-the input is also read mirrored ("flip_x", "flip_y"), in one batch, and the probabilities are the normalised
-geometric mean of the views' (test-time augmentation: each mirrored reading alone is a little worse, but their
-errors are partly independent of the direct one's).
+the input is also read mirrored ("flip_x", "flip_y", or both: "flip_xy"), in one batch, and the probabilities are
+the normalised geometric mean of the views' (test-time augmentation: each mirrored reading alone is a little worse,
+but their errors are partly independent of the direct one's).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from stage1_segment.infer import bf16_native
 
 DEFAULT_THRESHOLD = 0.6  # top-type probability under which a prediction counts as low-confidence
 PRECISIONS = ("auto", "fp32", "bf16")
-VIEW_FLIP_DIMS = {"identity": (), "flip_x": (-1,), "flip_y": (-2,)}  # the views a bundle may name, and the
-# input dims each mirrors
+VIEW_FLIP_DIMS = {"identity": (), "flip_x": (-1,), "flip_y": (-2,), "flip_xy": (-2, -1)}  # the views a bundle may
+# name, and the input dims each mirrors ("flip_xy": both, a half turn)
 REQUIRED_KEYS = ("model_name", "model_kwargs", "class_names", "input_hw", "low_confidence_threshold",
                  "weights_sha256")
 

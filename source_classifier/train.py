@@ -271,7 +271,7 @@ def main(argv=None) -> int:
                              "the full-resolution image per input pixel x16 (source_classifier.data.prepare_input), "
                              "uint8, then (x/255-0.5)/0.25",
                     "low_confidence_threshold": float(args.threshold),
-                    "inference": {"precision": "auto", "views": ["identity", "flip_x", "flip_y"]},
+                    "inference": {"precision": "auto", "views": ["identity", "flip_x", "flip_y", "flip_xy"]},
                     "training": {
                         "command": " ".join(sys.argv),
                         "steps": step, "minutes": round(elapsed / 60, 2), "batch": args.batch, "lr": args.lr,

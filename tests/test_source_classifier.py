@@ -68,10 +68,12 @@ def test_mirrored_views_give_the_normalised_geometric_mean_of_the_views(bundle):
         return SourceClassifier(model, _config(inference={"precision": "fp32", "views": views})).probabilities(
             page.image_rgb)
 
-    singles = [probs([v]) for v in ("identity", "flip_x", "flip_y")]
+    views = ["identity", "flip_x", "flip_y", "flip_xy"]
+    singles = [probs([v]) for v in views]
     assert not np.allclose(singles[0], singles[1])  # the stand-in network is not mirror-symmetric
+    assert not np.allclose(singles[3], singles[1]) and not np.allclose(singles[3], singles[2])  # flip_xy: both axes
     geo = np.exp(np.mean(np.log(singles), axis=0))
-    assert np.allclose(probs(["identity", "flip_x", "flip_y"]), geo / geo.sum(), atol=1e-6)
+    assert np.allclose(probs(views), geo / geo.sum(), atol=1e-6)
     assert np.array_equal(probs(["identity"]), SourceClassifier(model, _config()).probabilities(page.image_rgb))
     for bad in ([], ["flip_z"], ["identity", "identity"]):
         with pytest.raises(ValueError, match="views"):
