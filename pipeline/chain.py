@@ -134,11 +134,16 @@ def default_rows(found: FoundLayout, sheet_rgb: np.ndarray, layout_name: str) ->
     agreed within 44 px on all but one, a photo whose anchors took the header's text for the first row and
     skipped the third (read -2.7 dB). Rows found unevenly spaced (gaps differing by more than ROWS_UNEVEN_SHARE of
     their median) are not the competition layout's: a dithered scan read smoothed found rows 365, 663 and 284 px
-    apart (factory 10013-0004: -8.3 dB on them, 17.8 on the anchors)."""
+    apart (factory 10013-0004: -8.3 dB on them, 17.8 on the anchors), unless each stands on its own calibration
+    pulse: a printer that spaces its rows by their signals' heights (factory 10001-0001, rows 378, 274 and 266 px
+    apart, each with its pulse; the anchors took the header for the first row: -13.0 dB)."""
     anchors = find_anchors(sheet_rgb, layout_name).baselines_y_px
     rows = tuple(r.y_px for r in found.rows)
     if (found.layout_name != layout_name or found.confidence < LAYOUT_CONFIDENCE or len(rows) != len(anchors)
-            or len(rows) < 2 or np.ptp(np.diff(rows)) > ROWS_UNEVEN_SHARE * float(np.median(np.diff(rows)))):
+            or len(rows) < 2):
+        return anchors
+    uneven = np.ptp(np.diff(rows)) > ROWS_UNEVEN_SHARE * float(np.median(np.diff(rows)))
+    if uneven and not all(r.pulse is not None for r in found.rows):
         return anchors
     stray = float(np.abs(np.subtract(anchors, rows)).max())
     return rows if stray > ROWS_STRAY_SHARE * float(np.median(np.diff(rows))) else anchors

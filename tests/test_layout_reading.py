@@ -141,8 +141,9 @@ def test_an_unknown_forced_layout_is_refused():
         Pipeline(None, None, layout="4x3")
 
 
-def _found(name: str | None, confidence: float, rows_y: list[float]) -> FoundLayout:
-    rows = tuple(FoundRow(y, ((100.0, 2000.0),), None, None, False, ((100.0, 2000.0),)) for y in rows_y)
+def _found(name: str | None, confidence: float, rows_y: list[float], pulsed: bool = False) -> FoundLayout:
+    rows = tuple(FoundRow(y, ((100.0, 2000.0),), None, (46.0, y - 78.0, 86.0, y) if pulsed else None, False,
+                          ((100.0, 2000.0),)) for y in rows_y)
     return FoundLayout(name, confidence, rows, {}, 100.0 if name else None, CANONICAL.px_per_s if name else None)
 
 
@@ -166,6 +167,12 @@ def test_the_competition_layout_is_read_at_the_anchors_unless_they_lost_a_row_th
     anchored_at(444.0, 764.0, 1080.0, 1407.0)
     assert default_rows(_found("3x4+II", 0.45, [80.0, 445.0, 1108.0, 1392.0]), sheet, "3x4+II") == (
         444.0, 764.0, 1080.0, 1407.0)
+    # ... unless each row stands on its own calibration pulse: a printer spacing its rows by their signals'
+    # heights (378, 274 and 266 px apart), whose header the anchors took for the first row
+    uneven = [534.0, 912.0, 1186.0, 1452.0]
+    anchored_at(109.0, 537.0, 916.0, 1455.0)
+    assert default_rows(_found("3x4+II", 0.92, uneven, pulsed=True), sheet, "3x4+II") == tuple(uneven)
+    assert default_rows(_found("3x4+II", 0.92, uneven), sheet, "3x4+II") == (109.0, 537.0, 916.0, 1455.0)
 
 
 def test_which_layout_a_page_is_read_by():
