@@ -45,7 +45,7 @@ from stage0_rectify.refine import (
     grid_pitch_correction,
     refined_map,
 )
-from stage0_rectify.vanish import grid_aspect, line_view
+from stage0_rectify.vanish import content_rotation_h, grid_aspect, line_view
 
 PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
@@ -491,6 +491,13 @@ class KeypointRectifier:
         # a whole Letter render with no grid (ECG-Image-Kit's gridless pages, wrinkled or not) is the page itself:
         # its width gives the scale exactly and there is no view to undo
         whole_page = est.method == "page_width" and is_letter_render(rgb.shape[1], rgb.shape[0])
+        if whole_page and self.routing.enabled:
+            # ... but its content may be turned in the frame (ECG-Image-Kit's rotated renders, their grid unread
+            # under shadows: eikB 20006-0001, 4 deg, read -3.8 dB as drawn)
+            turned = content_rotation_h(rgb)
+            if turned is not None:
+                h = h @ turned[0]
+                info["content_rotation_deg"] = round(turned[1], 3)
         # a map from the calibration pulses alone (no grid found) is a similarity: it cannot undo a view, however
         # sure the pulses are (a photo in perspective read by its pulses at 0.55 was 22 px off, -9.5 dB); the
         # keypoints replace them only on a page seen in perspective: a scan lies flat (scans without a grid: the

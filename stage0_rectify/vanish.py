@@ -38,6 +38,10 @@ GRID_PERIOD_PX = (3.0, 80.0)  # the grid's pitch searched in the view (1 mm to 5
 MAX_ASPECT_CHANGE = 0.25  # the pitch across y within this share of the pitch across x: the same lines
 MIN_PEAK_TO_MEDIAN = 8.0  # a pitch: its spectral peak this many times the spectrum's median power
 MIN_ASPECT_CHANGE = 0.005  # a smaller stretch is left undone
+ROTATION_FAMILY_DEG = 10.0  # content_rotation_h: segments within this of the x or the y axis ...
+MIN_ROTATION_SEGMENTS = 10  # ... at least this many of each ...
+ROTATION_AGREE_DEG = 0.15  # ... turned alike within this ...
+MIN_ROTATION_DEG = 0.2  # ... by at least this (less is left as drawn)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,45 @@ def line_view(rgb: np.ndarray, seed: int = 0) -> LineView | None:
     view_hw = (int(math.ceil(scale * (hi[1] - lo[1]))), int(math.ceil(scale * (hi[0] - lo[0]))))
     info["line_view_scale"] = round(scale, 3)
     return LineView(place @ h, view_hw, info)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def content_rotation_h(rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """For a whole page whose content is turned in its frame (ECG-Image-Kit's rotated renders: the page turned a few
+    degrees inside a canvas of the same size, its corners cut and the wedges filled), the 3x3 map from the image
+    to the image turned upright about its centre, and the angle (degrees); None where the page's near-flat and
+    near-upright lines do not agree on one turn of at least MIN_ROTATION_DEG. Each family's angle is the
+    length-weighted median of its segments' (within ROTATION_FAMILY_DEG of the axis); a turned page turns both
+    alike (eikB: within 0.06 deg on every page whose grid was read turned 2-6 deg), a wrinkled or sheared one
+    not."""
+    small = rgb
+    while max(small.shape[:2]) > WORK_SIDE_MAX_PX:
+        small = cv2.pyrDown(small)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small
+    seg = _segments(grey)
+    d = seg[:, 2:] - seg[:, :2]
+    length = np.hypot(d[:, 0], d[:, 1])
+    keep = length >= MIN_SEGMENT_SHARE * max(grey.shape)
+    d, length = d[keep], length[keep]
+    ang = (np.degrees(np.arctan2(d[:, 1], d[:, 0])) + 90.0) % 180.0 - 90.0  # from the x axis, (-90, 90]
+    flat = np.abs(ang) < ROTATION_FAMILY_DEG
+    upright = np.abs(np.abs(ang) - 90.0) < ROTATION_FAMILY_DEG
+    if flat.sum() < MIN_ROTATION_SEGMENTS or upright.sum() < MIN_ROTATION_SEGMENTS:
+        return None
+    a_flat = _weighted_median(ang[flat], length[flat])
+    a_up = _weighted_median(ang[upright] - np.sign(ang[upright]) * 90.0, length[upright])
+    if abs(a_flat - a_up) > ROTATION_AGREE_DEG or abs(a_flat + a_up) / 2.0 < MIN_ROTATION_DEG:
+        return None
+    angle = (a_flat + a_up) / 2.0
+    full_h, full_w = rgb.shape[:2]
+    # y grows downwards: OpenCV's angle (counter-clockwise as displayed) turns lines at +angle back to flat
+    m = cv2.getRotationMatrix2D(((full_w - 1) / 2.0, (full_h - 1) / 2.0), angle, 1.0)
+    return np.vstack([m, [0.0, 0.0, 1.0]]), angle
 
 
 def _pitch_px(profile: np.ndarray, near_px: float | None = None) -> tuple[float, float] | None:

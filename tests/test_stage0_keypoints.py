@@ -205,6 +205,34 @@ def test_a_gridless_letter_render_is_not_taken_for_a_photo(photo):
     assert rect.rectify(page[:, :-7]).method == "keypoints"  # not a whole page: the view is undone
 
 
+def test_a_letter_render_turned_in_its_frame_is_turned_back(photo, monkeypatch):
+    """A whole Letter render whose content ECG-Image-Kit turned 3 deg inside its frame, its grid unread (as under
+    heavy shadows: the grid rectifier reads only the page's width): the sheet is the page turned back upright, its
+    grid's lines level again."""
+    import stage0_rectify.infer as infer_module
+    from synth.render import RenderStyle, render_page
+    from synth.signals import enforce_einthoven, prepare
+
+    sig = enforce_einthoven(prepare(simulate_record(np.random.default_rng(5)), 500).leads_mv)
+    page = render_page(sig, 500, "g", RenderStyle(), np.random.default_rng(0)).sheet_rgb
+    h, w = page.shape[:2]
+    page_to_turned = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), -3.0, 1.0)
+    turned = cv2.warpAffine(page, page_to_turned, (w, h), borderValue=(0, 0, 0))
+    width_only = infer_module.estimate_grid(_gridless_page())
+    assert width_only.method == "page_width"
+    monkeypatch.setattr(infer_module, "estimate_grid", lambda rgb, geometry=CANONICAL: width_only)
+    img, true_map = photo
+    rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE})
+    out = rect.rectify(turned)
+    assert out.method == "page_width" and abs(rect.last_info["content_rotation_deg"] - 3.0) < 0.1
+    # a level line of the page (through the sheet's centre) lies level on the sheet
+    level = np.array([[w * 0.2, h * 0.3], [w * 0.8, h * 0.3]])
+    on_sheet = apply_homography(out.sheet_map.image_to_sheet_h,
+                                apply_homography(np.vstack([page_to_turned, [0.0, 0.0, 1.0]]), level))
+    assert abs(on_sheet[0, 1] - on_sheet[1, 1]) < 1.0
+    assert rect.rectify(page).method == "page_width" and "content_rotation_deg" not in rect.last_info
+
+
 def _gridless_scan() -> np.ndarray:
     """A render without a grid, with calibration pulses, cropped: not a whole Letter render (its width says
     nothing of its scale)."""

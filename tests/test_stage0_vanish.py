@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from common.sheet_map import apply_homography
-from stage0_rectify.vanish import line_view
+from stage0_rectify.vanish import content_rotation_h, line_view
 
 PAGE_HW = (850, 1100)
 PHOTO_HW = (1100, 1400)
@@ -62,3 +62,24 @@ def test_a_page_seen_from_the_front_or_no_lines_give_no_view():
     assert line_view(_photo(square_on)) is None
     noise = np.random.default_rng(0).integers(0, 255, (*PHOTO_HW, 3), dtype=np.uint8)
     assert line_view(cv2.GaussianBlur(noise, (0, 0), 3)) is None
+
+
+def test_a_page_turned_in_its_frame_is_turned_back_upright():
+    """A whole page whose content is turned 3.5 deg inside a frame of the same size (ECG-Image-Kit's rotated
+    renders): its lines' turn is read and undone; a page drawn straight, or a grid sheared rather than turned,
+    is left as drawn."""
+    page = _grid_page()
+    h, w = PAGE_HW
+    centre = ((w - 1) / 2.0, (h - 1) / 2.0)
+    turned = cv2.warpAffine(page, cv2.getRotationMatrix2D(centre, -3.5, 1.0), (w, h), borderValue=(0, 0, 0))
+    found = content_rotation_h(turned)
+    assert found is not None and abs(found[1] - 3.5) < 0.1
+    upright = cv2.warpPerspective(turned, found[0], (w, h), borderValue=(0, 0, 0))
+    assert content_rotation_h(upright) is None
+    # the grid's lines back on the axes: the 100 px line at x = 500 upright again within a px over the page
+    dark = upright[150:700, 480:520].min(axis=2) < 120
+    cols = [480 + int(np.median(np.flatnonzero(r))) for r in dark if r.any()]
+    assert np.ptp(cols) <= 1
+    assert content_rotation_h(page) is None
+    sheared = cv2.warpAffine(page, np.float32([[1, 0.06, 0], [0, 1, 0]]), (w, h), borderValue=(0, 0, 0))
+    assert content_rotation_h(sheared) is None
