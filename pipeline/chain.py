@@ -44,7 +44,7 @@ from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import QUARTER_TURNS, KeypointRectifier, as_given
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
 from stage1_segment.infer import TraceSegmenter
-from stage1_segment.layout_finder import FoundLayout, find_layout
+from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout, printed_name
 from stage1_segment.lead_names import LeadNameReader
 from stage1_segment.passes import rows_are_close
 from stage1_segment.ruled_lines import without_ruled_lines
@@ -135,18 +135,36 @@ def default_rows(found: FoundLayout, sheet_rgb: np.ndarray, layout_name: str) ->
     skipped the third (read -2.7 dB). Rows found unevenly spaced (gaps differing by more than ROWS_UNEVEN_SHARE of
     their median) are not the competition layout's: a dithered scan read smoothed found rows 365, 663 and 284 px
     apart (factory 10013-0004: -8.3 dB on them, 17.8 on the anchors), unless each stands on its own calibration
-    pulse: a printer that spaces its rows by their signals' heights (factory 10001-0001, rows 378, 274 and 266 px
-    apart, each with its pulse; the anchors took the header for the first row: -13.0 dB)."""
+    pulse or is named surely as the layout's row (:func:`rows_named`): a printer that spaces its rows by their
+    signals' heights (factory 10001-0001, rows 378, 274 and 266 px apart, each with its pulse; the anchors took the
+    header for the first row: -13.0 dB)."""
     anchors = find_anchors(sheet_rgb, layout_name).baselines_y_px
     rows = tuple(r.y_px for r in found.rows)
     if (found.layout_name != layout_name or found.confidence < LAYOUT_CONFIDENCE or len(rows) != len(anchors)
             or len(rows) < 2):
         return anchors
     uneven = np.ptp(np.diff(rows)) > ROWS_UNEVEN_SHARE * float(np.median(np.diff(rows)))
-    if uneven and not all(r.pulse is not None for r in found.rows):
+    if uneven and not (all(r.pulse is not None for r in found.rows) or rows_named(found)):
         return anchors
     stray = float(np.abs(np.subtract(anchors, rows)).max())
     return rows if stray > ROWS_STRAY_SHARE * float(np.median(np.diff(rows))) else anchors
+
+
+def rows_named(found: FoundLayout) -> bool:
+    """Whether the lead names read on every found row confirm it as the found layout's row: at least one of its
+    panels named surely (NAME_CONFIDENT) as the layout prints it there, and none surely as another lead."""
+    if found.layout_name is None or not found.rows:
+        return False
+    layout = get_layout(found.layout_name)
+    for k, row in enumerate(found.rows):
+        own = [printed_name(p) for p in layout.row_panels(k)]
+        if row.names is None or len(row.names) != len(own):
+            return False
+        sure = [(name, lead) for (name, p), lead in zip(row.names, own, strict=True) if p >= NAME_CONFIDENT
+                and name != "none"]
+        if not sure or any(name != lead for name, lead in sure):
+            return False
+    return True
 
 
 def same_geometry(name: str, default_name: str) -> bool:

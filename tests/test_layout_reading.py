@@ -141,9 +141,10 @@ def test_an_unknown_forced_layout_is_refused():
         Pipeline(None, None, layout="4x3")
 
 
-def _found(name: str | None, confidence: float, rows_y: list[float], pulsed: bool = False) -> FoundLayout:
+def _found(name: str | None, confidence: float, rows_y: list[float], pulsed: bool = False,
+           names: list | None = None) -> FoundLayout:
     rows = tuple(FoundRow(y, ((100.0, 2000.0),), None, (46.0, y - 78.0, 86.0, y) if pulsed else None, False,
-                          ((100.0, 2000.0),)) for y in rows_y)
+                          ((100.0, 2000.0),), None if names is None else names[k]) for k, y in enumerate(rows_y))
     return FoundLayout(name, confidence, rows, {}, 100.0 if name else None, CANONICAL.px_per_s if name else None)
 
 
@@ -173,6 +174,16 @@ def test_the_competition_layout_is_read_at_the_anchors_unless_they_lost_a_row_th
     anchored_at(109.0, 537.0, 916.0, 1455.0)
     assert default_rows(_found("3x4+II", 0.92, uneven, pulsed=True), sheet, "3x4+II") == tuple(uneven)
     assert default_rows(_found("3x4+II", 0.92, uneven), sheet, "3x4+II") == (109.0, 537.0, 916.0, 1455.0)
+    # ... or where the lead names read surely on every row are the layout's there (a page without pulses)
+    named = [[("I", 0.99), ("none", 0.6), ("V1", 0.95), ("V4", 0.5)], [("II", 0.97)] + [("none", 0.9)] * 3,
+             [("none", 0.8), ("aVF", 0.93), ("none", 0.9), ("V6", 0.99)], [("II", 0.98)]]
+    assert default_rows(_found("3x4+II", 0.92, uneven, names=named), sheet, "3x4+II") == tuple(uneven)
+    named[2][2] = ("V2", 0.95)  # a name read surely that is not the layout's there: the row is not confirmed
+    assert default_rows(_found("3x4+II", 0.92, uneven, names=named), sheet, "3x4+II") == (109.0, 537.0, 916.0,
+                                                                                           1455.0)
+    named[2][2], named[3] = ("none", 0.9), [("II", 0.6)]  # a row named by none surely
+    assert default_rows(_found("3x4+II", 0.92, uneven, names=named), sheet, "3x4+II") == (109.0, 537.0, 916.0,
+                                                                                           1455.0)
 
 
 def test_which_layout_a_page_is_read_by():
