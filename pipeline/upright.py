@@ -30,7 +30,7 @@ import numpy as np
 
 from common.geometry import CANONICAL
 from common.types import Rectified
-from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout, ink_masks, name_panels
+from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout, ink_masks, named
 from stage1_segment.lead_names import LeadNameReader
 
 MIN_ROWS = 3  # a chart of fewer rows found says too little about where it sits
@@ -105,5 +105,5 @@ def upright(rectified: Rectified, found: FoundLayout, names: LeadNameReader | No
     if not (pulses_stand or (header_below and header_side(turned.sheet_rgb, found_turned) > 0)):
         return rectified, found, False
     if names is not None:
-        found_turned = name_panels(found_turned, turned.sheet_rgb, names)
+        found_turned = named(found_turned, turned.sheet_rgb, names)
     return turned, found_turned, True

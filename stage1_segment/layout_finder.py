@@ -152,6 +152,7 @@ NAME_CONTRADICTED = 0.25  # a layout whose geometry fits worse is taken only whe
 # are read at most this probable (a 6x2 page whose boundaries read like 3x4+II,V1,V5's, its names plainly 6x2's)
 MAX_STRIPS_ORDERED = 4  # rhythm strips whose every order is a candidate (4! = 24 orders; the known layouts have 3)
 NAME_CONFIDENT = 0.9  # a name read with at least this probability is its panel's lead
+HEADER_NONE = 0.8  # a top row whose every panel reads as no name at least this surely may be the header's text
 
 
 @dataclass(frozen=True)
@@ -840,7 +841,40 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
         dim = _surest_reading(sheet_rgb, dim=True)
         if dim.layout_name is not None:
             found = dim
-    return found if names is None else name_panels(found, sheet_rgb, names)
+    return found if names is None else named(found, sheet_rgb, names)
+
+
+def named(found: FoundLayout, sheet_rgb: np.ndarray, names: LeadNameReader) -> FoundLayout:
+    """``found`` with its panels' names read (:func:`name_panels`); where they show its top row to be the
+    header's text (:func:`_header_on_top`), the layout found on the rows below it instead, named."""
+    found = name_panels(found, sheet_rgb, names)
+    if not _header_on_top(found):
+        return found
+    ys = [(r.y_px + 0.5) / _REDUCE - 0.5 for r in found.rows]
+    # the rows measured again in the ink of each of find_layout's readings in turn (a photo's rows may be in the
+    # faint ink's alone), without the header's (in the first row's territory it would stack over its trace)
+    for faint_ink, dim in ((False, False), (True, False), (True, True)):
+        ink, text = ink_masks(sheet_rgb, faint_ink=faint_ink, dim=dim)
+        ink[: int(round(0.5 * (ys[0] + ys[1])))] = 0
+        below = _reading(sheet_rgb, text, _rows_of_trace(_RowMeter(ink), ys[1:])[0])
+        if below.layout_name is not None and below.n_rows == found.n_rows - 1:
+            return name_panels(below, sheet_rgb, names)
+    return found
+
+
+def _header_on_top(found: FoundLayout) -> bool:
+    """Whether the top row found is the header's text rather than a row of the chart: no calibration pulse, every
+    panel read as no lead name (at least HEADER_NONE surely), while every other row has a panel read as a lead
+    more likely than not, one of them surely (NAME_CONFIDENT). Long lines of header text stacked loosely enough
+    pass for a row of trace (a factory photo whose header was read as a fifth row, its 3x4+II as 3x4+II,V1 from
+    it: 11.3 -> 1.6 dB)."""
+    if found.layout_name is None or found.n_rows < 3:
+        return False
+    top, rest = found.rows[0], found.rows[1:]
+    if top.pulse is not None or not top.names or any(n != "none" or p < HEADER_NONE for n, p in top.names):
+        return False
+    best = [max((p for n, p in r.names if n != "none"), default=0.0) if r.names else 0.0 for r in rest]
+    return min(best) > 0.5 and max(best) >= NAME_CONFIDENT
 
 
 def _row_gap(found: FoundLayout) -> tuple[float, float] | None:

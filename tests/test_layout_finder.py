@@ -514,3 +514,28 @@ def test_a_retry_that_drops_rows_fitting_as_well_is_not_taken(monkeypatch, weak_
     six = _reading("3x4+II,V1,V5", 0.92, 0.722, (*four, 1122, 1234))
     weak = _reading("3x4+II", weak_fit, 0.917, four)
     assert _found_from_readings(monkeypatch, six, True, weak, weak) == taken
+
+
+def test_a_top_row_of_nameless_text_over_named_rows_is_the_header():
+    """The header's long lines can pass for a row of trace; the lead names tell: a top row without a pulse whose
+    every panel reads as no name, over rows each reading a lead's name more likely than not (one surely), is the
+    header. A top row with a pulse, or a page whose rows are all nameless, keeps its top row."""
+    from stage1_segment.layout_finder import FoundRow, _header_on_top
+
+    def row(y, names, pulse=False):
+        return FoundRow(y, ((100.0, 2000.0),), None, (46.0, y - 78.0, 86.0, y) if pulse else None, False,
+                        ((100.0, 2000.0),), tuple(names))
+
+    header = row(104.0, [("none", 0.92), ("none", 0.93), ("none", 0.87), ("none", 0.95)])
+    chart = [row(471.0, [("I", 1.0), ("aVR", 0.98), ("V1", 0.99), ("V4", 0.99)]),
+             row(762.0, [("II", 0.94), ("aVL", 0.99), ("V2", 1.0), ("V5", 0.97)]),
+             row(1051.0, [("III", 0.96)]), row(1341.0, [("II", 0.71)])]
+
+    def page(rows):
+        return FoundLayout("3x4+II,V1", 0.36, tuple(rows), {}, 100.0, CANONICAL.px_per_s)
+
+    assert _header_on_top(page([header, *chart]))
+    assert not _header_on_top(page([dataclasses.replace(header, pulse=(46.0, 26.0, 86.0, 104.0)), *chart]))
+    assert not _header_on_top(page([header, *chart[:3], row(1341.0, [("none", 0.9)])]))  # a row named by none
+    assert not _header_on_top(page([row(104.0, [("I", 0.6)] + [("none", 0.9)] * 3), *chart]))  # a name on top
+    assert not _header_on_top(page(chart))  # the chart's own top row is named
