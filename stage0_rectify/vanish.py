@@ -223,8 +223,8 @@ def content_rotation_h(rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
     to the image turned upright about its centre, and the angle (degrees); None where the page's near-flat and
     near-upright lines do not agree on one turn of at least MIN_ROTATION_DEG. Each family's angle is the
     length-weighted median of its segments' (within ROTATION_FAMILY_DEG of the axis); a turned page turns both
-    alike (eikB: within 0.06 deg on every page whose grid was read turned 2-6 deg), a wrinkled or sheared one
-    not."""
+    alike (eikB's renders turned 2-4 deg with ten or more segments in each family: within 0.07 deg), a wrinkled
+    or sheared one not."""
     small = rgb
     while max(small.shape[:2]) > WORK_SIDE_MAX_PX:
         small = cv2.pyrDown(small)

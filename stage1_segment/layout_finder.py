@@ -821,7 +821,7 @@ def find_layout(sheet_rgb: np.ndarray, names: LeadNameReader | None = None) -> F
     it where its layout fits better or fills that gap (:func:`_adds_rows_that_fit`), and one that drops rows
     fitting as well is not taken (:func:`_drops_rows`). Where still no layout fits,
     the dim ink (DIM_FLOOR: a blurred photo of a screen) is read last. ``names``: the panels' printed names are
-    read too (:func:`name_panels`)."""
+    read too, and a header they show was taken for the top row is dropped (:func:`named`)."""
     if sheet_rgb.shape[:2] != CANONICAL.shape_hw or sheet_rgb.ndim != 3:
         raise ValueError(f"find_layout needs a canonical {CANONICAL.shape_hw} RGB sheet, got {sheet_rgb.shape}")
     ink, text = ink_masks(sheet_rgb, faint_ink=False)
