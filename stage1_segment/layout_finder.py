@@ -34,8 +34,10 @@ black letters). Straight runs that repeat one grid pitch away, and frame lines l
   best fit is the layout found; its confidence is its fit, lowered when a second layout fits almost as well.
   Without a fitting layout the panels are the measured runs of ink.
 
-Lead names are not read from the page: a found layout names its panels by the prior (so a Cabrera page is found
-as its standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` reads it).
+Lead names: given a reader (``find_layout``'s ``names``), the panels' printed names are read; they choose between
+layouts of one geometry (:func:`name_panels`), and a top row they show to be the header's text is dropped
+(:func:`named`). Without one a found layout names its panels by the prior (a Cabrera page is then found as its
+standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` reads it).
 """
 
 from __future__ import annotations
