@@ -65,6 +65,15 @@ class LineView:
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=(127, 127, 127))
 
 
+def _work_grey(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    """The grey work copy the segments are found on (pyramid halvings to a long side of at most
+    WORK_SIDE_MAX_PX), and how many image px one of its px spans."""
+    small, factor = rgb, 1
+    while max(small.shape[:2]) > WORK_SIDE_MAX_PX:
+        small, factor = cv2.pyrDown(small), factor * 2
+    return (cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small), factor
+
+
 def _segments(grey: np.ndarray) -> np.ndarray:
     """(N, 4) float64 segments x1, y1, x2, y2 found by OpenCV's line segment detector."""
     found = cv2.createLineSegmentDetector().detect(grey)[0]
@@ -169,10 +178,7 @@ def _rectifying_h(v_h: np.ndarray, v_v: np.ndarray, hw: tuple[int, int]) -> np.n
 def line_view(rgb: np.ndarray, seed: int = 0) -> LineView | None:
     """The photo's fronto-parallel view from its two line families, or None (no two families meeting at
     points, a horizon across the photo, or a photo already seen from the front)."""
-    small, factor = rgb, 1
-    while max(small.shape[:2]) > WORK_SIDE_MAX_PX:
-        small, factor = cv2.pyrDown(small), factor * 2
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small
+    grey, factor = _work_grey(rgb)
     fams = _families(_segments(grey), MIN_SEGMENT_SHARE * max(grey.shape))
     if fams is None:
         return None
@@ -225,10 +231,7 @@ def content_rotation_h(rgb: np.ndarray) -> tuple[np.ndarray, float] | None:
     length-weighted median of its segments' (within ROTATION_FAMILY_DEG of the axis); a turned page turns both
     alike (eikB's renders turned 2-4 deg with ten or more segments in each family: within 0.07 deg), a wrinkled
     or sheared one not."""
-    small = rgb
-    while max(small.shape[:2]) > WORK_SIDE_MAX_PX:
-        small = cv2.pyrDown(small)
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small
+    grey, _ = _work_grey(rgb)
     seg = _segments(grey)
     d = seg[:, 2:] - seg[:, :2]
     length = np.hypot(d[:, 0], d[:, 1])
