@@ -43,6 +43,7 @@ from stage0_rectify.refine import (
     grid_displacement,
     grid_maps,
     grid_pitch_correction,
+    minor_displacement,
     refined_map,
 )
 from stage0_rectify.vanish import content_rotation_h, grid_aspect, line_view
@@ -76,6 +77,8 @@ class RoutingConfig:
     fine_max_residual_ratio: float = 1.5  # ... and is kept where it leaves its own lines at most this many times
     # as far as the first left them: a screen's moire makes the finer reading follow noise (factory 0006 photos:
     # 1.7-2.5 times, 2-6 dB lost a page; crumpled pages 0.3-1.5)
+    minor: bool = True  # after a finer pass kept, a last one from the 1 mm lines' phase (refine.minor_displacement)
+    # where they show: held-out photos' grid points p95 1.3 -> 0.3 px (kp2 10000-0009, x), grids of dots left alone
     turn_retry_residual_px: float = 2.0  # a keypoint sheet whose grid lies this far (rms px, the worse axis) from
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
@@ -566,6 +569,15 @@ class KeypointRectifier:
                         residual = fine_residual
                         sheet_map = refined_map(sheet_map, fine, geometry)
                         sheet = _remap(rgb, sheet_map, geometry)
+                        if self.routing.minor:
+                            # what the 5 mm passes left, read from the 1 mm lines where they show (only here: on
+                            # a flat photo, or a screen whose moire the finer pass was refused for, the 1 mm
+                            # reading's noise costs more than the little error it finds)
+                            minor, minor_info = minor_displacement(sheet, geometry)
+                            info.update(minor_info)
+                            if minor is not None:
+                                sheet_map = refined_map(sheet_map, minor, geometry)
+                                sheet = _remap(rgb, sheet_map, geometry)
                     elif fine is not None:
                         info["fine_reject"] = "the finer reading fits its own lines worse"
         self.last_info, self.last_estimate = info, est

@@ -268,3 +268,49 @@ def test_refined_map_composes_the_two_displacements():
     centre = [(G.width_px - 1) / 2, (G.height_px - 1) / 2]
     np.testing.assert_allclose(both.displacement_at(np.array([[0.0, 0.0], centre])),
                                [[10.0, 10.0], [10.0, centre[0] + 10.0]], atol=0.01)
+
+
+def _minor_error_px(disp: np.ndarray, tx, ty) -> tuple[float, float]:
+    """rms of (d + t) over the 1 mm pass's nodes away from the sheet's edge, each axis with its mean removed."""
+    gh, gw = disp.shape[:2]
+    x, y = np.meshgrid(np.linspace(0, G.width_px - 1, gw), np.linspace(0, G.height_px - 1, gh))
+    inner = (slice(2, -2), slice(2, -2))
+    out = []
+    for axis, t in ((0, tx(x, y)), (1, ty(x, y))):
+        err = (disp[..., axis] + t)[inner]
+        out.append(float(np.sqrt(np.mean((err - err.mean()) ** 2))))
+    return out[0], out[1]
+
+
+def _ripple_x(x, y):
+    return 1.2 * np.sin(2 * np.pi * x / 500.0)  # a soaked page's ripple: 1.2 px within 125 px, under half a 1 mm box
+
+
+def _ripple_y(x, y):
+    return 0.8 * np.cos(2 * np.pi * y / 420.0)
+
+
+def test_the_1mm_lines_read_what_the_5mm_passes_leave():
+    """Sub-pixel ripples a 5 mm reading smooths away are read from the 1 mm lines, ink strokes and all."""
+    sheet = _draw_sheet(_ripple_x, _ripple_y, strokes=300, seed=4)
+    disp, info = refine.minor_displacement(sheet)
+    assert disp is not None, info
+    ex, ey = _minor_error_px(disp, _ripple_x, _ripple_y)
+    x, y = np.meshgrid(np.arange(100, 2100, 50.0), np.arange(100, 1600, 50.0))
+    left = float(np.std(_ripple_x(x, y)))  # what uncorrected leaves: 0.85 px rms
+    assert ex < 0.25 and ey < 0.25, (ex, ey, info)
+    assert ex < 0.3 * left
+
+
+def test_a_grid_without_1mm_lines_gets_no_1mm_correction():
+    """A bold 5 mm grid alone on noisy paper: its lines are as dark as ink and masked out, and the paper's noise
+    gives the 1 mm reading phases that do not agree node to node: nothing is believed, nothing moved."""
+    y, x = np.mgrid[0 : G.height_px, 0 : G.width_px].astype(np.float32)
+    bold = ((np.abs((x + PERIOD / 2) % PERIOD - PERIOD / 2) < 1.3)
+            | (np.abs((y + PERIOD / 2) % PERIOD - PERIOD / 2) < 1.3))
+    sheet = np.full((G.height_px, G.width_px, 3), 250, np.uint8)
+    sheet[bold] = (232, 120, 120)
+    rng = np.random.default_rng(2)
+    sheet = np.clip(sheet + rng.normal(0, 6, sheet.shape), 0, 255).astype(np.uint8)  # paper and sensor noise
+    disp, info = refine.minor_displacement(sheet)
+    assert disp is None, info
