@@ -71,10 +71,11 @@ PITCH_TOL = 0.02  # a sheet whose pitch is off by more than this share anywhere 
 PITCH_TILES_HW = (3, 3)  # the pitch is also read per tile: its change across the sheet is the view's perspective
 PITCH_MIN_TILE_PROMINENCE = 20.0  # a tile's reading counts from here (fewer strips: lower peaks; held-out photos:
 # within 0.02 of the true local scale from 20 up)
+MINOR_WORK_SCALE = 0.5  # the 1 mm lines are read at half resolution (1 mm = 3.9 px: above Nyquist)
 MINOR_NODE_SPACING_PX = 40.0  # the 1 mm lines' pass (:func:`minor_displacement`): nodes this far apart ...
 MINOR_BLUR_SHEET_PX = 24.0  # ... read through a Gaussian low-pass of this sigma (sheet px; three 1 mm boxes)
 MINOR_MIN_COHERENCE = 0.9  # a node is believed where its 3x3 neighbourhood's unit phasors average this long
-MINOR_INK_DILATE_PX = 7  # ink (darker than the grid map's cap) and this box around it are not read
+MINOR_INK_DILATE_PX = 3  # ink (darker than the grid map's cap) and this box (map px) around it are not read
 MINOR_FILL_NODES = 1.5  # nodes not believed take their believed neighbours' mean within this sigma (nodes)
 POLY_DEGREE = 3  # the correction is a cubic surface per axis (curl and perspective residue are smooth)
 HUBER_PX = 2.0  # residuals beyond this (sheet px) are down-weighted in the fit
@@ -412,11 +413,13 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
     a screen's moire or a grid of dots gives incoherent phases). Nodes not believed take their believed
     neighbours' Gaussian-weighted mean (none within reach: 0). A family believed at under ``MIN_READ_SHARE``
     of its nodes is not corrected."""
-    period = geometry.small_box_mm * geometry.px_per_mm
+    period = geometry.small_box_mm * geometry.px_per_mm * MINOR_WORK_SCALE  # map px
     gw = int(round((geometry.width_px - 1) / spacing_px)) + 1
     gh = int(round((geometry.height_px - 1) / spacing_px)) + 1
-    nx = np.linspace(0, geometry.width_px - 1, gw)
-    ny = np.linspace(0, geometry.height_px - 1, gh)
+    nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * MINOR_WORK_SCALE - 0.5
+    ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * MINOR_WORK_SCALE - 0.5
+    if MINOR_WORK_SCALE != 1.0:
+        sheet_rgb = cv2.resize(sheet_rgb, None, fx=MINOR_WORK_SCALE, fy=MINOR_WORK_SCALE, interpolation=cv2.INTER_AREA)
     size = int(round(2 * period)) | 1  # the local mean over two boxes: the lines' contrast, not the light's
     # the ink masked out (as in grid_maps): a QRS stroke is a dark vertical line at no particular phase, and moved
     # the 1 mm reading where the signal is (kp2 10008-0005: V4, V5 25.8 / 23.3 -> 18.7 / 15.9 dB unmasked)
@@ -427,7 +430,7 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
     chosen = None
     for name, grid in (("grid-masked", grid_map(sheet_rgb)), ("colour-masked", colour_map(sheet_rgb))):
         grid = (grid - _local_mean(grid * keep, size) / kept) * keep
-        phasors = _node_phasors(grid, period, blur_px, nx, ny)
+        phasors = _node_phasors(grid, period, blur_px * MINOR_WORK_SCALE, nx, ny)
         periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
         if chosen is None or periodic > chosen[0]:
             chosen = (periodic, name, phasors)
@@ -445,7 +448,7 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
         info[f"minor_read_share_{'xy'[axis]}"] = round(share, 3)
         if share < MIN_READ_SHARE:
             continue
-        e = np.angle(unit) * period / (2 * math.pi)
+        e = np.angle(unit) * period / (2 * math.pi) / MINOR_WORK_SCALE  # sheet px
         w = ok.astype(np.float64)
         filled = cv2.GaussianBlur(e * w, (0, 0), MINOR_FILL_NODES) / np.maximum(
             cv2.GaussianBlur(w, (0, 0), MINOR_FILL_NODES), 1e-6)
