@@ -404,22 +404,21 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
     lines' phase reads on a sheet the 5 mm passes have already corrected, or None where the 1 mm lines do not
     show; and details.
 
-    The 1 mm lines read at full resolution place a line five times as finely as the 5 mm fundamental, but only
-    within half a millimetre (3.9 px): what the coarser passes leave is mostly less (held-out photos: p95 1-4 px).
-    The phase is read as in :func:`grid_displacement` (map: darkness-and-colour or colour alone, whichever is the
-    more periodic), taken within half a period of the sheet's circular mean (the page's placement stays as it
-    was), and believed at a node only where the line is strong (amplitude at least ``MIN_REL_AMP`` of the 90th
-    percentile) and its 3x3 neighbourhood agrees (``MINOR_MIN_COHERENCE``: the mean unit phasor's length;
-    a screen's moire or a grid of dots gives incoherent phases). Nodes not believed take their believed
-    neighbours' Gaussian-weighted mean (none within reach: 0). A family believed at under ``MIN_READ_SHARE``
-    of its nodes is not corrected."""
+    The 1 mm lines (read at ``MINOR_WORK_SCALE``) place a line five times as finely as the 5 mm fundamental, but
+    only within half a millimetre (3.9 px): what the coarser passes leave is mostly less (held-out photos: p95 1-4
+    px). The phase is read as in :func:`grid_displacement` (map: darkness-and-colour or colour alone, whichever is
+    the more periodic, each with the ink masked out), taken within half a period of the sheet's circular mean (the
+    page's placement stays as it was), and believed at a node only where the line is strong (amplitude at least
+    ``MIN_REL_AMP`` of the 90th percentile) and its 3x3 neighbourhood agrees (``MINOR_MIN_COHERENCE``: the mean
+    unit phasor's length; where no 1 mm lines show, the phases read are noise and disagree). Nodes not believed
+    take their believed neighbours' Gaussian-weighted mean (none within reach: 0). A family believed at under
+    ``MIN_READ_SHARE`` of its nodes is not corrected."""
     period = geometry.small_box_mm * geometry.px_per_mm * MINOR_WORK_SCALE  # map px
     gw = int(round((geometry.width_px - 1) / spacing_px)) + 1
     gh = int(round((geometry.height_px - 1) / spacing_px)) + 1
     nx = (np.linspace(0, geometry.width_px - 1, gw) + 0.5) * MINOR_WORK_SCALE - 0.5
     ny = (np.linspace(0, geometry.height_px - 1, gh) + 0.5) * MINOR_WORK_SCALE - 0.5
-    if MINOR_WORK_SCALE != 1.0:
-        sheet_rgb = cv2.resize(sheet_rgb, None, fx=MINOR_WORK_SCALE, fy=MINOR_WORK_SCALE, interpolation=cv2.INTER_AREA)
+    sheet_rgb = cv2.resize(sheet_rgb, None, fx=MINOR_WORK_SCALE, fy=MINOR_WORK_SCALE, interpolation=cv2.INTER_AREA)
     size = int(round(2 * period)) | 1  # the local mean over two boxes: the lines' contrast, not the light's
     # the ink masked out (as in grid_maps): a QRS stroke is a dark vertical line at no particular phase, and moved
     # the 1 mm reading where the signal is (kp2 10008-0005: V4, V5 25.8 / 23.3 -> 18.7 / 15.9 dB unmasked)
@@ -450,10 +449,9 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
             continue
         e = np.angle(unit) * period / (2 * math.pi) / MINOR_WORK_SCALE  # sheet px
         w = ok.astype(np.float64)
-        filled = cv2.GaussianBlur(e * w, (0, 0), MINOR_FILL_NODES) / np.maximum(
-            cv2.GaussianBlur(w, (0, 0), MINOR_FILL_NODES), 1e-6)
-        near = cv2.GaussianBlur(w, (0, 0), MINOR_FILL_NODES) > 0.05
-        disp[..., axis] = np.where(ok, e, np.where(near, filled, 0.0))
+        reach = cv2.GaussianBlur(w, (0, 0), MINOR_FILL_NODES)
+        filled = cv2.GaussianBlur(e * w, (0, 0), MINOR_FILL_NODES) / np.maximum(reach, 1e-6)
+        disp[..., axis] = np.where(ok, e, np.where(reach > 0.05, filled, 0.0))
         info[f"minor_rms_px_{'xy'[axis]}"] = round(float(np.sqrt(np.mean(disp[..., axis] ** 2))), 3)
     if not any(f"minor_rms_px_{a}" in info for a in "xy"):
         return None, info
