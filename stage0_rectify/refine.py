@@ -352,6 +352,19 @@ def grid_pitch_correction(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANON
     return shift @ centred @ np.linalg.inv(shift)
 
 
+def _most_periodic(maps: list[tuple[str, np.ndarray]], period: float, sigma: float, nx: np.ndarray,
+                   ny: np.ndarray) -> tuple[str, list]:
+    """The name and node phasors (:func:`_node_phasors`) of whichever map shows the grid the most periodic: the
+    highest median node amplitude over the map's spread (the first of equals)."""
+    chosen = None
+    for name, grid in maps:
+        phasors = _node_phasors(grid, period, sigma, nx, ny)
+        periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
+        if chosen is None or periodic > chosen[0]:
+            chosen = (periodic, name, phasors)
+    return chosen[1], chosen[2]
+
+
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
                       nodes_hw: tuple[int, int] = NODES_HW,
                       maps: list[tuple[str, np.ndarray]] | None = None,
@@ -367,13 +380,7 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
     # the grid read from whichever map shows it the most periodic (median node amplitude over the map's spread):
     # the colour map where the grid is coloured and the ink is not, else the darkness-and-colour map; either with
     # the ink masked out where that leaves the grid
-    chosen = None
-    for name, grid in (maps if maps is not None else grid_maps(sheet_rgb)):
-        phasors = _node_phasors(grid, period, sigma, nx, ny)
-        periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
-        if chosen is None or periodic > chosen[0]:
-            chosen = (periodic, name, phasors)
-    _, name, phasors = chosen
+    name, phasors = _most_periodic(maps if maps is not None else grid_maps(sheet_rgb), period, sigma, nx, ny)
     disp = np.zeros((gh, gw, 2), np.float32)
     info: dict = {"grid_map": name}
     for axis, (phase, amp) in enumerate(phasors):  # d_x from the vertical lines, d_y from the horizontal ones
@@ -426,14 +433,9 @@ def minor_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICA
     keep = (1 - cv2.dilate((dark >= cap).astype(np.uint8), np.ones((MINOR_INK_DILATE_PX,) * 2, np.uint8)))
     keep = keep.astype(np.float32)
     kept = np.maximum(_local_mean(keep, size), 1e-3)
-    chosen = None
-    for name, grid in (("grid-masked", grid_map(sheet_rgb)), ("colour-masked", colour_map(sheet_rgb))):
-        grid = (grid - _local_mean(grid * keep, size) / kept) * keep
-        phasors = _node_phasors(grid, period, blur_px * MINOR_WORK_SCALE, nx, ny)
-        periodic = sum(float(np.median(amp)) for _, amp in phasors) / (float(grid.std()) + 1e-9)
-        if chosen is None or periodic > chosen[0]:
-            chosen = (periodic, name, phasors)
-    _, name, phasors = chosen
+    masked = [(name, (grid - _local_mean(grid * keep, size) / kept) * keep)
+              for name, grid in (("grid-masked", grid_map(sheet_rgb)), ("colour-masked", colour_map(sheet_rgb)))]
+    name, phasors = _most_periodic(masked, period, blur_px * MINOR_WORK_SCALE, nx, ny)
     disp = np.zeros((gh, gw, 2), np.float32)
     info: dict = {"minor_map": name}
     for axis, (phase, amp) in enumerate(phasors):  # d_x from the vertical lines, d_y from the horizontal ones
