@@ -355,6 +355,14 @@ class Pipeline:
         chosen = {"mold": self.molds, "photo": self.photos}.get(network)
         return chosen if chosen is not None else self.segmenter
 
+    def stage1_network(self, page: Page, rectified: Rectified, baselines_y_px=None,
+                       timings: dict | None = None) -> TraceSegmenter:
+        """The stage-1 network that reads a page: the close-rows network where its rows (``baselines_y_px``, sheet
+        px; None: the competition layout's) stand closer than the competition's, else :meth:`stage1_for`'s."""
+        if baselines_y_px is not None and self.close_rows is not None and rows_are_close(baselines_y_px):
+            return self.close_rows
+        return self.stage1_for(page, rectified, {} if timings is None else timings)
+
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         start = time.perf_counter()
@@ -374,9 +382,7 @@ class Pipeline:
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
         if self.mm_per_mv is not None:
             reading = replace(reading, mm_per_mv=self.mm_per_mv)
-        close = (reading.baselines_y_px is not None and self.close_rows is not None
-                 and rows_are_close(reading.baselines_y_px))
-        segmenter = self.close_rows if close else self.stage1_for(page, rectified, timings)
+        segmenter = self.stage1_network(page, rectified, reading.baselines_y_px, timings)
         if reading.baselines_y_px is None:
             maps = segmenter(rectified) if segmenter.model.position != "anchors" else segmenter(
                 rectified, segmenter.layout_name, default_rows(found, rectified.sheet_rgb, segmenter.layout_name))

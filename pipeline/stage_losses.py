@@ -4,7 +4,8 @@ On a train-layout folder whose pages carry their labels (the factory's and ``syn
 ``<id>.labels.*`` and each image's exact map ``<id>-<type>.map.json``), every image is read four ways:
 
 1. ``pipeline``: as shipped;
-2. ``true_sheet``: rectified by its labelled map instead of stage 0, then stages 1 and 2;
+2. ``true_sheet``: rectified by its labelled map instead of stage 0, then stages 1 (by the network the pipeline
+   chose for the page: a keypoint sheet's is the photo network) and 2;
 3. ``true_maps``: stage 2 on the ideal trace maps drawn from the labels (``stage2_signal.oracle``, the ink of
    the trace alone) over the true sheet;
 4. ``true_maps_origin``: the same with the chart's time origin given (the labels' x0).
@@ -52,7 +53,6 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
                    progress: bool = True) -> pd.DataFrame:
     """Per image: the linear SNR of each of :data:`READINGS` (NaN where that reading failed)."""
     jobs, truth = train_jobs(data_dir, types)
-    seg = pipeline.segmenter
     rows = []
     for job in tqdm(jobs, disable=not progress, desc="stage losses"):
         labels, sheet_map = _labels_of(data_dir, job.image_id)
@@ -66,6 +66,10 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
         result = pipeline.digitize(page)
         score(result.signals.leads_mv, "pipeline")
         sheet = Rectified(job.image_id, sheet_map.rectify(image), sheet_map, CANONICAL.px_per_mm, "labels", 1.0)
+        # the true sheet is read by the network the pipeline read the page with (a photo's by the photo network),
+        # so that the rectification's loss is not the networks' difference; a page it refused, by the general one
+        seg = pipeline.segmenter if result.rectified is None else pipeline.stage1_network(
+            page, result.rectified, labels.baselines_y_px)
         extractor = pipeline.extractor
         gain = labels.chart_geometry.mm_per_mv  # the chart's, as drawn
         try:

@@ -42,3 +42,27 @@ def test_a_folder_without_labelled_maps_is_refused(tmp_path):
         path.unlink()
     with pytest.raises(FileNotFoundError, match="labelled pages"):
         stage_readings(tmp_path, Pipeline.from_bundles(REPO / "weights"), progress=False)
+
+
+def test_the_true_sheet_is_read_by_the_network_the_pipeline_chose_for_the_page(tmp_path):
+    """A photo's true sheet must be read by the photo network the pipeline read it with, or the rectification's
+    loss would hold the difference between two networks."""
+    subprocess.run([sys.executable, "-m", "synth.make", "--simulated", "--n-records", "1", "--types", "0001",
+                    "--out", str(tmp_path), "--seed", "2"], check=True, cwd=REPO, capture_output=True)
+    pipeline = Pipeline.from_bundles(REPO / "weights")
+    general = pipeline.segmenter
+    read_by_chosen = []
+
+    class Chosen:  # the network stage1_network names, wrapping the general one
+        def __getattr__(self, name):
+            return getattr(general, name)
+
+        def __call__(self, rectified, *args):
+            read_by_chosen.append(rectified.method)
+            return general(rectified, *args)
+
+    chosen = Chosen()
+    pipeline.stage1_network = lambda page, rectified, baselines_y_px=None, timings=None: chosen
+    stage_readings(tmp_path, pipeline, progress=False)
+    # once for the pipeline's own reading (its stage 0's sheet), once for the true sheet
+    assert read_by_chosen.count("labels") == 1 and len(read_by_chosen) == 2, read_by_chosen
