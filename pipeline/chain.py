@@ -39,7 +39,7 @@ from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
 from source_classifier.infer import SourceClassifier
-from source_classifier.routing import route
+from source_classifier.routing import RouteSettings, route
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import QUARTER_TURNS, KeypointRectifier, as_given
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
@@ -312,9 +312,22 @@ class Pipeline:
                    if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None,
                    mm_per_mv)
 
-    def rectify(self, page: Page) -> Rectified:
-        """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG)."""
-        rectified = self.rectifier.rectify(page) if self.rectifier is not None else rectify_from_grid(page)
+    def route_of(self, page: Page, timings: dict) -> RouteSettings | None:
+        """The settings the source classifier's route gives the page (None without a classifier); its time goes
+        into ``timings``."""
+        if self.classifier is None:
+            return None
+        start = time.perf_counter()
+        settings = route(self.classifier(page))
+        timings["source_classifier"] = time.perf_counter() - start
+        return settings
+
+    def rectify(self, page: Page, settings: RouteSettings | None = None) -> Rectified:
+        """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
+        (a screen's sheet is taken as flat: ``dewarp``)."""
+        dewarp = settings is None or settings.dewarp
+        rectified = (self.rectifier.rectify(page, dewarp=dewarp) if self.rectifier is not None
+                     else rectify_from_grid(page))
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
             # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps
             # the grid rectifier's reading (and a picture that is no ECG is then refused by check_shows_ecg)
@@ -341,32 +354,32 @@ class Pipeline:
                 best = (key, as_given(turned, turn, page.image_rgb.shape[:2]), turned_found)
         return (rectified, found) if best is None else (best[1], best[2])
 
-    def stage1_for(self, page: Page, rectified: Rectified, timings: dict) -> TraceSegmenter:
+    def stage1_for(self, page: Page, rectified: Rectified, timings: dict,
+                   settings: RouteSettings | None = None) -> TraceSegmenter:
         """The stage-1 network for a page: a phone photo's ink (blurred, faint, stained, screen moire) is read by
         the network trained on photos (the keypoint route placed it); another sheet by the one its image type's
-        route names (the classifier's time goes into ``timings``)."""
+        route names (``settings``, else the classifier is asked: its time goes into ``timings``)."""
         if rectified.method == "keypoints":
             return self.photos if self.photos is not None else self.segmenter
-        if self.classifier is None:
+        settings = settings if settings is not None else self.route_of(page, timings)
+        if settings is None:
             return self.segmenter
-        start = time.perf_counter()
-        network = route(self.classifier(page)).stage1
-        timings["source_classifier"] = time.perf_counter() - start
-        chosen = {"mold": self.molds, "photo": self.photos}.get(network)
+        chosen = {"mold": self.molds, "photo": self.photos}.get(settings.stage1)
         return chosen if chosen is not None else self.segmenter
 
     def stage1_network(self, page: Page, rectified: Rectified, baselines_y_px=None,
-                       timings: dict | None = None) -> TraceSegmenter:
+                       timings: dict | None = None, settings: RouteSettings | None = None) -> TraceSegmenter:
         """The stage-1 network that reads a page: the close-rows network where its rows (``baselines_y_px``, sheet
         px; None: the competition layout's) stand closer than the competition's, else :meth:`stage1_for`'s."""
         if baselines_y_px is not None and self.close_rows is not None and rows_are_close(baselines_y_px):
             return self.close_rows
-        return self.stage1_for(page, rectified, {} if timings is None else timings)
+        return self.stage1_for(page, rectified, {} if timings is None else timings, settings)
 
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
+        settings = self.route_of(page, timings)  # once: stage 0 (flat or not) and stage 1 (which network) use it
         start = time.perf_counter()
-        rectified = self.rectify(page)
+        rectified = self.rectify(page, settings)
         check_shows_ecg(rectified, self.segmenter.layout_name)
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
@@ -382,7 +395,7 @@ class Pipeline:
         reading = choose_reading(found, rectified.sheet_rgb, self.segmenter.layout_name, self.layout, page)
         if self.mm_per_mv is not None:
             reading = replace(reading, mm_per_mv=self.mm_per_mv)
-        segmenter = self.stage1_network(page, rectified, reading.baselines_y_px, timings)
+        segmenter = self.stage1_network(page, rectified, reading.baselines_y_px, timings, settings)
         if reading.baselines_y_px is None:
             maps = segmenter(rectified) if segmenter.model.position != "anchors" else segmenter(
                 rectified, segmenter.layout_name, default_rows(found, rectified.sheet_rgb, segmenter.layout_name))
@@ -390,7 +403,7 @@ class Pipeline:
                 maps = replace(maps, layout_name=reading.name)
         else:
             maps = segmenter(rectified, reading.name, reading.baselines_y_px)
-        timings["stage1_segment"] = time.perf_counter() - start - timings.get("source_classifier", 0.0)
+        timings["stage1_segment"] = time.perf_counter() - start
         start = time.perf_counter()
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
         counts = {lead: page.n_samples(lead) for lead in LEADS} if page.samples_per_lead else printed_samples(

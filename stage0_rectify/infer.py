@@ -362,6 +362,7 @@ class KeypointRectifier:
         self.side = int(config["input_side"])
         self.routing = routing or RoutingConfig(**config.get("routing", {}))
         self.last_info: dict = {}  # how the last page was routed (JSON-able)
+        self._dewarp = True  # whether the page being read may be curled (rectify's argument)
         self.last_estimate = None  # the grid rectifier's GridEstimate of the last page
 
     @classmethod
@@ -392,10 +393,13 @@ class KeypointRectifier:
         return KeypointFit(corners, conf, h, n_in, confident, info)
 
     def rectify(self, page_or_image, image_id: str | None = None,
-                geometry: SheetGeometry = CANONICAL) -> Rectified:
+                geometry: SheetGeometry = CANONICAL, dewarp: bool = True) -> Rectified:
         """The page on the canonical sheet (see the module doc); a photo the first reading places badly (see
         ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter one way, then the other, until a
-        turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet."""
+        turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet.
+        ``dewarp`` (the source classifier's route): whether the sheet may be curled or crumpled; where it lies flat
+        (a screen) the grid's correction is its smooth surface alone, without the finer and 1 mm passes."""
+        self._dewarp = dewarp
         rgb, image_id = page_image(page_or_image, image_id)
         best = self._rectify_view(rgb, image_id, geometry)
         info, est = self.last_info, self.last_estimate
@@ -560,13 +564,13 @@ class KeypointRectifier:
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
                 maps = grid_maps(sheet)
-            disp, refine_info = grid_displacement(sheet, geometry, maps=maps)
+            disp, refine_info = grid_displacement(sheet, geometry, maps=maps, local=self._dewarp)
             info.update(refine_info)
             if disp is not None:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
                 sheet = _remap(rgb, sheet_map, geometry)
-                if residual >= self.routing.fine_min_residual_px:
+                if self._dewarp and residual >= self.routing.fine_min_residual_px:
                     # creases the first pass smoothed away: read again, finer, on the sheet it made
                     fine, fine_info = grid_displacement(sheet, geometry, nodes_hw=FINE_NODES_HW,
                                                         blur_px=FINE_BLUR_SHEET_PX)

@@ -206,14 +206,16 @@ def _surface_rewrapped(phase: np.ndarray, w: np.ndarray, period: float,
     return e - shift, surface - shift
 
 
-def _surface(phase: np.ndarray, w: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
+def _surface(phase: np.ndarray, w: np.ndarray, period: float, local: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The displacement read at the nodes and its smooth surface (sheet px): of the unwrapped and the rewrapped
     readings, the one whose surface leaves the nodes closer (a period slip leaves a patch a period off), plus
-    what the surface leaves consistently over neighbouring nodes (a fold, a crease: not smooth)."""
+    (``local``) what the surface leaves consistently over neighbouring nodes (a fold, a crease: not smooth)."""
     candidates = [_surface_unwrapped(phase, w, period), _surface_rewrapped(phase, w, period)]
     misfit = [float(np.sum(w * np.minimum(np.abs(np.nan_to_num(e) - s), period / 2)) / w.sum())
               for e, s in candidates]
     e, surface = candidates[int(np.argmin(misfit))]
+    if not local:
+        return e, surface
     # only nodes read at least half as strongly as the typical one: a weak node's phase is mostly noise
     reliable = w >= 0.5 * float(np.median(w[w > 0]))
     left = cv2.medianBlur(np.where(reliable, np.nan_to_num(e) - surface, 0.0).astype(np.float32), 3)
@@ -368,10 +370,12 @@ def _most_periodic(maps: list[tuple[str, np.ndarray]], period: float, sigma: flo
 def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL,
                       nodes_hw: tuple[int, int] = NODES_HW,
                       maps: list[tuple[str, np.ndarray]] | None = None,
-                      blur_px: float = BLUR_SHEET_PX) -> tuple[np.ndarray | None, dict]:
+                      blur_px: float = BLUR_SHEET_PX, local: bool = True) -> tuple[np.ndarray | None, dict]:
     """The displacement grid (gh, gw, 2) (sheet px, d = -e; see the module doc) of a nearly rectified sheet,
     or None when its grid is too weak or the answer implausible; and details. ``maps``: :func:`grid_maps` of the
-    sheet, if already computed; ``blur_px``: the demodulation low-pass's sigma (sheet px)."""
+    sheet, if already computed; ``blur_px``: the demodulation low-pass's sigma (sheet px); ``local``: whether the
+    sheet may bend between the nodes (a print), or lies flat (a screen: the smooth surface alone, without what it
+    leaves at the nodes, which on flat glass is the moire's noise)."""
     period = geometry.big_box_mm * geometry.px_per_mm * WORK_SCALE
     sigma = blur_px * WORK_SCALE
     gh, gw = nodes_hw
@@ -390,7 +394,7 @@ def grid_displacement(sheet_rgb: np.ndarray, geometry: SheetGeometry = CANONICAL
             info["reject"] = f"grid too weak along {'xy'[axis]}"
             return None, info
         w = np.where(ok, amp, 0.0)
-        e, surface = _surface(phase, w, period / WORK_SCALE)
+        e, surface = _surface(phase, w, period / WORK_SCALE, local)
         disp[..., axis] = -surface
         # what the smooth correction leaves: the lines' rms distance from it over the nodes read (sheet px)
         left = np.where(ok, np.nan_to_num(e + disp[..., axis]), 0.0)

@@ -262,3 +262,34 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
         Pipeline.from_bundles(weights)
     with pytest.raises(ValueError, match="source classifier"):
         replace(loaded, classifier=None)
+
+
+def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dewarp():
+    """The route of the page's type reaches stage 0 (a screen, 0006, lies flat: no local correction) and stage 1
+    (which network), from one call of the classifier."""
+    from dataclasses import replace
+
+    pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
+    asked, dewarps = [], []
+
+    class Counting(_NamingClassifier):
+        def __call__(self, page):
+            asked.append(page.image_id)
+            return super().__call__(page)
+
+    real = pipeline.rectifier.rectify
+
+    def spy(page, dewarp=True):
+        dewarps.append(dewarp)
+        return real(page, dewarp=dewarp)
+
+    pipeline.rectifier.rectify = spy
+    from synth.factory import make_page
+
+    rec = simulate_record(np.random.default_rng(6))
+    page = Page("p", make_page(rec, 6, 6, ["0003"], layouts=["3x4+II"], fs_choices=[500]).images["0003"].image_rgb,
+                500.0)
+    for image_type, flat in (("0006", True), ("0005", False)):
+        replace(pipeline, classifier=Counting(image_type))(page)
+        assert dewarps[-1] is (not flat)
+    assert asked == ["p", "p"] and "source_classifier" in pipeline(page).timings_s

@@ -314,3 +314,21 @@ def test_a_grid_without_1mm_lines_gets_no_1mm_correction():
     sheet = np.clip(sheet + rng.normal(0, 6, sheet.shape), 0, 255).astype(np.uint8)  # paper and sensor noise
     disp, info = refine.minor_displacement(sheet)
     assert disp is None, info
+
+
+def test_a_flat_sheet_is_corrected_by_the_smooth_surface_alone():
+    """On a page that lies flat (a screen) the correction is the robust cubic alone: what it leaves at the nodes
+    is not added back (on flat glass it is the moire's noise), so a crease is not followed either."""
+
+    def crease_x(x, y):
+        return 2.0 * np.tanh((x - 0.62 * G.width_px) / 50.0)
+
+    flat = lambda x, y: 0 * y  # noqa: E731
+    sheet = _draw_sheet(crease_x, flat)
+    bent, _ = grid_displacement(sheet)
+    smooth, info = grid_displacement(sheet, local=False)
+    assert smooth is not None, info
+    # the flat reading is a cubic surface over the nodes: a cubic fit leaves nothing of it
+    left = smooth[..., 0] - smooth[..., 0].mean() - _cubic_fit(smooth[..., 0])
+    assert float(np.abs(left).max()) < 0.05
+    assert _error_px(bent, crease_x, flat)[0] < _error_px(smooth, crease_x, flat)[0]

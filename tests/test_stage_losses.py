@@ -62,7 +62,7 @@ def test_the_true_sheet_is_read_by_the_network_the_pipeline_chose_for_the_page(t
             return general(rectified, *args)
 
     chosen = Chosen()
-    pipeline.stage1_network = lambda page, rectified, baselines_y_px=None, timings=None: chosen
+    pipeline.stage1_network = lambda page, rectified, baselines_y_px=None, timings=None, settings=None: chosen
     stage_readings(tmp_path, pipeline, progress=False)
     # once for the pipeline's own reading (its stage 0's sheet), once for the true sheet
     assert read_by_chosen.count("labels") == 1 and len(read_by_chosen) == 2, read_by_chosen
