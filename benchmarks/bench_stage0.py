@@ -4,10 +4,10 @@
 
 Renders the pages first (not timed), then times, page by page and side by side in this process with
 ``--threads`` torch and OpenCV threads: the grid rectifier alone (``rectify_from_grid``), stage 0 as the pipeline
-runs it (``Pipeline.rectify``: the grid rectifier, and the keypoint network, its homography and the grid's
-displacement field where the grid cannot undo the view), and the source classifier. Prints the mean seconds per
-page for each, per image type and overall, and what the pipeline's stage 0 plus the classifier add over the grid
-rectifier (issue target: at most 0.6 s a page on 2 threads).
+runs it (``Pipeline.rectify`` with the classifier's route: the grid rectifier, and the keypoint network, its
+homography and the grid's displacement field where the grid cannot undo the view), and the source classifier.
+Prints the mean seconds per page for each, per image type and overall, and what the pipeline's stage 0 plus the
+classifier add over the grid rectifier (issue target: at most 0.6 s a page on 2 threads).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from source_classifier.infer import SourceClassifier
+    from source_classifier.routing import route
     from stage0_rectify.grid import rectify_from_grid
 
     torch.set_num_threads(args.threads)
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     classifier(pages[0])
     rows = []
     for page in pages:
+        settings = route(classifier(page))  # what the pipeline hands stage 0 (a screen is taken as flat)
         rows.append((page.image_id.rsplit("-", 1)[1], _seconds(rectify_from_grid, page),
-                     _seconds(pipeline.rectify, page), _seconds(classifier, page)))
+                     _seconds(pipeline.rectify, page, settings), _seconds(classifier, page)))
     table = np.array([r[1:] for r in rows])
     print(f"seconds per page, {args.threads} threads: type | grid rectifier | pipeline stage 0 | classifier | added")
     for t in types:
