@@ -581,16 +581,16 @@ class KeypointRectifier:
                         residual = fine_residual
                         sheet_map = refined_map(sheet_map, fine, geometry)
                         sheet = _remap(rgb, sheet_map, geometry)
-                        if self.routing.minor:
-                            # what the 5 mm passes left, read from the 1 mm lines where they show (only here: on
-                            # a flat photo, or a screen whose moire the finer pass was refused for, the 1 mm
-                            # reading's noise costs more than the little error it finds)
-                            minor, minor_info = minor_displacement(sheet, geometry)
-                            info.update(minor_info)
-                            if minor is not None:
-                                sheet_map = refined_map(sheet_map, minor, geometry)
-                                sheet = _remap(rgb, sheet_map, geometry)
                     elif fine is not None:
                         info["fine_reject"] = "the finer reading fits its own lines worse"
+                    if self.routing.minor:
+                        # what the 5 mm passes left, read from the 1 mm lines where they show (only on a page
+                        # left this far: on a flat photo the 1 mm reading's noise costs more than the little error
+                        # it finds; a screen, taken as flat by its route, gets neither pass)
+                        minor, minor_info = minor_displacement(sheet, geometry)
+                        info.update(minor_info)
+                        if minor is not None:
+                            sheet_map = refined_map(sheet_map, minor, geometry)
+                            sheet = _remap(rgb, sheet_map, geometry)
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)
