@@ -77,8 +77,8 @@ class RoutingConfig:
     fine_max_residual_ratio: float = 1.5  # ... and is kept where it leaves its own lines at most this many times
     # as far as the first left them: a screen's moire makes the finer reading follow noise (factory 0006 photos:
     # 1.7-2.5 times, 2-6 dB lost a page; crumpled pages 0.3-1.5)
-    minor: bool = True  # after a finer pass kept, a last one from the 1 mm lines' phase (refine.minor_displacement)
-    # where they show: held-out photos' grid points p95 1.3 -> 0.3 px (kp2 10000-0009, x), grids of dots left alone
+    minor: bool = True  # after the finer pass (kept or refused), a last one from the 1 mm lines' phase
+    # (refine.minor_displacement) where they show: held-out photos' grid points p95 1.3 -> 0.3 px (kp2 10000-0009, x)
     turn_retry_residual_px: float = 2.0  # a keypoint sheet whose grid lies this far (rms px, the worse axis) from
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
