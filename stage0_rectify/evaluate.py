@@ -5,7 +5,8 @@
 
 With ``--data-dir`` (a train-layout folder written by ``synth.make`` / ``benchmarks.make_eval_set``, with its
 labels) and ``--bundle`` (a keypoint bundle): per image type, the grid-point error of the grid rectifier alone
-and of the keypoint route (:class:`stage0_rectify.infer.KeypointRectifier`, as the pipeline runs it): every
+and of the keypoint route (:class:`stage0_rectify.infer.KeypointRectifier`, as the pipeline runs it, with the
+route of the source classifier beside the bundle where there is one): every
 labelled 5 mm grid intersection is taken into the image by the true map and back onto the sheet by the
 estimated one; median and 95th percentile of those distances over all the type's pages (sheet px), which
 route each page took, and the seconds per page (both routes on one thread).
@@ -59,13 +60,20 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
 
     import torch
 
+    from common.types import Page
     from pipeline.chain import read_image_rgb
+    from source_classifier.infer import SourceClassifier
+    from source_classifier.routing import route
     from stage0_rectify.grid import rectify_from_grid
     from stage0_rectify.infer import KeypointRectifier
     from synth.labels import SheetLabels
 
     torch.set_num_threads(1)
     rect = KeypointRectifier.from_bundle(bundle)
+    # the source classifier beside the keypoint bundle routes each page as the pipeline does (a screen is taken
+    # as flat: its route's ``dewarp``); without it every page may bend
+    classifier_dir = Path(bundle).parent / "source_classifier"
+    classifier = SourceClassifier.from_bundle(classifier_dir) if classifier_dir.is_dir() else None
     rows: dict[str, list] = {t: [] for t in types}
     for folder in sorted(p for p in (data_dir / "train").iterdir() if p.is_dir()):
         labels = SheetLabels.load(folder / f"{folder.name}.labels")
@@ -79,7 +87,8 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
             t0 = time.perf_counter()
             grid = rectify_from_grid(rgb)
             t1 = time.perf_counter()
-            kp = rect.rectify(rgb)
+            dewarp = classifier is None or route(classifier(Page(png.stem, rgb, labels.fs_hz))).dewarp
+            kp = rect.rectify(rgb, dewarp=dewarp)
             t2 = time.perf_counter()
             rows[t].append((grid_point_errors(grid.sheet_map, true_map, pts),
                             grid_point_errors(kp.sheet_map, true_map, pts), kp.method, t1 - t0, t2 - t1,
