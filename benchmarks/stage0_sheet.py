@@ -4,15 +4,15 @@
                                       [--limit N] [--cols 3] [--rows 6]
 
 Each image is read (:func:`pipeline.chain.read_image_rgb`) and put on the canonical 2200 x 1700 sheet by the
-pipeline's stage 0 (:meth:`pipeline.chain.Pipeline.rectify`: the grid rectifier, and the keypoint route where
-the grid reading is unsure and ``weights/stage0_rectify`` exists). A tile shows the input with the sheet's
-outline taken back into it (red) next to the rectified sheet with the canonical grid over it: 5 mm lines (cyan)
-and every 25 mm (blue), from the sheet's top-left corner. A page that landed well has its printed grid and rows
-of trace parallel to those lines and its printed big boxes as wide as theirs (the rectifiers fix scale and
-rotation, not the grid's phase, so the lines need not sit on the printed ones). The caption names the route
-("grid", "keypoints", or the grid rectifier's fallbacks "pulse" / "page_width") and its confidence, and what
-the grid rectifier reads on the rectified sheet: its pitch along x and y (canonical: 7.87 px/mm) and its angle
-(0 deg) where it reads a grid there with some confidence (the CSV has every reading).
+pipeline's stage 0 (:meth:`pipeline.chain.Pipeline.rectify` with the source classifier's route: the grid rectifier,
+and the keypoint route where the grid reading is unsure and ``weights/stage0_rectify`` exists). A tile shows the
+input with the sheet's outline taken back into it (red) next to the rectified sheet with the canonical grid over it:
+5 mm lines (cyan) and every 25 mm (blue), from the sheet's top-left corner. A page that landed well has its printed
+grid and rows of trace parallel to those lines and its printed big boxes as wide as theirs (the rectifiers fix scale
+and rotation, not the grid's phase, so the lines need not sit on the printed ones). The caption names the route
+("grid", "keypoints", or the grid rectifier's fallbacks "pulse" / "page_width") and its confidence, and what the
+grid rectifier reads on the rectified sheet: its pitch along x and y (canonical: 7.87 px/mm) and its angle (0 deg)
+where it reads a grid there with some confidence (the CSV has every reading).
 ``DIR`` gets ``stage0_sheet_NN.png`` (``--cols`` x ``--rows`` tiles each) and ``stage0_sheet.csv`` (one row per
 image; a file the pipeline's reader refuses, such as a single-lead strip under 200 px, gets no tile, only its
 row, route "refused"). The sheets show the images themselves: keep those made from licensed images out of git.
@@ -108,7 +108,8 @@ def page_tile(pipeline: Pipeline, path: Path) -> tuple[np.ndarray | None, dict]:
         return None, row
     start = time.perf_counter()
     try:
-        rectified = pipeline.rectify(Page(path.stem, image, 500.0))
+        page = Page(path.stem, image, 500.0)
+        rectified = pipeline.rectify(page, pipeline.route_of(page, {}))  # routed as the pipeline routes it
     except Exception as err:  # noqa: BLE001 - one failing page must not stop the sheet
         row["route"], row["error"] = "failed", f"{type(err).__name__}: {err}"
         blank = np.full((SHEET_H, SHEET_W, 3), 235, np.uint8)

@@ -266,7 +266,7 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
 
 def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dewarp():
     """The route of the page's type reaches stage 0 (a screen, 0006, lies flat: no local correction) and stage 1
-    (which network), from one call of the classifier."""
+    (which network), from one call of the classifier; only a photo's route may take a sheet as flat."""
     from dataclasses import replace
 
     pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
@@ -289,7 +289,9 @@ def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dew
     rec = simulate_record(np.random.default_rng(6))
     page = Page("p", make_page(rec, 6, 6, ["0003"], layouts=["3x4+II"], fs_choices=[500]).images["0003"].image_rgb,
                 500.0)
-    for image_type, flat in (("0006", True), ("0005", False)):
+    # a scan's route (flat too in the table) says nothing of a page stage 0 must place as a photo: real phone
+    # photos are named 0003
+    for image_type, flat in (("0006", True), ("0005", False), ("0003", False)):
         replace(pipeline, classifier=Counting(image_type))(page)
         assert dewarps[-1] is (not flat)
-    assert asked == ["p", "p"] and "source_classifier" in pipeline(page).timings_s
+    assert asked == ["p", "p", "p"] and "source_classifier" in pipeline(page).timings_s
