@@ -362,7 +362,6 @@ class KeypointRectifier:
         self.side = int(config["input_side"])
         self.routing = routing or RoutingConfig(**config.get("routing", {}))
         self.last_info: dict = {}  # how the last page was routed (JSON-able)
-        self._dewarp = True  # whether the page being read may be curled (rectify's argument)
         self.last_estimate = None  # the grid rectifier's GridEstimate of the last page
 
     @classmethod
@@ -399,15 +398,14 @@ class KeypointRectifier:
         turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet.
         ``dewarp`` (the source classifier's route): whether the sheet may be curled or crumpled; where it lies flat
         (a screen) the grid's correction is its smooth surface alone, without the finer and 1 mm passes."""
-        self._dewarp = dewarp
         rgb, image_id = page_image(page_or_image, image_id)
-        best = self._rectify_view(rgb, image_id, geometry)
+        best = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp)
         info, est = self.last_info, self.last_estimate
         if self._sure_pulses(est) and best.method == "keypoints" and not (
                 _placement_residual(best) < self.routing.turn_retry_residual_px):
             # sure pulses, and the keypoints' sheet shows no grid where they put it: a scan without a grid (its
             # pulses place it within a px; the network 20 px off), not a photo; keep the pulses' map
-            best = self._rectify_view(rgb, image_id, geometry, est, consult=False)
+            best = self._rectify_view(rgb, image_id, geometry, est, consult=False, dewarp=dewarp)
             info = dict(info, keypoints_rejected="sure pulses; the keypoint sheet showed no grid")
         elif self._misplaced(best, info):
             first_residual = _placement_residual(best)
@@ -419,22 +417,22 @@ class KeypointRectifier:
                 # and finds the same: its method, confidence and scale are the same, its map turned)
                 turned_est = replace(est, image_to_sheet_h=est.image_to_sheet_h @ np.linalg.inv(to_turned))
                 turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry,
-                                            turned_est)
+                                            turned_est, dewarp=dewarp)
                 if _placement_residual(turned) < self.routing.turn_retry_residual_px:
                     best = as_given(turned, turn, rgb.shape[:2])
                     info = _corners_as_given(dict(self.last_info, quarter_turns=turn, unturned_residual_px=None
                                                   if math.isinf(first_residual) else first_residual), to_turned)
                     break
             else:
-                best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual)
+                best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual, dewarp)
         elif self._unmended_grid(best, info):
             # a crumpled photo in perspective, which no turn would mend
-            best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf)
+            best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp)
         self.last_info, self.last_estimate = info, est
         return best
 
     def _through_line_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry, best: Rectified,
-                           info: dict, first_residual: float) -> tuple[Rectified, dict]:
+                           info: dict, first_residual: float, dewarp: bool = True) -> tuple[Rectified, dict]:
         """A photo no turn placed, read again from the view its two line families make fronto-parallel
         (:mod:`stage0_rectify.vanish`): kept where that reading places the page (the keypoints, as a turn's must,
         or a grid read surely), its map taking the photo as given (the sheet resampled from the photo itself)."""
@@ -448,14 +446,14 @@ class KeypointRectifier:
         if aspect is not None:  # the lines fix the view but for its aspect; the grid's squares fix that
             view = view.stretched_y(aspect)
             warped = view.warp(rgb)
-        seen = self._rectify_view(warped, image_id, geometry)
+        seen = self._rectify_view(warped, image_id, geometry, dewarp=dewarp)
         sure_grid = seen.method.startswith("grid") and seen.confidence >= self.routing.grid_trust
         if not (sure_grid or _placement_residual(seen) < self.routing.turn_retry_residual_px):
             # the network may misplace the view as it did the photo (a torn page: two corners off the paper); the
             # view's own grid, read unsurely but corrected from its lines to within a turn's bound, places it (kp2
             # 10010-0010: its grid points within 0.5 px p95 of the truth, -2.3 -> 22.0 dB). Without a correction
             # (its grid too weak to read per tile: a small screen photo's) it is not believed
-            seen = self._rectify_view(warped, image_id, geometry, self.last_estimate, consult=False)
+            seen = self._rectify_view(warped, image_id, geometry, self.last_estimate, consult=False, dewarp=dewarp)
             left = seen.residual_grid_px
             if not (seen.method.startswith("grid") and seen.sheet_map.displacement_px is not None
                     and left is not None and left < self.routing.turn_retry_residual_px):
@@ -496,9 +494,9 @@ class KeypointRectifier:
         return residual >= self.routing.turn_retry_residual_px
 
     def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry,
-                      est: GridEstimate | None = None, consult: bool = True) -> Rectified:
+                      est: GridEstimate | None = None, consult: bool = True, dewarp: bool = True) -> Rectified:
         """One reading of the image as given (``est``: its grid reading when already made; ``consult``: whether
-        the network may be asked)."""
+        the network may be asked; ``dewarp``: see :meth:`rectify`)."""
         est = estimate_grid(rgb, geometry) if est is None else est
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
@@ -564,13 +562,13 @@ class KeypointRectifier:
                 sheet = sheet_map.rectify(rgb)
                 info["grid_pitch_correction"] = np.round(correction, 6).tolist()
                 maps = grid_maps(sheet)
-            disp, refine_info = grid_displacement(sheet, geometry, maps=maps, local=self._dewarp)
+            disp, refine_info = grid_displacement(sheet, geometry, maps=maps, local=dewarp)
             info.update(refine_info)
             if disp is not None:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
                 sheet = _remap(rgb, sheet_map, geometry)
-                if self._dewarp and residual >= self.routing.fine_min_residual_px:
+                if dewarp and residual >= self.routing.fine_min_residual_px:
                     # creases the first pass smoothed away: read again, finer, on the sheet it made
                     fine, fine_info = grid_displacement(sheet, geometry, nodes_hw=FINE_NODES_HW,
                                                         blur_px=FINE_BLUR_SHEET_PX)
