@@ -3,7 +3,8 @@ layout (:data:`common.layouts.LAYOUTS`) they fit best.
 
 Everything is read from the page's ink without the grid, at half the sheet's resolution (1 px = 2 sheet px; each
 the darkest of its 2 x 2 block, so a 1 px trace keeps its darkness). Ink is darkness against the local paper (the
-rule of :mod:`stage1_segment.anchors`) above half the page's darkest ink, and above a grid that fills more than
+rule of :mod:`stage1_segment.anchors`, as a share of that paper's brightness: a shadow dims ink and paper alike)
+above half the page's darkest ink, and above a grid that fills more than
 5 % of the page; a page no layout fits is read again at :data:`FAINT_INK_LEVEL` of it (a thin navy trace under big
 black letters). Straight runs that repeat one grid pitch away, and frame lines longer than any row, are grid.
 
@@ -43,6 +44,7 @@ standard-order layout; ``pipeline digitize --layout 3x4+II/cabrera`` reads it).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from itertools import permutations
@@ -77,6 +79,9 @@ PX_PER_MV = CANONICAL.px_per_mv  # sheet px per mV (10 mm/mV)
 PAGE_LINE_PX = 2050.0  # sheet px: a flat run of ink this long (more than a 10 s row and its pulse) is a frame line
 VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
 UPRIGHT_BRIDGE_PX = 7  # half-resolution px: a removed upright grid line this wide or less is bridged where ink meets it
+LIGHT_SCALE_PX = 500.0  # sheet px: shade is what darkens the paper over this far (a mold colony is up to 400 px)
+MAX_SHADOW_GAIN_INV = 0.4  # paper darker than this share of the page's typical paper is not lit alike: its ink's
+# darkness is raised at most 1 / 0.4 times (a mold colony's or a scan border's dark "paper" would raise their noise)
 INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
 SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
 DOT_PX = 6  # px at half resolution (1.5 mm): no letter (but an i's dot) nor a trace is this small ...
@@ -235,6 +240,31 @@ class FoundLayout:
 
 
 # --- ink ------------------------------------------------------------------------------------------------
+def _uint8_percentiles(a: np.ndarray, qs: tuple[float, ...]) -> tuple[float, ...]:
+    """``np.percentile(a, q)`` (linear interpolation) for each q of a uint8 array, from its histogram."""
+    cum = np.cumsum(np.bincount(a.ravel(), minlength=256))
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (cum[-1] - 1)
+        lo = int(math.floor(pos))
+        v_lo = int(np.searchsorted(cum, lo, side="right"))  # the value at 0-based rank lo of the sorted array
+        v_hi = int(np.searchsorted(cum, min(lo + 1, cum[-1] - 1), side="right"))
+        out.append(v_lo + (pos - lo) * (v_hi - v_lo))
+    return tuple(out)
+
+
+def _light(paper: np.ndarray, typical: float) -> np.ndarray:
+    """uint8 light falling on the page (the paper's brightness over LIGHT_SCALE_PX: a closing at 1/8 resolution, so
+    that a mold colony, a stain or a dark grid patch is not taken for shade), at least MAX_SHADOW_GAIN_INV of its
+    typical brightness."""
+    h, w = paper.shape
+    small = cv2.resize(paper, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+    k = max(3, int(round(LIGHT_SCALE_PX / (8 * _REDUCE))) | 1)
+    small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    light = cv2.resize(cv2.blur(small, (3, 3)), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(light, np.uint8(min(255, round(MAX_SHADOW_GAIN_INV * typical))))
+
+
 def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = True,
               dim: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(H/2, W/2) uint8 0/1 masks: the trace-dark ink of the sheet without its grid (see the module doc), and
@@ -250,15 +280,20 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     bright = np.ascontiguousarray(bright[: h - h % _REDUCE : _REDUCE, : w - w % _REDUCE : _REDUCE])
     window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
     paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
-    dark = cv2.subtract(paper, bright)
-    sample = dark[::2, ::2]
-    level = float(np.percentile(sample, 99.8))
+    # darkness as a share of the local paper's brightness, on the page's typical paper level: light multiplies ink
+    # and paper alike, so a trace under a shadow is as dark as one in the light (an absolute difference lost the
+    # shadowed half of a photo's rows)
+    typical = float(np.median(paper[::4, ::4]))
+    dark = cv2.divide(cv2.subtract(paper, bright), _light(paper, typical), scale=typical)
+    # over every pixel (a histogram: np.percentile's values, in half the time it took over a quarter of them): the
+    # 99.8th percentile of every 2nd pixel of a thin blurred trace read 63 on a sheet, 77 on it turned half a turn
+    p95, level = _uint8_percentiles(dark, (95.0, 99.8))
     if faint_ink:
         threshold = max(FAINT_INK_LEVEL * level, INK_FLOOR)
         if dim:  # a blurred photo of a screen: its trace 15-25 grey levels dark, above the grid's margin
-            threshold = max(FAINT_INK_LEVEL * level, DIM_FLOOR, float(np.percentile(sample, 95.0)) + GRID_MARGIN)
+            threshold = max(FAINT_INK_LEVEL * level, DIM_FLOOR, p95 + GRID_MARGIN)
     else:
-        grid_floor = float(np.percentile(sample, 95.0)) + GRID_MARGIN
+        grid_floor = p95 + GRID_MARGIN
         if grid_floor > GRID_CAP * level:  # not a dark grid: the page is that full of ink (thick traces, 12 rows)
             grid_floor = INK_LEVEL * level
         threshold = max(INK_LEVEL * level, grid_floor, INK_FLOOR)
@@ -288,7 +323,7 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     # bridge): put back what joins ink on both sides within the removed line
     joined = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, UPRIGHT_BRIDGE_PX), np.uint8))
     ink |= joined & upright
-    faint = (dark >= max(TEXT_LEVEL * level, float(np.percentile(sample, 95.0)) + GRID_MARGIN, 12.0)).astype(np.uint8)
+    faint = (dark >= max(TEXT_LEVEL * level, p95 + GRID_MARGIN, 12.0)).astype(np.uint8)
     _, lab, stats, _ = cv2.connectedComponentsWithStats(faint, connectivity=8)
     size = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) * _REDUCE
     small = size <= GLYPH_MAX_PX

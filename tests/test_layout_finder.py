@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -539,3 +540,45 @@ def test_a_top_row_of_nameless_text_over_named_rows_is_the_header():
     assert not _header_on_top(page([header, *chart[:3], row(1341.0, [("none", 0.9)])]))  # a row named by none
     assert not _header_on_top(page([row(104.0, [("I", 0.6)] + [("none", 0.9)] * 3), *chart]))  # a name on top
     assert not _header_on_top(page(chart))  # the chart's own top row is named
+
+
+def test_ink_under_a_shadow_is_ink_as_in_the_light():
+    """A photo's shadow dims the left half of the page to 40 %: its traces there are as dark against their paper as
+    the others, in proportion, and stay ink at the trace's level (darkness measured as a difference, the shadowed
+    half fell under half the page's darkest ink and none of it was ink; a real photo lost the shadowed half of every
+    row and no layout fitted them)."""
+    from stage1_segment.layout_finder import ink_masks
+
+    sheet, _ = _factory_sheet("3x4+II", 0, "0001")
+    half = CANONICAL.width_px // 2
+    shaded = sheet.copy()
+    shaded[:, :half] = (shaded[:, :half] * 0.4).astype(np.uint8)
+    lit = ink_masks(sheet)[0][:, : half // 2].astype(bool)
+    dimmed = ink_masks(shaded)[0][:, : half // 2].astype(bool)
+    assert lit.sum() > 5000
+    assert (lit & dimmed).sum() >= 0.95 * lit.sum()
+    assert (dimmed & ~lit).sum() <= 0.02 * lit.sum()
+
+
+def test_the_ink_of_a_sheet_turned_half_a_turn_is_the_same_ink_turned():
+    """The ink level is read from every pixel: a thin, blurred trace's darkest 0.2 % read from every second pixel
+    depended on which pixels were taken, and the same sheet turned half a turn showed half its ink."""
+    from stage1_segment.layout_finder import ink_masks
+
+    sheet, _ = _factory_sheet("3x4+II", 0, "0001")
+    blurred = cv2.GaussianBlur(sheet, (0, 0), 1.5)
+    turned = np.ascontiguousarray(blurred[::-1, ::-1])
+    for faint in (False, True):
+        ink, _ = ink_masks(blurred, faint_ink=faint)
+        ink_turned, _ = ink_masks(turned, faint_ink=faint)
+        np.testing.assert_array_equal(ink, ink_turned[::-1, ::-1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uint8_percentiles_are_numpys(seed):
+    from stage1_segment.layout_finder import _uint8_percentiles
+
+    rng = np.random.default_rng(seed)
+    a = (rng.gamma(1.0 + seed, 6.0, (317, 211))).clip(0, 255).astype(np.uint8)
+    qs = (0.5, 50.0, 95.0, 99.8, 100.0)
+    np.testing.assert_allclose(_uint8_percentiles(a, qs), np.percentile(a, qs), atol=1e-9)
