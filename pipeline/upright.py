@@ -17,6 +17,9 @@ turned where the rows then sit in the lower half and either
   them (a stain can break a row into glyph-sized pieces, so the text alone does not turn a page the network
   was sure of).
 
+The turned sheet's rows are the finder's on it, or, where it reads too few there (a faint, broken trace can fit a
+layout one way round and not the other), the sheet's own rows half a turn round.
+
 Before either, a page the network was unsure of is read half a turn round with its lead names, and taken turned
 where :data:`MIN_SURE_NAMES` more names then read surely: a name is text the right way up, and wherever the
 rows sit. The grid routes do not turn a page and are not checked.
@@ -30,7 +33,7 @@ import numpy as np
 
 from common.geometry import CANONICAL
 from common.types import Rectified
-from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, find_layout, ink_masks, named
+from stage1_segment.layout_finder import NAME_CONFIDENT, FoundLayout, FoundRow, find_layout, ink_masks, named
 from stage1_segment.lead_names import LeadNameReader
 
 MIN_ROWS = 3  # a chart of fewer rows found says too little about where it sits
@@ -71,6 +74,12 @@ def n_pulses(found: FoundLayout) -> int:
     return sum(r.pulse is not None for r in found.rows)
 
 
+def half_turned_rows(found: FoundLayout) -> FoundLayout:
+    """The rows of ``found`` where they stand on the sheet turned half a turn (their baselines only: no layout)."""
+    rows = tuple(FoundRow(CANONICAL.height_px - 1 - r.y_px, (), None, None, False, ()) for r in reversed(found.rows))
+    return FoundLayout(None, 0.0, rows, {}, None, None)
+
+
 def turned_half(rectified: Rectified) -> Rectified:
     """The same reading half a turn round: the sheet and its map turned."""
     return replace(rectified, sheet_rgb=np.ascontiguousarray(rectified.sheet_rgb[::-1, ::-1]),
@@ -98,11 +107,14 @@ def upright(rectified: Rectified, found: FoundLayout, names: LeadNameReader | No
         return rectified, found, False
     turned = turned_half(rectified)
     found_turned = find_layout(turned.sheet_rgb)
-    centre_turned = rows_centre(found_turned)
+    # where the finder reads too few rows on the turned sheet (a faint, broken trace fits a layout one way round and
+    # not the other), the rows found stand there half a turn round
+    rows_turned = found_turned if found_turned.n_rows >= MIN_ROWS else half_turned_rows(found)
+    centre_turned = rows_centre(rows_turned)
     if centre_turned is None or centre_turned <= HALF:
         return rectified, found, False
     pulses_stand = n_pulses(found) == 0 and n_pulses(found_turned) >= MIN_PULSES
-    if not (pulses_stand or (header_below and header_side(turned.sheet_rgb, found_turned) > 0)):
+    if not (pulses_stand or (header_below and header_side(turned.sheet_rgb, rows_turned) > 0)):
         return rectified, found, False
     if names is not None:
         found_turned = named(found_turned, turned.sheet_rgb, names)

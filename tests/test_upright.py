@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from common.geometry import CANONICAL
 from common.sheet_map import SheetMap
 from common.types import Rectified
-from pipeline.upright import MIN_SURE_NAMES, sure_names, turned_half, upright
+from pipeline.upright import MIN_SURE_NAMES, half_turned_rows, sure_names, turned_half, upright
 from stage1_segment.layout_finder import find_layout
 from stage1_segment.lead_names import LeadNameReader
 from synth.factory import make_page
@@ -97,3 +99,32 @@ def test_a_page_the_network_was_unsure_of_turns_where_its_lead_names_read_half_a
     assert not upright(upside_down, found, names, 1.0)[2]
     upright_sheet = _rectified(sheet)
     assert not upright(upright_sheet, find_layout(sheet, names), names, 0.6)[2]
+
+
+@pytest.mark.parametrize("finder_reads_the_turned_sheet", [True, False])
+def test_a_half_turned_sheet_whose_turned_rows_the_finder_misses_is_turned_back(low_chart, monkeypatch,
+                                                                               finder_reads_the_turned_sheet):
+    # a faint, broken trace can fit a layout one way round and not the other: where the finder reads no rows on the
+    # turned sheet, the rows found stand there half a turn round (in its lower half, under the header)
+    import pipeline.upright as up
+
+    upside_down = _upside_down(low_chart)
+    found = find_layout(upside_down.sheet_rgb)
+    if not finder_reads_the_turned_sheet:
+        monkeypatch.setattr(up, "find_layout", lambda sheet: dataclasses.replace(found, layout_name=None, rows=()))
+    # unsure of the turn, with no pulse found either way round: the header below the rows turns it
+    no_pulses = dataclasses.replace(found, rows=tuple(dataclasses.replace(r, pulse=None) for r in found.rows))
+    rectified, _, turned = up.upright(upside_down, no_pulses, None, 0.6)
+    assert turned
+    np.testing.assert_array_equal(rectified.sheet_rgb, low_chart)
+    if not finder_reads_the_turned_sheet:  # (read, the turned sheet's pulses would turn it)
+        # sure of the turn, the header alone does not turn it
+        assert not up.upright(upside_down, no_pulses, None, 1.0)[2]
+
+
+def test_half_turned_rows_stand_where_the_turned_sheet_shows_them(low_chart):
+    found = find_layout(low_chart)
+    turned = half_turned_rows(found)
+    assert turned.n_rows == found.n_rows and turned.layout_name is None
+    np.testing.assert_allclose([r.y_px for r in turned.rows],
+                               [CANONICAL.height_px - 1 - r.y_px for r in reversed(found.rows)])
