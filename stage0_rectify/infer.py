@@ -77,6 +77,11 @@ class RoutingConfig:
     fine_max_residual_ratio: float = 1.5  # ... and is kept where it leaves its own lines at most this many times
     # as far as the first left them: a screen's moire makes the finer reading follow noise (factory 0006 photos:
     # 1.7-2.5 times, 2-6 dB lost a page; crumpled pages 0.3-1.5)
+    max_residual_px: float = 3.0  # a correction (after the finer pass, where it runs) leaving the lines this far (rms,
+    # sheet px, the worse axis) was read from no grid and is not made: a page printed without one (factory renders
+    # without a grid, placed exactly: 5-8 px left by 20-38 px "corrections"; ECG-Image-Kit photos of such pages:
+    # 3.2-7.9 px, 1.5-9.7 dB lost a page). Pages with a grid: 0.1-2.7 px (held-out factory and ECG-Image-Kit photos,
+    # real photos; a torn print's first pass left 6.0 px, its finer pass 1.0)
     minor: bool = True  # after the finer pass (kept or refused), a last one from the 1 mm lines' phase
     # (refine.minor_displacement) where they show: held-out photos' grid points p95 1.3 -> 0.3 px (kp2 10000-0009, x)
     turn_retry_residual_px: float = 2.0  # a keypoint sheet whose grid lies this far (rms px, the worse axis) from
@@ -564,6 +569,7 @@ class KeypointRectifier:
                 maps = grid_maps(sheet)
             disp, refine_info = grid_displacement(sheet, geometry, maps=maps, local=dewarp)
             info.update(refine_info)
+            unrefined_residual = residual
             if disp is not None:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
@@ -581,14 +587,19 @@ class KeypointRectifier:
                         sheet = _remap(rgb, sheet_map, geometry)
                     elif fine is not None:
                         info["fine_reject"] = "the finer reading fits its own lines worse"
-                    if self.routing.minor:
-                        # what the 5 mm passes left, read from the 1 mm lines where they show (only on a page
-                        # left this far: on a flat photo the 1 mm reading's noise costs more than the little error
-                        # it finds; a screen, taken as flat by its route, gets neither pass)
-                        minor, minor_info = minor_displacement(sheet, geometry)
-                        info.update(minor_info)
-                        if minor is not None:
-                            sheet_map = refined_map(sheet_map, minor, geometry)
-                            sheet = _remap(rgb, sheet_map, geometry)
+                if residual > self.routing.max_residual_px:
+                    info["reject"] = "no grid read: the lines lie far from any smooth correction"
+                    residual = unrefined_residual
+                    sheet_map = SheetMap(h, None, geometry)
+                    sheet = sheet_map.rectify(rgb)
+                elif dewarp and residual >= self.routing.fine_min_residual_px and self.routing.minor:
+                    # what the 5 mm passes left, read from the 1 mm lines where they show (only on a page left this
+                    # far: on a flat photo the 1 mm reading's noise costs more than the little error it finds; a
+                    # screen, taken as flat by its route, gets neither pass)
+                    minor, minor_info = minor_displacement(sheet, geometry)
+                    info.update(minor_info)
+                    if minor is not None:
+                        sheet_map = refined_map(sheet_map, minor, geometry)
+                        sheet = _remap(rgb, sheet_map, geometry)
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)

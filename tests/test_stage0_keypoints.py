@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ from stage0_rectify.infer import (
 from stage0_rectify.model import N_CORNERS, create_model, normalise_image
 from stage0_rectify.vanish import line_view
 from synth.factory import make_page
+from synth.render import RenderStyle, render_page
 from synth.signals import simulate_record
 
 SIDE = 128  # input side of the test networks (px)
@@ -502,3 +504,27 @@ def test_a_view_the_network_misplaces_too_is_placed_by_its_own_grid(photo):
     assert err < 3.0 and out.residual_grid_px < RoutingConfig().turn_retry_residual_px, (err, rect.last_info)
     # the sheet is resampled from the photo as given, through the composed map
     assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(img).astype(int)).mean() < 2.0
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_a_page_printed_without_a_grid_keeps_its_keypoint_placement(seed):
+    """A render drawn without a grid, photographed: the trace's strokes and letters read as "lines" 5-7 px from any
+    smooth correction, and the correction read from them moved the sheet by up to tens of px; it is not made, and
+    the keypoints' placement stands."""
+    rec = simulate_record(np.random.default_rng(seed))
+    sheet = render_page(rec.leads_mv, rec.fs_hz, "r", RenderStyle(grid="none", minor_grid="none")).sheet_rgb
+    img, true_map = _photo_of(sheet)
+    xs, ys = np.meshgrid(np.linspace(100, CANONICAL.width_px - 100, 12), np.linspace(100, CANONICAL.height_px - 100, 9))
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+    def worst_error(routing: RoutingConfig) -> tuple[float, dict]:
+        rect = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE}, routing)
+        out = rect.rectify(img, "p")
+        assert out.method == "keypoints"
+        back = out.sheet_map.image_to_sheet(true_map.sheet_to_image(points))
+        return float(np.linalg.norm(back - points, axis=1).max()), rect.last_info
+
+    err, info = worst_error(RoutingConfig())
+    assert info["reject"].startswith("no grid read") and err < 3.0, (err, info)
+    err_noisy, _ = worst_error(RoutingConfig(max_residual_px=math.inf))
+    assert err_noisy > 8.0, err_noisy
