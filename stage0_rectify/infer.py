@@ -574,7 +574,8 @@ class KeypointRectifier:
                 residual = max(refine_info["residual_px_x"], refine_info["residual_px_y"])
                 sheet_map = SheetMap(h, disp, geometry)
                 sheet = _remap(rgb, sheet_map, geometry)
-                if dewarp and residual >= self.routing.fine_min_residual_px:
+                finer = dewarp and residual >= self.routing.fine_min_residual_px  # the first pass left the lines far
+                if finer:
                     # creases the first pass smoothed away: read again, finer, on the sheet it made
                     fine, fine_info = grid_displacement(sheet, geometry, nodes_hw=FINE_NODES_HW,
                                                         blur_px=FINE_BLUR_SHEET_PX)
@@ -592,10 +593,10 @@ class KeypointRectifier:
                     residual = unrefined_residual
                     sheet_map = SheetMap(h, None, geometry)
                     sheet = sheet_map.rectify(rgb)
-                elif dewarp and residual >= self.routing.fine_min_residual_px and self.routing.minor:
-                    # what the 5 mm passes left, read from the 1 mm lines where they show (only on a page left this
-                    # far: on a flat photo the 1 mm reading's noise costs more than the little error it finds; a
-                    # screen, taken as flat by its route, gets neither pass)
+                elif finer and self.routing.minor:
+                    # what the 5 mm passes left, read from the 1 mm lines where they show (only on a page the first
+                    # pass left this far: on a flat photo the 1 mm reading's noise costs more than the little error
+                    # it finds; a screen, taken as flat by its route, gets neither pass)
                     minor, minor_info = minor_displacement(sheet, geometry)
                     info.update(minor_info)
                     if minor is not None:
