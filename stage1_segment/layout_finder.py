@@ -3,7 +3,7 @@ layout (:data:`common.layouts.LAYOUTS`) they fit best.
 
 Everything is read from the page's ink without the grid, at half the sheet's resolution (1 px = 2 sheet px; each
 the darkest of its 2 x 2 block, so a 1 px trace keeps its darkness). Ink is darkness against the local paper (the
-rule of :mod:`stage1_segment.anchors`, as a share of that paper's brightness: a shadow dims ink and paper alike)
+rule of :mod:`stage1_segment.anchors`, as a share of the light on the page: a shadow dims ink and paper alike)
 above half the page's darkest ink, and above a grid that fills more than
 5 % of the page; a page no layout fits is read again at :data:`FAINT_INK_LEVEL` of it (a thin navy trace under big
 black letters). Straight runs that repeat one grid pitch away, and frame lines longer than any row, are grid.
@@ -80,8 +80,8 @@ PAGE_LINE_PX = 2050.0  # sheet px: a flat run of ink this long (more than a 10 s
 VLINE_RUN_PX = 400.0  # sheet px (5 mV): an upright run of ink this long is a grid line, not a QRS stroke
 UPRIGHT_BRIDGE_PX = 7  # half-resolution px: a removed upright grid line this wide or less is bridged where ink meets it
 LIGHT_SCALE_PX = 500.0  # sheet px: shade is what darkens the paper over this far (a mold colony is up to 400 px)
-MAX_SHADOW_GAIN_INV = 0.4  # paper darker than this share of the page's typical paper is not lit alike: its ink's
-# darkness is raised at most 1 / 0.4 times (a mold colony's or a scan border's dark "paper" would raise their noise)
+MAX_SHADOW_GAIN_INV = 0.4  # light under this share of the page's typical paper is not taken for shade: ink's
+# darkness is raised at most 1 / 0.4 times (a scan's dark border or a photo's background would raise their noise)
 INK_LEVEL = 0.5  # ink is at least this fraction of the page's darkest 0.2 % (anchors.py's rule) ...
 SPECK_PX = 3  # px at half resolution: pieces of ink this small are specks
 DOT_PX = 6  # px at half resolution (1.5 mm): no letter (but an i's dot) nor a trace is this small ...
@@ -280,8 +280,8 @@ def ink_masks(sheet_rgb: np.ndarray, faint_ink: bool = False, smooth: bool = Tru
     bright = np.ascontiguousarray(bright[: h - h % _REDUCE : _REDUCE, : w - w % _REDUCE : _REDUCE])
     window = max(3, int(round(INK_WINDOW_PX / _REDUCE)) | 1)
     paper = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((window, window), np.uint8))
-    # darkness as a share of the local paper's brightness, on the page's typical paper level: light multiplies ink
-    # and paper alike, so a trace under a shadow is as dark as one in the light (an absolute difference lost the
+    # darkness as a share of the light falling there, on the page's typical paper level: light multiplies ink and
+    # paper alike, so a trace under a shadow is as dark as one in the light (an absolute difference lost the
     # shadowed half of a photo's rows)
     typical = float(np.median(paper[::4, ::4]))
     dark = cv2.divide(cv2.subtract(paper, bright), _light(paper, typical), scale=typical)
