@@ -38,6 +38,8 @@ GRID_PERIOD_PX = (3.0, 80.0)  # the grid's pitch searched in the view (1 mm to 5
 MAX_ASPECT_CHANGE = 0.25  # the pitch across y within this share of the pitch across x: the same lines
 MIN_PEAK_TO_MEDIAN = 8.0  # a pitch: its spectral peak this many times the spectrum's median power
 MIN_ASPECT_CHANGE = 0.005  # a smaller stretch is left undone
+GRID_REGION_PERIOD_PX = 8  # grid_region reads the 5 mm lines at about this many px a period ...
+GRID_REGION_SHARE = 0.15  # ... and takes for grid what shows them at this share of the view's strongest (99th pct)
 ROTATION_FAMILY_DEG = 10.0  # content_rotation_h: segments within this of the x or the y axis ...
 MIN_ROTATION_SEGMENTS = 10  # ... at least this many of each ...
 ROTATION_AGREE_DEG = 0.15  # ... turned alike within this ...
@@ -269,6 +271,39 @@ def _pitch_px(profile: np.ndarray, near_px: float | None = None) -> tuple[float,
     a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
     shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
     return 1.0 / (freq[k] + shift * freq[1]), float(power[k] / (np.median(power[1:]) + 1e-12))
+
+
+def grid_region(view_rgb: np.ndarray, px_per_mm: float, big_box_mm: float = 5.0) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) view px of the largest region where both line families of a grid of ``px_per_mm`` show (their
+    5 mm fundamental demodulated over two periods, at least GRID_REGION_SHARE of its 99th percentile), widened by a
+    big box each way and clipped to the view; None where nothing shows. A view holds the page and its background:
+    the page's place is where its grid is, not the bounding box of every dark pixel (a table's or curtain's texture)."""
+    period = big_box_mm * px_per_mm
+    f = max(1, int(period // GRID_REGION_PERIOD_PX))
+    small = cv2.resize(view_rgb, (max(1, view_rgb.shape[1] // f), max(1, view_rgb.shape[0] // f)),
+                       interpolation=cv2.INTER_AREA)
+    g = grid_map(small)
+    g = g - cv2.blur(g, (15, 15))
+    p = period / f
+    amps = []
+    for axis in (1, 0):
+        phase = 2 * np.pi * np.arange(g.shape[axis], dtype=np.float32) / p
+        shape = (1, -1) if axis == 1 else (-1, 1)
+        parts = [cv2.GaussianBlur(g * wave(phase).reshape(shape), (0, 0), 2 * p) for wave in (np.cos, np.sin)]
+        amps.append(np.hypot(*parts))
+    amp = np.minimum(*amps)
+    strong = float(np.percentile(amp, 99))
+    if strong <= 1e-3:  # no line of that pitch anywhere
+        return None
+    mask = (amp >= GRID_REGION_SHARE * strong).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        return None
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) * f for v in stats[k, :4])
+    pad = int(math.ceil(period))
+    hh, ww = view_rgb.shape[:2]
+    return max(0, x - pad), max(0, y - pad), min(ww, x + w + pad), min(hh, y + h + pad)
 
 
 def grid_aspect(view_rgb: np.ndarray) -> float | None:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from common.sheet_map import apply_homography
-from stage0_rectify.vanish import content_rotation_h, line_view
+from stage0_rectify.vanish import content_rotation_h, grid_region, line_view
 
 PAGE_HW = (850, 1100)
 PHOTO_HW = (1100, 1400)
@@ -83,3 +83,22 @@ def test_a_page_turned_in_its_frame_is_turned_back_upright():
     assert content_rotation_h(page) is None
     sheared = cv2.warpAffine(page, np.float32([[1, 0.06, 0], [0, 1, 0]]), (w, h), borderValue=(0, 0, 0))
     assert content_rotation_h(sheared) is None
+
+
+def test_the_grid_region_of_a_view_is_the_page_not_its_background():
+    # the page (grid every 20 px: 4 px/mm) off-centre in a wide view, beside a dark striped "curtain" that fills the
+    # rest: the box of every dark pixel is the whole view, the grid's region is the page
+    view = np.zeros((1400, 2400, 3), np.uint8)
+    view[:, :, 0] = 150
+    view[:, :, 1] = np.where((np.arange(2400) // 37) % 2 == 0, 60, 110)[None, :].astype(np.uint8)
+    view[:, :, 2] = 40
+    y0, x0 = 450, 1200
+    view[y0 : y0 + PAGE_HW[0], x0 : x0 + PAGE_HW[1]] = _grid_page()
+    box = grid_region(view, px_per_mm=4.0)
+    assert box is not None
+    bx0, by0, bx1, by1 = box
+    reach = 3 * 20.0  # px: the big box grid_region adds each way, and its low-pass's reach beyond the lines
+    assert abs(bx0 - x0) <= reach and abs(by0 - y0) <= reach
+    assert abs(bx1 - (x0 + PAGE_HW[1])) <= reach and abs(by1 - (y0 + PAGE_HW[0])) <= reach
+    assert grid_region(np.full((600, 800, 3), 200, np.uint8), px_per_mm=4.0) is None  # no grid anywhere
+
