@@ -52,9 +52,9 @@ PAD_VALUE = 127  # letterbox fill (grey: 0 after normalisation)
 PEAK_RADIUS = 3  # corner confidence: softmax mass within 3 input px (each axis) of the peak
 MIN_CORNER_SEP = 1 / 16  # two page corners are at least this share of the input side apart
 DENSE_STRIDE = 2  # every 2nd input px (each axis) of the page mask gives a dense correspondence
-# sheet points whose distance between two maps says whether they agree (corners and centre of the sheet)
 GRID_REGION_MAX_PAGES = 1.2  # a view's grid region (stage0_rectify.vanish.grid_region) centres the page only where
 # it is at most this many sheets wide and tall (eikP photos: 1.06-1.10, with its pad)
+# sheet points whose distance between two maps says whether they agree (corners and centre of the sheet)
 CHECK_POINTS = np.concatenate([SHEET_CORNERS, [[(CANONICAL.width_px - 1) / 2, (CANONICAL.height_px - 1) / 2]]])
 
 
@@ -459,20 +459,20 @@ class KeypointRectifier:
             # the network may misplace the view as it did the photo (a torn page: two corners off the paper); the
             # view's own grid, read unsurely but corrected from its lines to within a turn's bound, places it (kp2
             # 10010-0010: its grid points within 0.5 px p95 of the truth, -2.3 -> 22.0 dB). Without a correction
-            # (its grid too weak to read per tile: a small screen photo's) it is not believed
-            # centred on where its grid shows: the grid rectifier centres a view on the box of its dark pixels, which
-            # on a photo takes in the background (eikP 20015-0010's rows placed 211 px low, its strip off the sheet)
-            # (only where that region is the size of a page at most: a grid over the whole view says nothing of where
-            # the page is)
+            # (its grid too weak to read per tile: a small screen photo's) it is not believed.
+            # The page is centred on where the view's grid shows, where that region is a page's size at most: the grid
+            # rectifier centres a view on the box of its dark pixels, which on a photo takes in the background (eikP
+            # 20015-0010's rows placed 211 px low, its strip off the sheet); a grid over the whole view says nothing
+            # of where the page is
             est = self.last_estimate
-            box = grid_region(warped, est.px_per_mm)
+            box = grid_region(warped, est.px_per_mm, geometry.big_box_mm)
             scale = geometry.px_per_mm / est.px_per_mm  # sheet px per view px
             if box is not None and (box[2] - box[0]) * scale <= GRID_REGION_MAX_PAGES * geometry.width_px and (
                     box[3] - box[1]) * scale <= GRID_REGION_MAX_PAGES * geometry.height_px:
                 centre = np.array([[(box[0] + box[2] - 1) / 2.0, (box[1] + box[3] - 1) / 2.0]])
+                at = apply_homography(est.image_to_sheet_h, centre)[0]
                 shift = np.eye(3)
-                shift[:2, 2] = [(geometry.width_px - 1) / 2.0 - apply_homography(est.image_to_sheet_h, centre)[0, 0],
-                                (geometry.height_px - 1) / 2.0 - apply_homography(est.image_to_sheet_h, centre)[0, 1]]
+                shift[:2, 2] = [(geometry.width_px - 1) / 2.0 - at[0], (geometry.height_px - 1) / 2.0 - at[1]]
                 est = replace(est, image_to_sheet_h=shift @ est.image_to_sheet_h)
             seen = self._rectify_view(warped, image_id, geometry, est, consult=False, dewarp=dewarp)
             left = seen.residual_grid_px

@@ -273,11 +273,12 @@ def _pitch_px(profile: np.ndarray, near_px: float | None = None) -> tuple[float,
     return 1.0 / (freq[k] + shift * freq[1]), float(power[k] / (np.median(power[1:]) + 1e-12))
 
 
-def grid_region(view_rgb: np.ndarray, px_per_mm: float, big_box_mm: float = 5.0) -> tuple[int, int, int, int] | None:
+def grid_region(view_rgb: np.ndarray, px_per_mm: float, big_box_mm: float) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) view px of the largest region where both line families of a grid of ``px_per_mm`` show (their
-    5 mm fundamental demodulated over two periods, at least GRID_REGION_SHARE of its 99th percentile), widened by a
-    big box each way and clipped to the view; None where nothing shows. A view holds the page and its background:
-    the page's place is where its grid is, not the bounding box of every dark pixel (a table's or curtain's texture)."""
+    ``big_box_mm`` fundamental demodulated over two periods, at least GRID_REGION_SHARE of its 99th percentile),
+    widened by a big box each way and clipped to the view; None where nothing shows. A view holds the page and its
+    background: the page's place is where its grid is, not the bounding box of every dark pixel (a table's or
+    curtain's texture)."""
     period = big_box_mm * px_per_mm
     f = max(1, int(period // GRID_REGION_PERIOD_PX))
     small = cv2.resize(view_rgb, (max(1, view_rgb.shape[1] // f), max(1, view_rgb.shape[0] // f)),

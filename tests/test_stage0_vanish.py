@@ -94,11 +94,11 @@ def test_the_grid_region_of_a_view_is_the_page_not_its_background():
     view[:, :, 2] = 40
     y0, x0 = 450, 1200
     view[y0 : y0 + PAGE_HW[0], x0 : x0 + PAGE_HW[1]] = _grid_page()
-    box = grid_region(view, px_per_mm=4.0)
+    box = grid_region(view, px_per_mm=4.0, big_box_mm=5.0)
     assert box is not None
     bx0, by0, bx1, by1 = box
     reach = 4 * 20.0  # px: the big box grid_region adds each way, and its low-pass's reach beyond the lines
     assert abs(bx0 - x0) <= reach and abs(by0 - y0) <= reach
     assert abs(bx1 - (x0 + PAGE_HW[1])) <= reach and abs(by1 - (y0 + PAGE_HW[0])) <= reach
-    assert grid_region(np.full((600, 800, 3), 200, np.uint8), px_per_mm=4.0) is None  # no grid anywhere
+    assert grid_region(np.full((600, 800, 3), 200, np.uint8), px_per_mm=4.0, big_box_mm=5.0) is None  # no grid anywhere
 
