@@ -325,9 +325,7 @@ class Pipeline:
     def rectify(self, page: Page, settings: RouteSettings | None = None) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
         (a screen's sheet is taken as flat: ``dewarp``)."""
-        # only a photo's route may take the sheet as flat: a scan's says nothing of a page stage 0 finds it must
-        # place as a photo (real phone photos named 0003 at 0.7-0.9 read 1.2 deg and 15 % off their pitch so)
-        dewarp = settings is None or settings.dewarp or settings.rectifier != "keypoints"
+        dewarp = settings is None or settings.sheet_may_bend
         rectified = (self.rectifier.rectify(page, dewarp=dewarp) if self.rectifier is not None
                      else rectify_from_grid(page))
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):

@@ -54,6 +54,13 @@ class RouteSettings:
     despeckle: bool
     stage1: str = "general"
 
+    @property
+    def sheet_may_bend(self) -> bool:
+        """Whether stage 0 may correct the sheet locally (curl, folds): all but a photo's route that says it lies
+        flat (a screen). A scan's ``dewarp: False`` says nothing of a page stage 0 finds it must place as a photo
+        (real phone photos named 0003 at 0.7-0.9 read 1.2 deg and 15 % off their pitch so)."""
+        return self.dewarp or self.rectifier != "keypoints"
+
     RECTIFIERS = ("grid", "keypoints")
     STAGE1_NETWORKS = ("general", "mold", "photo")
 

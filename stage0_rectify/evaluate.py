@@ -71,7 +71,7 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
     torch.set_num_threads(1)
     rect = KeypointRectifier.from_bundle(bundle)
     # the source classifier beside the keypoint bundle routes each page as the pipeline does (a screen is taken
-    # as flat: its route's ``dewarp``); without it every page may bend
+    # as flat: its route's ``sheet_may_bend``); without it every page may bend
     classifier_dir = Path(bundle).parent / "source_classifier"
     classifier = SourceClassifier.from_bundle(classifier_dir) if classifier_dir.is_dir() else None
     rows: dict[str, list] = {t: [] for t in types}
@@ -87,7 +87,7 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
             t0 = time.perf_counter()
             grid = rectify_from_grid(rgb)
             t1 = time.perf_counter()
-            dewarp = classifier is None or route(classifier(Page(png.stem, rgb, labels.fs_hz))).dewarp
+            dewarp = classifier is None or route(classifier(Page(png.stem, rgb, labels.fs_hz))).sheet_may_bend
             kp = rect.rectify(rgb, dewarp=dewarp)
             t2 = time.perf_counter()
             rows[t].append((grid_point_errors(grid.sheet_map, true_map, pts),

@@ -199,3 +199,8 @@ def test_committed_bundle_loads_and_names_a_type():
     assert clf.input_hw == tuple(clf.config["input_hw"]) and 0 < clf.threshold < 1
     pred = clf(_page(3))
     assert pred.image_type in IMAGE_TYPES and pred.threshold == clf.threshold
+
+
+def test_only_a_photo_route_that_says_so_takes_the_sheet_as_flat():
+    assert not settings_for("0006").sheet_may_bend  # a screen: flat glass
+    assert all(settings_for(t).sheet_may_bend for t in ("0001", "0003", "0004", "0005", "0009", "0010", "0011", "0012"))
