@@ -53,6 +53,8 @@ from stage2_signal.separators import bar_is_crisp, find_bars
 from stage2_signal.settings import Settings
 
 BASELINE_MODES = ("panel", "row")
+SHEET_EDGE_PX = 6.0  # sheet px: a trace span ending this close to the sheet's right edge was cut by it (spans end
+# 1-3 px inside it, by the stroke's caps and the maps' columns)
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,10 @@ def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: Shee
     """Chart origin x0 (sheet px) of every row, and how each was decided ("both", "start", "end", "consensus");
     ``stroke_px``, the measured stroke width, corrects the trace ends for the ink's caps."""
     n_rows = layout.n_rows
-    cand = [None if span is None else (span[0] - first, span[1] - last)
-            for first, last, span in row_spans(traces, layout, fs_hz, geom, cfg, stroke_px)]
+    spans = row_spans(traces, layout, fs_hz, geom, cfg, stroke_px)
+    cand = [None if span is None else (span[0] - first, span[1] - last) for first, last, span in spans]
+    # a trace running on to the sheet's right edge was cut there: its end is the sheet's, not the chart's
+    cut = [span is not None and span[1] >= geom.width_px - 1 - SHEET_EDGE_PX for _, _, span in spans]
     own = np.full(n_rows, np.nan)
     for row, cd in enumerate(cand):
         if cd is not None and abs(cd[0] - cd[1]) <= cfg.x0_tol_px:
@@ -311,11 +315,17 @@ def estimate_x0(traces: list[RowTrace], layout: Layout, fs_hz: float, geom: Shee
         consensus = float(np.median(own[np.isfinite(own)]))
     else:
         # no row agrees with itself. A trace longer than the layout says has extra ink before it (a
-        # calibration pulse, a lead name): trust its end; a shorter one lost a part: trust its start.
-        picks = [cd[1] if cd[0] < cd[1] else cd[0] for cd in cand if cd is not None]
+        # calibration pulse, a lead name): trust its end; a shorter one lost a part: trust its start. A trace cut by
+        # the sheet's edge tells no end: shorter than the layout, its start is trusted; longer, it tells nothing
+        # where another row does (a stain running from two rows' ends on to the edge timed the page by the edge,
+        # 46 px late, and their starts lay in another stain: kp4 10003-0009, -2.6 dB)
+        told = [(cd, edge) for cd, edge in zip(cand, cut, strict=True)
+                if cd is not None and not (edge and cd[0] <= cd[1])]
+        told = told or [(cd, False) for cd in cand if cd is not None]
+        picks = [cd[1] if cd[0] < cd[1] else cd[0] for cd, _ in told]
         if not picks:
             raise ValueError("no row of the trace maps holds a trace: cannot find the chart's time origin")
-        others = [cd[0] if cd[0] < cd[1] else cd[1] for cd in cand if cd is not None]
+        others = [cd[0] if cd[0] < cd[1] else cd[1] for cd, edge in told if not edge]
         consensus = _largest_group_median(np.asarray(picks, np.float64), cfg.shared_x0_tol_px,
                                           np.asarray(others, np.float64))
     x0 = np.empty(n_rows)
