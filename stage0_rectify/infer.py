@@ -17,7 +17,8 @@ the correction read on it, or placed by neither route) is read again turned a qu
 a page held in portrait wrong and the same page turned right (``turn_retry_residual_px``). A photo no turn
 places, or left to an unsure grid whose correction was refused or leaves the lines far, is read once more from the
 front-on view its two families of straight lines make (:mod:`stage0_rectify.vanish`, ``line_view``): kept where
-that reading places the page as a turn's must, or reads its grid surely.
+that reading places the page as a turn's must, or reads its grid surely. A keypoint sheet no grid corrects (a page
+printed without one) is placed by the network's corners moved onto the page's edges (:mod:`stage0_rectify.page_edges`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage0_rectify.data import SHEET_CORNERS, downscale
 from stage0_rectify.grid import GridEstimate, estimate_grid, is_letter_render, page_image, residual_grid_px
 from stage0_rectify.model import N_CORNERS, corner_log_probs, create_model, normalise_image
+from stage0_rectify.page_edges import refine_corners
 from stage0_rectify.refine import (
     FINE_BLUR_SHEET_PX,
     FINE_NODES_HW,
@@ -90,6 +92,10 @@ class RoutingConfig:
     # its correction, or a photo read by neither grid nor keypoints, is read again from the photo turned a quarter
     # each way: a page held in portrait, which the network places hundreds of px off (its lines 3-8 px from any
     # correction), it places right once turned (held-out factory photos placed right: 0.2-1.4 px)
+    page_edges: bool = True  # a keypoint sheet on which no grid correction was made (a page printed without a grid,
+    # or its correction refused) is placed by the network's corners moved onto the page's edges in the full photo
+    # (stage0_rectify.page_edges; ECG-Image-Kit photos: each page's worst corner 6.5 -> 2.0 px, median). Where the grid
+    # corrects the sheet the corners only seed it, and moving them moved factory photos' readings by +-2 dB a page
     line_view: bool = True  # a photo no turn placed is read once more from the fronto-parallel view its straight
     # lines make (stage0_rectify.vanish), kept where that reading places the page as the turns' must
     min_perspective: float = 0.015  # where the pulses placed the page (no grid read), the keypoints' map replaces
@@ -187,6 +193,8 @@ class KeypointFit:
     n_inliers: int
     confident: bool
     info: dict = field(default_factory=dict)
+    edge_corners_px: np.ndarray | None = None  # (4, 2) the corners moved onto the page's edges, where all four were
+    # found there (stage0_rectify.page_edges), else None
 
 
 def _plausible_quad(corners_px: np.ndarray, image_hw: tuple[int, int]) -> bool:
@@ -396,7 +404,12 @@ class KeypointRectifier:
         info = {"corners_px": np.round(corners, 1).tolist(), "corner_conf": [round(float(c), 3) for c in conf],
                 "orientation_conf": round(turn_conf, 3),
                 "dense": int(len(xs)), "dense_inliers": n_in}
-        return KeypointFit(corners, conf, h, n_in, confident, info)
+        edge_corners = None
+        if self.routing.page_edges:
+            on_page, on_edges = refine_corners(rgb, corners)
+            if on_edges.all() and _plausible_quad(on_page, rgb.shape[:2]):
+                edge_corners = on_page
+        return KeypointFit(corners, conf, h, n_in, confident, info, edge_corners)
 
     def rectify(self, page_or_image, image_id: str | None = None,
                 geometry: SheetGeometry = CANONICAL, dewarp: bool = True) -> Rectified:
@@ -539,6 +552,7 @@ class KeypointRectifier:
         # by their scale alone, which stage 2 finds again)
         sure_pulses = self._sure_pulses(est)
         unsure = est.confidence < self.routing.grid_trust or sure_pulses
+        fit = None
         if self.routing.enabled and consult and unsure and not whole_page:
             fit = self.detect(rgb)
             info.update(fit.info)
@@ -618,5 +632,12 @@ class KeypointRectifier:
                     if minor is not None:
                         sheet_map = refined_map(sheet_map, minor, geometry)
                         sheet = _remap(rgb, sheet_map, geometry)
+        if method == "keypoints" and sheet_map.displacement_px is None and fit.edge_corners_px is not None:
+            # no grid corrected the sheet: the page's own edges place it
+            h = cv2.getPerspectiveTransform(fit.edge_corners_px.astype(np.float32),
+                                            geometry.corners_px().astype(np.float32))
+            sheet_map = SheetMap(h / h[2, 2], None, geometry)
+            sheet = sheet_map.rectify(rgb)
+            info["placed_by_edges"] = True
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)

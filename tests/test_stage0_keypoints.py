@@ -528,3 +528,28 @@ def test_a_page_printed_without_a_grid_keeps_its_keypoint_placement(seed):
     assert info["reject"].startswith("no grid read") and err < 3.0, (err, info)
     err_noisy, _ = worst_error(RoutingConfig(max_residual_px=math.inf))
     assert err_noisy > 8.0, err_noisy
+
+
+def test_a_page_printed_without_a_grid_is_placed_by_its_edges():
+    """A render without a grid, photographed on a dark table, the network's corners 12-15 sheet px off: no grid
+    corrects the sheet, and the corners moved onto the page's edges place it within 2 px; without them it stays
+    as far off as the network put it."""
+    rec = simulate_record(np.random.default_rng(1))
+    sheet = render_page(rec.leads_mv, rec.fs_hz, "r", RenderStyle(grid="none", minor_grid="none")).sheet_rgb
+    img, true_map = _photo_of(sheet)
+    off = np.array([[1.006, 0.004, 12.0], [-0.003, 1.005, -9.0], [0.0, 0.0, 1.0]])  # sheet px: a placement ~14 px off
+    network = Oracle(img, SheetMap(off @ true_map.image_to_sheet_h))
+    xs, ys = np.meshgrid(np.linspace(100, CANONICAL.width_px - 100, 12), np.linspace(100, CANONICAL.height_px - 100, 9))
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+    def worst_error(routing: RoutingConfig) -> tuple[float, dict]:
+        rect = KeypointRectifier(network, {"input_side": SIDE}, routing)
+        out = rect.rectify(img, "p")
+        assert out.method == "keypoints" and out.sheet_map.displacement_px is None, rect.last_info
+        back = out.sheet_map.image_to_sheet(true_map.sheet_to_image(points))
+        return float(np.linalg.norm(back - points, axis=1).max()), rect.last_info
+
+    err, info = worst_error(RoutingConfig())
+    assert info.get("placed_by_edges") and err < 2.0, (err, info)
+    err_network, info = worst_error(RoutingConfig(page_edges=False))
+    assert "placed_by_edges" not in info and err_network > 10.0, err_network
