@@ -193,8 +193,6 @@ class KeypointFit:
     n_inliers: int
     confident: bool
     info: dict = field(default_factory=dict)
-    edge_corners_px: np.ndarray | None = None  # (4, 2) the corners moved onto the page's edges, where all four were
-    # found there (stage0_rectify.page_edges), else None
 
 
 def _plausible_quad(corners_px: np.ndarray, image_hw: tuple[int, int]) -> bool:
@@ -404,12 +402,7 @@ class KeypointRectifier:
         info = {"corners_px": np.round(corners, 1).tolist(), "corner_conf": [round(float(c), 3) for c in conf],
                 "orientation_conf": round(turn_conf, 3),
                 "dense": int(len(xs)), "dense_inliers": n_in}
-        edge_corners = None
-        if self.routing.page_edges:
-            on_page, on_edges = refine_corners(rgb, corners)
-            if on_edges.all() and _plausible_quad(on_page, rgb.shape[:2]):
-                edge_corners = on_page
-        return KeypointFit(corners, conf, h, n_in, confident, info, edge_corners)
+        return KeypointFit(corners, conf, h, n_in, confident, info)
 
     def rectify(self, page_or_image, image_id: str | None = None,
                 geometry: SheetGeometry = CANONICAL, dewarp: bool = True) -> Rectified:
@@ -632,12 +625,13 @@ class KeypointRectifier:
                     if minor is not None:
                         sheet_map = refined_map(sheet_map, minor, geometry)
                         sheet = _remap(rgb, sheet_map, geometry)
-        if method == "keypoints" and sheet_map.displacement_px is None and fit.edge_corners_px is not None:
-            # no grid corrected the sheet: the page's own edges place it
-            h = cv2.getPerspectiveTransform(fit.edge_corners_px.astype(np.float32),
-                                            geometry.corners_px().astype(np.float32))
-            sheet_map = SheetMap(h / h[2, 2], None, geometry)
-            sheet = sheet_map.rectify(rgb)
-            info["placed_by_edges"] = True
+        if method == "keypoints" and sheet_map.displacement_px is None and self.routing.page_edges:
+            # no grid corrected the sheet: the page's own edges place it, where all four corners lie on them
+            on_page, on_edges = refine_corners(rgb, fit.corners_px)
+            if on_edges.all() and _plausible_quad(on_page, rgb.shape[:2]):
+                h = cv2.getPerspectiveTransform(on_page.astype(np.float32), geometry.corners_px().astype(np.float32))
+                sheet_map = SheetMap(h / h[2, 2], None, geometry)
+                sheet = sheet_map.rectify(rgb)
+                info["placed_by_edges"] = True
         self.last_info, self.last_estimate = info, est
         return Rectified(image_id, sheet, sheet_map, geometry.px_per_mm, method, conf, residual)
