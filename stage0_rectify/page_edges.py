@@ -25,7 +25,7 @@ PROFILE_SIGMA_PX = 1.2  # the colour profiles across a side are smoothed this mu
 INLIER_PX = 1.5  # a point within this of a side's line is on it
 MIN_INLIER_SHARE = (0.5, 0.6)  # a side is found where this share of its points lie on one line (first pass, second)
 NEAR_CORNER_SHARE = 0.35  # the second pass fits each side on this share of its length next to the corner
-RANSAC_TRIES = 150
+RANSAC_TRIES = 150  # pairs of points tried as a side's line
 STEP_GAP_PX, STEP_SPAN_PX = 3, 6  # an edge point's step: the mean colours 3-8 px either side of it ...
 MIN_STEP = 8.0  # ... differ by at least this (RGB distance, 0-255 levels)
 
@@ -34,7 +34,7 @@ def _edge_points(image: np.ndarray, start: np.ndarray, end: np.ndarray,
                  t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Along the side from ``start`` to ``end`` (image px; the page on its right as the corners run clockwise), at
     positions ``t`` along it (0..1): the signed distance of the strongest colour change across it from the
-    side (px, outwards positive) and the outward unit normal."""
+    side (px, outwards positive; NaN where that change is no step) and the outward unit normal."""
     along = end - start
     length = float(np.linalg.norm(along))
     unit = along / length
@@ -56,8 +56,8 @@ def _edge_points(image: np.ndarray, start: np.ndarray, end: np.ndarray,
     curve = lo - 2.0 * mid + hi
     vertex = np.where(curve < 0, 0.5 * (lo - hi) / np.where(curve < 0, curve, -1.0), 0.0)
     offset = s[1:-1][k] + np.clip(vertex, -0.5, 0.5)
-    # an edge is a step: the colours either side of it differ (a trace, a grid line or a letter is as dark as its
-    # surroundings are light on both sides)
+    # an edge is a step: the colours either side of it differ (a trace, a grid line or a letter has the same light
+    # paper on both sides)
     centre = k + 1  # index into the profile
     near = np.arange(STEP_GAP_PX, STEP_GAP_PX + STEP_SPAN_PX)
     inside = profiles[rows[:, None], np.clip(centre[:, None] - near, 0, s.size - 1)].mean(1)
