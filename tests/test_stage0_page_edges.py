@@ -24,7 +24,7 @@ def _photo(sheet: np.ndarray, table=(60, 50, 40)) -> np.ndarray:
     """The sheet in perspective on a table, 1600 x 1200, JPEG-compressed."""
     s2i = cv2.getPerspectiveTransform(CANONICAL.corners_px().astype(np.float32), CORNERS_IMG.astype(np.float32))
     img = cv2.warpPerspective(sheet, s2i, (1600, 1200), flags=cv2.INTER_AREA, borderValue=table)
-    ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    _, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return cv2.imdecode(jpg, cv2.IMREAD_UNCHANGED)
 
 

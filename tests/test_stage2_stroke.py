@@ -136,7 +136,7 @@ def test_rows_cut_by_the_sheet_edge_do_not_time_the_page():
     """Two rows run on to the sheet's edge alike (a stain from the chart's end on) and a third runs on past its end
     by a little more than the rows' shared tolerance: the two cut rows' "ends" agreed with each other alone and
     timed the page 46 px late (kp4 10003-0009, -2.6 dB). A trace cut by the sheet's edge does not tell its end."""
-    chart_end_px = labels_for(500, index=2).x0_px + 10.0 * 25.0 * CANONICAL.px_per_mm
+    chart_end_px = labels_for(500, index=2).x0_px + CANONICAL.s_to_px(10.0)
     clean, _, x0, how = _origins_with_rows_run_on({1: W + 1, 3: W + 1, 2: chart_end_px + 14.0})
     assert how[0] == "end", how
     np.testing.assert_allclose(x0, clean, atol=0.5)
