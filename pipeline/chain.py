@@ -72,6 +72,8 @@ SHEET_GRID_PITCH_TOL = 0.03  # at the canonical pitch within this share shows an
 LAYOUT_CONFIDENCE = 0.35  # a found layout other than the competition's is read by its panels from this confidence
 # up (factory 6x2 and 3x4+II,V1,V5 pages, which share a row count, are found at 0.45-1.0, the other layouts
 # near 1.0; below it the page is read as 3x4 + II, as before the finder)
+MIN_PAGE_SHARE = 0.8  # see check_shows_ecg: held-out renders and scans 0.92-0.98 (a whole Letter render, the page
+# itself, is not asked); photos left at the page width 0.42-0.66, read at -8 to -10 dB
 ROWS_STRAY_SHARE = 0.5  # anchors farther than this share of a row pitch from the finder's rows have lost a row
 ROWS_UNEVEN_SHARE = 0.3  # the competition layout's rows are evenly spaced: found gaps this much apart are not them
 
@@ -194,12 +196,18 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
     return read_image(path).rgb
 
 
-def check_shows_ecg(rectified: Rectified, layout_name: str) -> None:
+def check_shows_ecg(rectified: Rectified, layout_name: str, page_share: float | None = None) -> None:
     """Raise :class:`NoECGFoundError` when stage 0 found neither grid nor calibration pulse (it fell back to
     the page width) and no rows of trace run across the sheet: a photo, a blank page or text. Factory pages
-    of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB)."""
+    of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB).
+    Also where it fell back to the page width on an image the keypoint network sees less than MIN_PAGE_SHARE of
+    as page (``page_share``; None: not asked): the image's width is then no page's, whatever rows it shows."""
     if rectified.method != "page_width":
         return
+    if page_share is not None and page_share < MIN_PAGE_SHARE:
+        raise NoECGFoundError(f"no ECG page placed in the photo: the page covers about {page_share:.0%} of it, "
+                              "but neither its corners, its grid nor its calibration pulses place it (take the "
+                              "photo closer, the page filling most of the frame)")
     if find_anchors(rectified.sheet_rgb, layout_name, passes=SURE_INK_PASSES).method == "default":
         raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
                               "(not an ECG, or too degraded to read)")
@@ -380,7 +388,8 @@ class Pipeline:
         settings = self.route_of(page, timings)  # once: stage 0 (flat or not) and stage 1 (which network) use it
         start = time.perf_counter()
         rectified = self.rectify(page, settings)
-        check_shows_ecg(rectified, self.segmenter.layout_name)
+        check_shows_ecg(rectified, self.segmenter.layout_name,
+                        None if self.rectifier is None else self.rectifier.last_info.get("page_share"))
         timings["stage0_rectify"] = time.perf_counter() - start
         start = time.perf_counter()
         # time axes ruled under the rows are painted out: stage 1 would follow them where a QRS comes near

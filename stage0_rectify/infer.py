@@ -392,6 +392,11 @@ class KeypointRectifier:
         to_full = np.linalg.inv(full_to_canvas)
         corners = apply_homography(to_full, pts_c)
         mask = torch.sigmoid(out[N_CORNERS + 2]).numpy()
+        # the share of the image the network takes for the page (renders and scans 0.92-0.98; photos of a page
+        # on a table or on a screen 0.2-0.7)
+        (x0, y0), (x1, y1) = np.rint(apply_homography(full_to_canvas, np.array(
+            [[0.0, 0.0], [rgb.shape[1], rgb.shape[0]]]))).astype(np.int64)
+        page_share = float((mask[y0:y1, x0:x1] > 0.5).mean())
         uv = out[N_CORNERS : N_CORNERS + 2].numpy()
         ys, xs = np.nonzero(mask[::DENSE_STRIDE, ::DENSE_STRIDE] > 0.5)
         ys, xs = ys * DENSE_STRIDE, xs * DENSE_STRIDE
@@ -401,7 +406,7 @@ class KeypointRectifier:
         h, n_in, confident = fit_homography(corners, conf, dense_img, dense_sheet, self.routing, rgb.shape[:2])
         info = {"corners_px": np.round(corners, 1).tolist(), "corner_conf": [round(float(c), 3) for c in conf],
                 "orientation_conf": round(turn_conf, 3),
-                "dense": int(len(xs)), "dense_inliers": n_in}
+                "dense": int(len(xs)), "dense_inliers": n_in, "page_share": round(page_share, 3)}
         return KeypointFit(corners, conf, h, n_in, confident, info)
 
     def rectify(self, page_or_image, image_id: str | None = None,

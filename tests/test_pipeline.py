@@ -1,14 +1,17 @@
 """End to end on a tiny synthetic set with the committed weights: predict, cv and digitize never lose a page."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from common.geometry import CANONICAL
 from common.kaggle_io import read_test_csv, validate_submission
 from common.layouts import LEADS
 from common.metric import MAX_SNR
-from common.sheet_map import apply_homography
+from common.sheet_map import SheetMap, apply_homography
 from common.types import Page
 from pipeline.__main__ import DEFAULT_WEIGHTS, main
 from pipeline.chain import ImageReadError, Pipeline, read_image_rgb
@@ -131,6 +134,21 @@ def test_a_keypoint_sheet_shows_an_ecg_by_its_rows_or_its_canonical_grid():
     # a grid 30 % too coarse (the page was stretched) or no grid at all: not shown to be an ECG
     assert not shows_rows_or_grid(_grid_sheet(1.3 * CANONICAL.px_per_mm), "3x4+II")
     assert not shows_rows_or_grid(np.full((CANONICAL.height_px, CANONICAL.width_px, 3), 250, np.uint8), "3x4+II")
+
+
+def test_a_photo_left_at_the_page_width_is_refused_where_the_page_covers_little_of_it(records):
+    from common.types import Rectified
+    from pipeline.chain import MIN_PAGE_SHARE, NoECGFoundError, check_shows_ecg
+    from synth.factory import make_page
+
+    sheet = make_page(records[0], 0, 5, ["0001"]).sheet_rgb  # rows of trace the layout finder sees
+    at_width = Rectified("p", sheet, SheetMap(np.eye(3)), CANONICAL.px_per_mm, "page_width", 0.05)
+    check_shows_ecg(at_width, "3x4+II")  # the network not asked (a whole render): its rows are read
+    check_shows_ecg(at_width, "3x4+II", 0.95)  # a scan edge to edge: its width is the page's
+    with pytest.raises(NoECGFoundError, match="no ECG page placed in the photo"):
+        check_shows_ecg(at_width, "3x4+II", MIN_PAGE_SHARE - 0.05)  # a page on a table: the width is the photo's
+    for method in ("grid", "keypoints"):  # a sheet the grid or the corners placed is read
+        check_shows_ecg(replace(at_width, method=method), "3x4+II", 0.3)
 
 
 @pytest.mark.parametrize("code", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE])

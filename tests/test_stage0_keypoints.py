@@ -141,6 +141,17 @@ def test_keypoint_route_rectifies_a_perspective_photo(photo):
     assert grid_err.max() > 25.0  # the grid alone cannot undo the view: the route was needed
 
 
+def test_the_network_says_what_share_of_the_image_the_page_covers(photo):
+    img, true_map = photo
+    corners = true_map.sheet_to_image(CANONICAL.corners_px().astype(np.float64))
+    x, y = corners[:, 0], corners[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    share = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE}).detect(img).info["page_share"]
+    # the network's input is 128 px: the page's outline is a few of its px off
+    assert share == pytest.approx(area / (img.shape[0] * img.shape[1]), abs=0.03)
+    assert share < 0.6
+
+
 def test_unconfident_keypoints_fall_back_to_the_grid(photo, sheet):
     img, true_map = photo
     for image in (img, sheet):  # (what the photo's straight lines add: the line-view test below)
