@@ -94,13 +94,14 @@ pipeline = Pipeline.from_bundles("weights")
 result = pipeline(page)
 print({stage: f"{s:.2f} s" for stage, s in result.timings_s.items()})"""),
     ("markdown", """## The input
-The source classifier (`source_classifier/`) names the image type (92.5 % of fresh factory pages right). It
+The source classifier (`source_classifier/`) names the image type (95.0 % of fresh factory pages right). It
 chooses one thing: the stage-1 network of a page stage 0 placed by its grid. A black-and-white scan it names moldy
 (0012) is read by the network fine-tuned on mold (`weights/stage1_mold`), a photo by the one fine-tuned on photos
 (`weights/stage1_photo`). Routing stage 0, or light and screen treatments before stage 1, by even the true type
 changed no photo's score on the factory sets (`docs/experiments.md`), so stage 0 takes one general route: it asks
 the keypoint network where its grid reading is unsure, and a sheet the keypoints placed (a phone photo) is read by
-the photo network whatever its type."""),
+the photo network whatever its type, and its maps by the photo stage-2 bundle (`weights/stage2_photo`:
+a 1-D refiner trained on that network's readings of photos)."""),
     ("code", """plt.figure(figsize=(11, 8.5)); plt.imshow(image); plt.axis("off")
 plt.title(f"input {image.shape[1]}x{image.shape[0]} px");"""),
     ("markdown", """## Stage 0: onto the canonical sheet

@@ -20,7 +20,9 @@ with a photo bundle (``weights/stage1_photo``: stage 1 fine-tuned on photographe
 placed (a phone photo) is read by it; with the source classifier (``weights/source_classifier``), a sheet another
 route placed is read by the stage-1 network its image type's route names (:mod:`source_classifier.routing`): the
 photo bundle for a photo (placed by its grid), the mold bundle (``weights/stage1_mold``: stage 1 fine-tuned on
-scans with mold) for a black-and-white scan with mold (0012).
+scans with mold) for a black-and-white scan with mold (0012). The photo network's maps are read by the photo
+stage-2 bundle where the keypoint route placed the sheet (``weights/stage2_photo``: stage 2 with a 1-D refiner trained
+on that network's readings of photos, :meth:`Pipeline.stage2_for`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer tha
 # the stage-1 bundle reads them too
 PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route placed (photos); without it the
 # stage-1 bundle reads them too
+PHOTO_STAGE2_BUNDLE = "stage2_photo"  # optional: stage 2 with a refiner trained on the photo network's readings of
+# photos, for the pages that network reads; needs the photo stage-1 bundle
 MOLD_BUNDLE = "stage1_mold"  # optional: stage 1 for sheets the classifier routes to it (mold scans); needs ...
 CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier, which also routes photos the grid placed
 
@@ -277,6 +281,8 @@ class Pipeline:
     classifier: SourceClassifier | None = None  # names the image type of a page stage 0 placed by other than its
     # keypoints (routes it to `molds` or `photos`); None: such pages are read by segmenter
     mm_per_mv: float | None = None  # the gain to read every chart at; None: its pulses', else 10 mm/mV
+    photo_extractor: SignalExtractor | None = None  # reads the photo network's maps of sheets the keypoint route
+    # placed (its refiner learned that network's errors on photos); None: extractor
 
     def __post_init__(self) -> None:
         if self.layout is not None:
@@ -285,6 +291,8 @@ class Pipeline:
             raise ValueError(f"the gain to read charts at must be positive mm/mV, got {self.mm_per_mv}")
         if self.molds is not None and self.classifier is None:
             raise ValueError("the mold stage-1 bundle is chosen by the source classifier: give both")
+        if self.photo_extractor is not None and self.photos is None:
+            raise ValueError("the photo stage-2 bundle reads the photo network's maps: give the photo stage-1 bundle")
         for name, other in (("close-rows", self.close_rows), ("photo", self.photos), ("mold", self.molds)):
             if isinstance(other, TraceSegmenter) and (
                     other.layout_name != self.segmenter.layout_name
@@ -309,6 +317,9 @@ class Pipeline:
         if molds.is_dir() and not (root / CLASSIFIER_BUNDLE).is_dir():
             raise FileNotFoundError(f"{molds} is chosen by the source classifier, but {root / CLASSIFIER_BUNDLE} "
                                     "is missing")
+        photo_stage2 = root / PHOTO_STAGE2_BUNDLE
+        if photo_stage2.is_dir() and not photos.is_dir():
+            raise FileNotFoundError(f"{photo_stage2} reads the photo network's maps, but {photos} is missing")
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
@@ -318,7 +329,8 @@ class Pipeline:
                    TraceSegmenter.from_bundle(molds, device=device) if molds.is_dir() else None,
                    SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE)
                    if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None,
-                   mm_per_mv)
+                   mm_per_mv,
+                   SignalExtractor.from_bundle(photo_stage2) if photo_stage2.is_dir() else None)
 
     def route_of(self, page: Page, timings: dict) -> RouteSettings | None:
         """The settings the source classifier's route gives the page (None without a classifier); its time goes
@@ -383,6 +395,16 @@ class Pipeline:
             return self.close_rows
         return self.stage1_for(page, rectified, {} if timings is None else timings, settings)
 
+    def stage2_for(self, segmenter: TraceSegmenter, rectified: Rectified) -> SignalExtractor:
+        """The stage-2 reader of the maps ``segmenter`` made of ``rectified``: those the photo network made of a
+        sheet the keypoint route placed (a phone photo) by the photo stage-2 bundle, where there is one. A sheet its
+        grid placed that the classifier routed to the photo network is read by the plain bundle: such pages are
+        mostly renders and scans (ECG-Image-Kit's shaded renders, named photos of prints), whose good readings the
+        refiner learned on photos lowers (eikB 20.88 -> 20.61 dB, 8 of 19 pages)."""
+        if segmenter is self.photos and rectified.method == "keypoints" and self.photo_extractor is not None:
+            return self.photo_extractor
+        return self.extractor
+
     def __call__(self, page: Page) -> PipelineResult:
         timings = {}
         settings = self.route_of(page, timings)  # once: stage 0 (flat or not) and stage 1 (which network) use it
@@ -417,8 +439,8 @@ class Pipeline:
         # a page that asks for no lengths (your own images) gets each lead as long as its layout prints it
         counts = {lead: page.n_samples(lead) for lead in LEADS} if page.samples_per_lead else printed_samples(
             reading.name, page.fs_hz)
-        extraction = self.extractor.extract(maps, rectified.px_per_mm, page.fs_hz, counts, rectified.sheet_rgb,
-                                            mm_per_mv=reading.mm_per_mv)
+        extraction = self.stage2_for(segmenter, rectified).extract(maps, rectified.px_per_mm, page.fs_hz, counts,
+                                                        rectified.sheet_rgb, mm_per_mv=reading.mm_per_mv)
         timings["stage2_signal"] = time.perf_counter() - start
         return PipelineResult(extraction.signals, rectified, maps, timings, extraction=extraction, layout=reading)
 

@@ -70,7 +70,7 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
         # so that the rectification's loss is not the networks' difference; a page it refused, by the general one
         seg = pipeline.segmenter if result.rectified is None else pipeline.stage1_network(
             page, result.rectified, labels.baselines_y_px)
-        extractor = pipeline.extractor
+        extractor = pipeline.extractor if result.rectified is None else pipeline.stage2_for(seg, result.rectified)
         gain = labels.chart_geometry.mm_per_mv  # the chart's, as drawn
         try:
             # the page's own layout on its labelled rows (the pipeline reads other layouts so too)
@@ -83,8 +83,9 @@ def stage_readings(data_dir: Path, pipeline: Pipeline, types: Sequence[str] | No
         ideal = oracle_maps(labels, scale_x=seg.spec.scale_x, scale_y=seg.spec.scale_y, image_id=job.image_id)
         for name, x0 in (("true_maps", None), ("true_maps_origin", np.full(labels.layout.n_rows, labels.x0_px))):
             try:
-                ex = extractor.extract(ideal, sheet.px_per_mm, job.fs_hz, job.samples_per_lead, sheet.sheet_rgb,
-                                       x0_px=x0, mm_per_mv=gain)
+                # (the exact maps by the plain reading: a refiner learned the errors of a network's maps)
+                ex = pipeline.extractor.extract(ideal, sheet.px_per_mm, job.fs_hz, job.samples_per_lead,
+                                                sheet.sheet_rgb, x0_px=x0, mm_per_mv=gain)
                 score(ex.signals.leads_mv, name)
             except ValueError:
                 row[name] = np.nan

@@ -8,6 +8,12 @@
 With ``--pool``, the pages are a train-layout folder's labelled images (``synth.eik``'s pages of ECG-Image-Kit,
 rendered from stage 1's training or validation records as that folder was made), the first ``--pages`` of them.
 
+With ``--chain photo``, each page is read by the whole pipeline of ``--weights`` (:class:`pipeline.chain.Pipeline`:
+the source classifier, the keypoint route, the photo network) without a photo stage-2 bundle, and kept where the
+photo network read it: the readings a refiner for that network's maps (``weights/stage2_photo``) learns from.
+    python -m stage2_signal.data --signals ../shared/data/signals --weights weights --chain photo \
+        --types 0005,0006,0009,0010 --out runs/refiner_photo/train.npz --pages 240 --split train --seed 31
+
 Each page is rendered from a record window of the chosen split, degraded as one image type, and read by the
 pipeline without a refiner (stage 0 grid rectification, the stage-1 bundle, stage-2 reading). Per lead the
 reading, its confidence and the truth are stored at the refiner's rate (``REFINE_FS_HZ``), flattened, with
@@ -65,11 +71,41 @@ def reading_config(stage2_bundle: Path) -> ExtractorConfig:
                    refiner=None)
 
 
-def _init_worker(weights_dir: str, signals_dir: str | None, split: str) -> None:
+def _init_worker(weights_dir: str, signals_dir: str | None, split: str, chain: str | None = None) -> None:
     torch.set_num_threads(1)
     _WORKER.update(segmenter=TraceSegmenter.from_bundle(Path(weights_dir) / "stage1_segment"),
                    config=reading_config(Path(weights_dir) / "stage2_signal"),
-                   records=refiner_records(Path(signals_dir), split) if signals_dir else None)
+                   records=refiner_records(Path(signals_dir), split) if signals_dir else None, pipeline=None)
+    if chain is not None:
+        from pipeline.chain import Pipeline  # (the chain reads with every stage; stage 2 is imported by it)
+
+        _WORKER["pipeline"] = Pipeline.from_bundles(weights_dir)
+
+
+def read_by_chain(pipeline, page_image: np.ndarray, labels, image_id: str) -> dict | None:
+    """The whole pipeline's reading of one factory page next to its truth, per lead at REFINE_FS_HZ, where the
+    photo network read it (None otherwise, or if the page cannot be read); read without a photo stage-2 bundle:
+    the readings its refiner corrects."""
+    pipeline = replace(pipeline, photo_extractor=None)
+    truth = {lead: labels.lead_signal(lead).astype(np.float64) for lead in LEADS}
+    counts = {lead: v.size for lead, v in truth.items()}
+    page = Page(image_id, page_image, float(labels.fs_hz), counts)
+    result = pipeline.digitize(page)
+    if result.failed or result.extraction is None or pipeline.stage1_network(
+            page, result.rectified, result.layout.baselines_y_px) is not pipeline.photos:
+        return None
+    return _per_lead(truth, result.signals.leads_mv, result.extraction.confidence, float(labels.fs_hz))
+
+
+def _per_lead(truth: dict, leads_mv: dict, confidence: dict, fs: float) -> dict:
+    out = {"x": [], "c": [], "y": [], "lead": []}
+    for i, lead in enumerate(LEADS):
+        y = resample_linear(truth[lead], fs, REFINE_FS_HZ)
+        out["y"].append(y.astype(np.float32))
+        out["x"].append(resample_linear(leads_mv[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
+        out["c"].append(resample_linear(confidence[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
+        out["lead"].append(i)
+    return out
 
 
 def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np.ndarray, labels,
@@ -85,15 +121,7 @@ def read_page(segmenter: TraceSegmenter, config: ExtractorConfig, page_image: np
                      sheet_rgb=rectified.sheet_rgb)
     except ValueError:
         return None
-    fs = float(labels.fs_hz)
-    out = {"x": [], "c": [], "y": [], "lead": []}
-    for i, lead in enumerate(LEADS):
-        y = resample_linear(truth[lead], fs, REFINE_FS_HZ)
-        out["y"].append(y.astype(np.float32))
-        out["x"].append(resample_linear(ex.signals.leads_mv[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
-        out["c"].append(resample_linear(ex.confidence[lead], fs, REFINE_FS_HZ, y.size).astype(np.float32))
-        out["lead"].append(i)
-    return out
+    return _per_lead(truth, ex.signals.leads_mv, ex.confidence, float(labels.fs_hz))
 
 
 def _collect_one(task: tuple) -> tuple[int, str, float, dict | None]:
@@ -101,8 +129,11 @@ def _collect_one(task: tuple) -> tuple[int, str, float, dict | None]:
     records = _WORKER["records"]
     record = records[index % len(records)]
     synth_page = make_page(record, index, seed, [image_type], layouts=["3x4+II"])
-    got = read_page(_WORKER["segmenter"], _WORKER["config"], synth_page.images[image_type].image_rgb, synth_page.labels,
-                    f"{record.record_id}_{index}")
+    image, image_id = synth_page.images[image_type].image_rgb, f"{record.record_id}_{index}"
+    if _WORKER["pipeline"] is not None:
+        return index, image_type, float(synth_page.labels.fs_hz), read_by_chain(
+            _WORKER["pipeline"], image, synth_page.labels, image_id)
+    got = read_page(_WORKER["segmenter"], _WORKER["config"], image, synth_page.labels, image_id)
     return index, image_type, float(synth_page.labels.fs_hz), got
 
 
@@ -130,7 +161,7 @@ def _collect_pool_one(task: tuple) -> tuple[int, str, float, dict | None]:
 
 
 def collect(signals_dir: Path | None, weights_dir: Path, out: Path, pages: int, split: str, types: list[str],
-            seed: int, workers: int, pool: Path | None = None) -> dict:
+            seed: int, workers: int, pool: Path | None = None, chain: str | None = None) -> dict:
     if pool is not None:
         tasks, work = list(enumerate(pool_pages(pool, pages))), _collect_pool_one
         pages, split = len(tasks), f"pool:{pool}"
@@ -141,7 +172,7 @@ def collect(signals_dir: Path | None, weights_dir: Path, out: Path, pages: int, 
     start = time.time()
     ctx = get_context("spawn")
     signals = None if signals_dir is None else str(signals_dir)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(weights_dir), signals, split)) as procs:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(weights_dir), signals, split, chain)) as procs:
         for done, (index, image_type, fs, got) in enumerate(procs.imap_unordered(work, tasks), 1):
             if got is None:
                 failed += 1
@@ -160,7 +191,7 @@ def collect(signals_dir: Path | None, weights_dir: Path, out: Path, pages: int, 
                         page=np.array(rows["page"], np.int64), fs_hz=np.array(rows["fs_hz"]),
                         image_type=np.array(rows["image_type"]), split=split, seed=seed)
     return {"pages": pages, "unreadable": failed, "leads": int(lengths.size), "split": split, "seed": seed,
-            "types": types}
+            "types": types, "chain": chain}
 
 
 def load_leads(path: Path) -> dict:
@@ -183,12 +214,16 @@ def main(argv=None) -> int:
     parser.add_argument("--types", type=parse_types, default=list(DEFAULT_TYPES))
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chain", choices=("photo",), default=None,
+                        help="read each page by the whole pipeline, keeping those the photo network read")
     args = parser.parse_args(argv)
     if args.pages < 1:
         parser.error("--pages must be at least 1")
+    if args.chain is not None and args.pool is not None:
+        parser.error("--chain reads factory pages (--signals)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(collect(args.signals, args.weights, args.out, args.pages, args.split, args.types, args.seed, args.workers,
-                  args.pool))
+                  args.pool, args.chain))
     return 0
 
 

@@ -195,6 +195,20 @@ class _SpiedSegmenter:
         return self.inner(rectified, *args)
 
 
+class _SpiedExtractor:
+    """A stage-2 reader that notes which pages' maps it read and reads them as the wrapped one does."""
+
+    def __init__(self, inner):
+        self.inner, self.read = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def extract(self, maps, *args, **kwargs):
+        self.read.append(maps.image_id)
+        return self.inner.extract(maps, *args, **kwargs)
+
+
 def _weights_without(tmp_path, name: str):
     """A weights folder of links to the committed bundles, all but ``name``."""
     weights = tmp_path / "weights"
@@ -241,6 +255,43 @@ def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path
     photo = spied(Page("photo", images["0005"].image_rgb, 500.0))
     assert scan.rectified.method != "keypoints" and photo.rectified.method == "keypoints"
     assert photos.read == ["photo"] and segmenter.read == ["scan"]
+
+
+def test_the_photo_networks_maps_are_read_by_the_photo_stage_2_bundle(tmp_path):
+    """With a photo stage-2 bundle in the weights folder, the maps the photo network made of a phone photo (placed
+    by the keypoint route) are read by it and a scan's by the stage-2 bundle, as are the photo network's maps of a
+    sheet its grid placed; without the folder the stage-2 bundle reads every page; the bundle without the photo
+    network it serves is refused."""
+    from dataclasses import replace
+
+    from pipeline.chain import PHOTO_BUNDLE, PHOTO_STAGE2_BUNDLE
+    from synth.factory import make_page
+
+    weights = _weights_without(tmp_path, PHOTO_STAGE2_BUNDLE)
+    plain = Pipeline.from_bundles(weights)
+    assert plain.photo_extractor is None
+    (weights / PHOTO_STAGE2_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage2_signal").resolve())
+    loaded = Pipeline.from_bundles(weights)
+    assert loaded.photo_extractor is not None and loaded.photo_extractor is not loaded.extractor
+
+    rec = simulate_record(np.random.default_rng(8))
+    images = make_page(rec, 8, 8, ["0003", "0005"], layouts=["3x4+II"], fs_choices=[500]).images
+    photo_reader, reader = _SpiedExtractor(loaded.photo_extractor), _SpiedExtractor(loaded.extractor)
+    spied = replace(loaded, photo_extractor=photo_reader, extractor=reader)
+    for name, image_type in (("scan", "0003"), ("photo", "0005")):
+        spied(Page(name, images[image_type].image_rgb, 500.0))
+    assert photo_reader.read == ["photo"] and reader.read == ["scan"]
+    # the photo network's maps of a sheet its grid placed (a page the classifier named a photo) are read plainly
+    scan = Page("scan", images["0003"].image_rgb, 500.0)
+    placed_by_grid = loaded.rectify(scan)
+    assert placed_by_grid.method != "keypoints"
+    assert loaded.stage2_for(loaded.photos, placed_by_grid) is loaded.extractor
+    assert loaded.stage2_for(loaded.segmenter, replace(placed_by_grid, method="keypoints")) is loaded.extractor
+    assert loaded.stage2_for(loaded.photos, replace(placed_by_grid, method="keypoints")) is loaded.photo_extractor
+
+    (weights / PHOTO_BUNDLE).unlink()
+    with pytest.raises(FileNotFoundError, match="photo network"):
+        Pipeline.from_bundles(weights)
 
 
 def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):

@@ -177,6 +177,24 @@ def test_readings_are_collected_next_to_their_truth():
     assert got["y"][0].size == int(2.5 * REFINE_FS_HZ)
 
 
+def test_the_chains_readings_are_kept_where_the_photo_network_read_the_page():
+    """``--chain photo``: the whole pipeline reads each page; a phone photo (read by the photo network) gives its
+    leads next to their truth, a scan (read by the general network) nothing."""
+    from pipeline.chain import Pipeline
+    from stage2_signal.data import read_by_chain
+    from synth.factory import make_page
+    from synth.signals import simulate_record
+
+    page = make_page(simulate_record(np.random.default_rng(8)), 8, 8, ["0003", "0005"], layouts=["3x4+II"],
+                     fs_choices=[500])
+    pipeline = Pipeline.from_bundles(WEIGHTS)
+    photo = read_by_chain(pipeline, page.images["0005"].image_rgb, page.labels, "photo")
+    assert photo is not None and photo["lead"] == list(range(len(LEADS)))
+    for x, c, y in zip(photo["x"], photo["c"], photo["y"], strict=True):
+        assert x.shape == c.shape == y.shape and np.isfinite(x).all()
+    assert read_by_chain(pipeline, page.images["0003"].image_rgb, page.labels, "scan") is None
+
+
 def test_a_bundle_copy_without_config_fails_loudly(tmp_path):
     shutil.copytree(WEIGHTS / "stage2_signal", tmp_path / "s2")
     (tmp_path / "s2" / "config.json").unlink()
