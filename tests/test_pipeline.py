@@ -209,14 +209,32 @@ class _SpiedExtractor:
         return self.inner.extract(maps, *args, **kwargs)
 
 
-def _weights_without(tmp_path, name: str):
-    """A weights folder of links to the committed bundles, all but ``name``."""
+def _weights_without(tmp_path, *names: str):
+    """A weights folder of links to the committed bundles, all but ``names``."""
     weights = tmp_path / "weights"
     weights.mkdir()
     for bundle in DEFAULT_WEIGHTS.iterdir():
-        if bundle.is_dir() and bundle.name != name:
+        if bundle.is_dir() and bundle.name not in names:
             (weights / bundle.name).symlink_to(bundle.resolve())
     return weights
+
+
+def _without_and_with(tmp_path, name: str, stand_in: str, *also_without: str):
+    """The weights folder and the pipelines loaded from it without bundle ``name`` (nor ``also_without``) and then
+    with the committed bundle ``stand_in`` linked as it."""
+    weights = _weights_without(tmp_path, name, *also_without)
+    without = Pipeline.from_bundles(weights)
+    (weights / name).symlink_to((DEFAULT_WEIGHTS / stand_in).resolve())
+    return weights, without, Pipeline.from_bundles(weights)
+
+
+def _scan_and_photo():
+    """A factory page as a colour scan (0003) and as a phone photo of a print (0005), 500 Hz."""
+    from synth.factory import make_page
+
+    rec = simulate_record(np.random.default_rng(8))
+    images = make_page(rec, 8, 8, ["0003", "0005"], layouts=["3x4+II"], fs_choices=[500]).images
+    return images["0003"].image_rgb, images["0005"].image_rgb
 
 
 class _NamingClassifier:
@@ -236,23 +254,18 @@ class _NamingClassifier:
 def test_sheets_the_keypoint_route_placed_are_read_by_the_photo_network(tmp_path):
     """With a photo bundle in the weights folder, a phone photo (placed by the keypoint route) is read by it and a
     scan (placed by its grid) by the stage-1 bundle; without the folder the stage-1 bundle reads both."""
-    from dataclasses import replace
+    from pipeline.chain import PHOTO_BUNDLE, PHOTO_STAGE2_BUNDLE
 
-    from pipeline.chain import PHOTO_BUNDLE
-    from synth.factory import make_page
-
-    weights = _weights_without(tmp_path, PHOTO_BUNDLE)
-    assert Pipeline.from_bundles(weights).photos is None
-    (weights / PHOTO_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage1_segment").resolve())
-    loaded = Pipeline.from_bundles(weights)
+    # (the photo stage-2 bundle reads the photo network's maps: it goes with it)
+    _, without, loaded = _without_and_with(tmp_path, PHOTO_BUNDLE, "stage1_segment", PHOTO_STAGE2_BUNDLE)
+    assert without.photos is None
     assert loaded.photos is not None and loaded.photos is not loaded.segmenter
 
-    rec = simulate_record(np.random.default_rng(8))
-    images = make_page(rec, 8, 8, ["0003", "0005"], layouts=["3x4+II"], fs_choices=[500]).images
+    scan_rgb, photo_rgb = _scan_and_photo()
     photos, segmenter = _SpiedSegmenter(loaded.photos), _SpiedSegmenter(loaded.segmenter)
     spied = replace(loaded, photos=photos, segmenter=segmenter)
-    scan = spied(Page("scan", images["0003"].image_rgb, 500.0))
-    photo = spied(Page("photo", images["0005"].image_rgb, 500.0))
+    scan = spied(Page("scan", scan_rgb, 500.0))
+    photo = spied(Page("photo", photo_rgb, 500.0))
     assert scan.rectified.method != "keypoints" and photo.rectified.method == "keypoints"
     assert photos.read == ["photo"] and segmenter.read == ["scan"]
 
@@ -262,27 +275,20 @@ def test_the_photo_networks_maps_are_read_by_the_photo_stage_2_bundle(tmp_path):
     by the keypoint route) are read by it and a scan's by the stage-2 bundle, as are the photo network's maps of a
     sheet its grid placed; without the folder the stage-2 bundle reads every page; the bundle without the photo
     network it serves is refused."""
-    from dataclasses import replace
-
     from pipeline.chain import PHOTO_BUNDLE, PHOTO_STAGE2_BUNDLE
-    from synth.factory import make_page
 
-    weights = _weights_without(tmp_path, PHOTO_STAGE2_BUNDLE)
-    plain = Pipeline.from_bundles(weights)
-    assert plain.photo_extractor is None
-    (weights / PHOTO_STAGE2_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage2_signal").resolve())
-    loaded = Pipeline.from_bundles(weights)
+    weights, without, loaded = _without_and_with(tmp_path, PHOTO_STAGE2_BUNDLE, "stage2_signal")
+    assert without.photo_extractor is None
     assert loaded.photo_extractor is not None and loaded.photo_extractor is not loaded.extractor
 
-    rec = simulate_record(np.random.default_rng(8))
-    images = make_page(rec, 8, 8, ["0003", "0005"], layouts=["3x4+II"], fs_choices=[500]).images
+    scan_rgb, photo_rgb = _scan_and_photo()
     photo_reader, reader = _SpiedExtractor(loaded.photo_extractor), _SpiedExtractor(loaded.extractor)
     spied = replace(loaded, photo_extractor=photo_reader, extractor=reader)
-    for name, image_type in (("scan", "0003"), ("photo", "0005")):
-        spied(Page(name, images[image_type].image_rgb, 500.0))
+    for name, rgb in (("scan", scan_rgb), ("photo", photo_rgb)):
+        spied(Page(name, rgb, 500.0))
     assert photo_reader.read == ["photo"] and reader.read == ["scan"]
     # the photo network's maps of a sheet its grid placed (a page the classifier named a photo) are read plainly
-    scan = Page("scan", images["0003"].image_rgb, 500.0)
+    scan = Page("scan", scan_rgb, 500.0)
     placed_by_grid = loaded.rectify(scan)
     assert placed_by_grid.method != "keypoints"
     assert loaded.stage2_for(loaded.photos, placed_by_grid) is loaded.extractor
@@ -298,15 +304,11 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
     """With a mold bundle in the weights folder, a black-and-white scan with mold is read by it (the source
     classifier names the page 0012) and a clean scan or a colour one with mold by the stage-1 bundle; a page the
     classifier names a photo by the photo bundle; a mold bundle without the classifier is refused."""
-    from dataclasses import replace
-
     from pipeline.chain import CLASSIFIER_BUNDLE, MOLD_BUNDLE
     from synth.factory import make_page
 
-    weights = _weights_without(tmp_path, MOLD_BUNDLE)
-    assert Pipeline.from_bundles(weights).molds is None
-    (weights / MOLD_BUNDLE).symlink_to((DEFAULT_WEIGHTS / "stage1_segment").resolve())
-    loaded = Pipeline.from_bundles(weights)
+    weights, without, loaded = _without_and_with(tmp_path, MOLD_BUNDLE, "stage1_segment")
+    assert without.molds is None
     assert loaded.molds is not None and loaded.molds is not loaded.segmenter and loaded.classifier is not None
 
     rec = simulate_record(np.random.default_rng(8))
@@ -336,8 +338,6 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
 def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dewarp():
     """The route of the page's type reaches stage 0 (a screen, 0006, lies flat: no local correction) and stage 1
     (which network), from one call of the classifier; only a photo's route may take a sheet as flat."""
-    from dataclasses import replace
-
     pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
     asked, dewarps = [], []
 
