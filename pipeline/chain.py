@@ -204,17 +204,17 @@ def check_shows_ecg(rectified: Rectified, layout_name: str, page_share: float | 
     """Raise :class:`NoECGFoundError` when stage 0 found neither grid nor calibration pulse (it fell back to
     the page width) and no rows of trace run across the sheet: a photo, a blank page or text. Factory pages
     of real ECGs in that state are read into noise anyway (-8 to -15 dB, below the flat fallback's 0 dB).
-    Also where it fell back to the page width on an image the keypoint network sees less than MIN_PAGE_SHARE of
-    as page (``page_share``; None: not asked): the image's width is then no page's, whatever rows it shows."""
+    Also where rows show but it fell back to the page width on an image the keypoint network sees less than
+    MIN_PAGE_SHARE of as page (``page_share``; None: not asked): the image's width is then no page's."""
     if rectified.method != "page_width":
         return
-    if page_share is not None and page_share < MIN_PAGE_SHARE:
-        raise NoECGFoundError(f"no ECG page placed in the photo: the page covers about {page_share:.0%} of it, "
-                              "but neither its corners, its grid nor its calibration pulses place it (take the "
-                              "photo closer, the page filling most of the frame)")
     if find_anchors(rectified.sheet_rgb, layout_name, passes=SURE_INK_PASSES).method == "default":
         raise NoECGFoundError("no ECG found on the page: no grid, no calibration pulse and no rows of trace "
                               "(not an ECG, or too degraded to read)")
+    if page_share is not None and page_share < MIN_PAGE_SHARE:
+        raise NoECGFoundError(f"no ECG page placed in the photo: rows of trace show, on a page covering about "
+                              f"{page_share:.0%} of it, but neither its corners, its grid nor its calibration pulses "
+                              "place it (take the photo closer, the page filling most of the frame)")
 
 
 def shows_rows_or_grid(sheet_rgb: np.ndarray, layout_name: str) -> bool:
