@@ -56,6 +56,26 @@ def test_untrained_refiner_is_the_identity_at_any_fs(fs):
         np.testing.assert_allclose(out[lead], leads[lead], atol=1e-12)
 
 
+class _OffsetAndGain(torch.nn.Module):
+    """Stands in for a trained refiner: a correction of 0.5 mV plus a tenth of the lead."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 + 0.1 * x[:, 0]
+
+
+def test_the_refiner_keeps_the_baseline_stage_2_read():
+    """The loss forgives a lead's constant offset, so a network's correction may carry one: it is taken out, the
+    rest of the correction kept."""
+    fs = REFINE_FS_HZ
+    leads = _leads(fs, np.random.default_rng(1))
+    conf = {lead: np.ones_like(v) for lead, v in leads.items()}
+    out = Refiner(_OffsetAndGain(), {"fs_hz": REFINE_FS_HZ})(leads, conf, fs)
+    for lead in LEADS:
+        delta = out[lead] - leads[lead]
+        assert abs(delta.mean()) < 1e-6
+        np.testing.assert_allclose(delta, 0.1 * (leads[lead] - leads[lead].mean()), atol=1e-5)
+
+
 def test_resample_round_trip_keeps_smooth_signals():
     t = np.arange(1025) / 1025.0
     x = np.sin(2 * np.pi * 3 * t)
