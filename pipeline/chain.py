@@ -62,7 +62,7 @@ CLOSE_ROWS_BUNDLE = "stage1_close_rows"  # optional: stage 1 for rows closer tha
 PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route placed (photos); without it the
 # stage-1 bundle reads them too
 PHOTO_STAGE2_BUNDLE = "stage2_photo"  # optional: stage 2 with a refiner trained on the photo network's readings of
-# photos, for the pages that network reads; needs the photo stage-1 bundle
+# photos, for that network's maps of sheets the keypoint route placed; needs the photo stage-1 bundle
 MOLD_BUNDLE = "stage1_mold"  # optional: stage 1 for sheets the classifier routes to it (mold scans); needs ...
 CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier, which also routes photos the grid placed
 

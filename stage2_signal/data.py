@@ -10,7 +10,8 @@ rendered from stage 1's training or validation records as that folder was made),
 
 With ``--chain photo``, each page is read by the whole pipeline of ``--weights`` (:class:`pipeline.chain.Pipeline`:
 the source classifier, the keypoint route, the photo network) without a photo stage-2 bundle, and kept where the
-photo network read it: the readings a refiner for that network's maps (``weights/stage2_photo``) learns from.
+photo network read it: the readings a refiner for that network's maps (``weights/stage2_photo``) learns from (the
+pages it skips, read by another network or refused, are counted as unreadable).
     python -m stage2_signal.data --signals ../shared/data/signals --weights weights --chain photo \
         --types 0005,0006,0009,0010 --out runs/refiner_photo/train.npz --pages 240 --split train --seed 31
 
