@@ -22,7 +22,8 @@ route placed is read by the stage-1 network its image type's route names (:mod:`
 photo bundle for a photo (placed by its grid), the mold bundle (``weights/stage1_mold``: stage 1 fine-tuned on
 scans with mold) for a black-and-white scan with mold (0012). The photo network's maps are read by the photo
 stage-2 bundle where the keypoint route placed the sheet (``weights/stage2_photo``: stage 2 with a 1-D refiner trained
-on that network's readings of photos, :meth:`Pipeline.stage2_for`).
+on that network's readings of photos, :meth:`Pipeline.stage2_for`), the mold network's by the mold stage-2 bundle
+(``weights/stage2_mold``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ PHOTO_BUNDLE = "stage1_photo"  # optional: stage 1 for sheets the keypoint route
 # stage-1 bundle reads them too
 PHOTO_STAGE2_BUNDLE = "stage2_photo"  # optional: stage 2 with a refiner trained on the photo network's readings of
 # photos, for that network's maps of sheets the keypoint route placed; needs the photo stage-1 bundle
+MOLD_STAGE2_BUNDLE = "stage2_mold"  # optional: stage 2 with a refiner trained on the mold network's readings of
+# scans with mold, for that network's maps; needs the mold stage-1 bundle
 MOLD_BUNDLE = "stage1_mold"  # optional: stage 1 for sheets the classifier routes to it (mold scans); needs ...
 CLASSIFIER_BUNDLE = "source_classifier"  # ... the source classifier, which also routes photos the grid placed
 
@@ -283,6 +286,8 @@ class Pipeline:
     mm_per_mv: float | None = None  # the gain to read every chart at; None: its pulses', else 10 mm/mV
     photo_extractor: SignalExtractor | None = None  # reads the photo network's maps of sheets the keypoint route
     # placed (its refiner learned that network's errors on photos); None: extractor
+    mold_extractor: SignalExtractor | None = None  # reads the mold network's maps (its refiner learned that
+    # network's errors on scans with mold); None: extractor
 
     def __post_init__(self) -> None:
         if self.layout is not None:
@@ -293,6 +298,8 @@ class Pipeline:
             raise ValueError("the mold stage-1 bundle is chosen by the source classifier: give both")
         if self.photo_extractor is not None and self.photos is None:
             raise ValueError("the photo stage-2 bundle reads the photo network's maps: give the photo stage-1 bundle")
+        if self.mold_extractor is not None and self.molds is None:
+            raise ValueError("the mold stage-2 bundle reads the mold network's maps: give the mold stage-1 bundle")
         for name, other in (("close-rows", self.close_rows), ("photo", self.photos), ("mold", self.molds)):
             if isinstance(other, TraceSegmenter) and (
                     other.layout_name != self.segmenter.layout_name
@@ -317,9 +324,10 @@ class Pipeline:
         if molds.is_dir() and not (root / CLASSIFIER_BUNDLE).is_dir():
             raise FileNotFoundError(f"{molds} is chosen by the source classifier, but {root / CLASSIFIER_BUNDLE} "
                                     "is missing")
-        photo_stage2 = root / PHOTO_STAGE2_BUNDLE
-        if photo_stage2.is_dir() and not photos.is_dir():
-            raise FileNotFoundError(f"{photo_stage2} reads the photo network's maps, but {photos} is missing")
+        photo_stage2, mold_stage2 = root / PHOTO_STAGE2_BUNDLE, root / MOLD_STAGE2_BUNDLE
+        for stage2, stage1, name in ((photo_stage2, photos, "photo"), (mold_stage2, molds, "mold")):
+            if stage2.is_dir() and not stage1.is_dir():
+                raise FileNotFoundError(f"{stage2} reads the {name} network's maps, but {stage1} is missing")
         return cls(TraceSegmenter.from_bundle(root / STAGE_BUNDLES["stage1"], device=device),
                    SignalExtractor.from_bundle(root / STAGE_BUNDLES["stage2"]),
                    KeypointRectifier.from_bundle(keypoints) if keypoints.is_dir() else None, layout,
@@ -330,7 +338,8 @@ class Pipeline:
                    SourceClassifier.from_bundle(root / CLASSIFIER_BUNDLE)
                    if (root / CLASSIFIER_BUNDLE).is_dir() and (molds.is_dir() or photos.is_dir()) else None,
                    mm_per_mv,
-                   SignalExtractor.from_bundle(photo_stage2) if photo_stage2.is_dir() else None)
+                   SignalExtractor.from_bundle(photo_stage2) if photo_stage2.is_dir() else None,
+                   SignalExtractor.from_bundle(mold_stage2) if mold_stage2.is_dir() else None)
 
     def route_of(self, page: Page, timings: dict) -> RouteSettings | None:
         """The settings the source classifier's route gives the page (None without a classifier); its time goes
@@ -397,12 +406,15 @@ class Pipeline:
 
     def stage2_for(self, segmenter: TraceSegmenter, rectified: Rectified) -> SignalExtractor:
         """The stage-2 reader of the maps ``segmenter`` made of ``rectified``: those the photo network made of a
-        sheet the keypoint route placed (a phone photo) by the photo stage-2 bundle, where there is one. A sheet its
+        sheet the keypoint route placed (a phone photo) by the photo stage-2 bundle, the mold network's by the mold
+        stage-2 bundle, where there are such bundles. A sheet its
         grid placed that the classifier routed to the photo network is read by the plain bundle: such pages are
         mostly renders and scans (ECG-Image-Kit's shaded renders, named photos of prints), whose good readings the
         refiner learned on photos lowers (eikB 20.88 -> 20.61 dB, 8 of 19 pages)."""
         if segmenter is self.photos and rectified.method == "keypoints" and self.photo_extractor is not None:
             return self.photo_extractor
+        if segmenter is self.molds and self.mold_extractor is not None:
+            return self.mold_extractor
         return self.extractor
 
     def __call__(self, page: Page) -> PipelineResult:

@@ -11,7 +11,8 @@ rendered from stage 1's training or validation records as that folder was made),
 With ``--chain photo``, each page is read by the whole pipeline of ``--weights`` (:class:`pipeline.chain.Pipeline`:
 the source classifier, the keypoint route, the photo network) without a photo stage-2 bundle, and kept where the
 photo network read it: the readings a refiner for that network's maps (``weights/stage2_photo``) learns from (the
-pages it skips, read by another network or refused, are counted as unreadable).
+pages it skips, read by another network or refused, are counted as unreadable). ``--chain mold`` keeps the pages
+the mold network read (``weights/stage2_mold``).
     python -m stage2_signal.data --signals ../shared/data/signals --weights weights --chain photo \
         --types 0005,0006,0009,0010 --out runs/refiner_photo/train.npz --pages 240 --split train --seed 31
 
@@ -76,24 +77,28 @@ def _init_worker(weights_dir: str, signals_dir: str | None, split: str, chain: s
     torch.set_num_threads(1)
     _WORKER.update(segmenter=TraceSegmenter.from_bundle(Path(weights_dir) / "stage1_segment"),
                    config=reading_config(Path(weights_dir) / "stage2_signal"),
-                   records=refiner_records(Path(signals_dir), split) if signals_dir else None, pipeline=None)
+                   records=refiner_records(Path(signals_dir), split) if signals_dir else None, pipeline=None,
+                   chain=chain)
     if chain is not None:
         from pipeline.chain import Pipeline  # (the chain reads with every stage; stage 2 is imported by it)
 
         _WORKER["pipeline"] = Pipeline.from_bundles(weights_dir)
 
 
-def read_by_chain(pipeline, page_image: np.ndarray, labels, image_id: str) -> dict | None:
+CHAIN_NETWORKS = {"photo": "photos", "mold": "molds"}  # --chain: the pipeline's stage-1 network whose pages are kept
+
+
+def read_by_chain(pipeline, page_image: np.ndarray, labels, image_id: str, network: str = "photo") -> dict | None:
     """The whole pipeline's reading of one factory page next to its truth, per lead at REFINE_FS_HZ, where the
-    photo network read it (None otherwise, or if the page cannot be read); read without a photo stage-2 bundle:
-    the readings its refiner corrects."""
-    pipeline = replace(pipeline, photo_extractor=None)
+    ``network`` stage-1 network ("photo" or "mold") read it (None otherwise, or if the page cannot be read); read
+    without the networks' stage-2 bundles: the readings their refiners correct."""
+    pipeline = replace(pipeline, photo_extractor=None, mold_extractor=None)
     truth = {lead: labels.lead_signal(lead).astype(np.float64) for lead in LEADS}
     counts = {lead: v.size for lead, v in truth.items()}
     page = Page(image_id, page_image, float(labels.fs_hz), counts)
     result = pipeline.digitize(page)
     if result.failed or result.extraction is None or pipeline.stage1_network(
-            page, result.rectified, result.layout.baselines_y_px) is not pipeline.photos:
+            page, result.rectified, result.layout.baselines_y_px) is not getattr(pipeline, CHAIN_NETWORKS[network]):
         return None
     return _per_lead(truth, result.signals.leads_mv, result.extraction.confidence, float(labels.fs_hz))
 
@@ -133,7 +138,7 @@ def _collect_one(task: tuple) -> tuple[int, str, float, dict | None]:
     image, image_id = synth_page.images[image_type].image_rgb, f"{record.record_id}_{index}"
     if _WORKER["pipeline"] is not None:
         return index, image_type, float(synth_page.labels.fs_hz), read_by_chain(
-            _WORKER["pipeline"], image, synth_page.labels, image_id)
+            _WORKER["pipeline"], image, synth_page.labels, image_id, _WORKER["chain"])
     got = read_page(_WORKER["segmenter"], _WORKER["config"], image, synth_page.labels, image_id)
     return index, image_type, float(synth_page.labels.fs_hz), got
 
@@ -215,8 +220,8 @@ def main(argv=None) -> int:
     parser.add_argument("--types", type=parse_types, default=list(DEFAULT_TYPES))
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--chain", choices=("photo",), default=None,
-                        help="read each page by the whole pipeline, keeping those the photo network read")
+    parser.add_argument("--chain", choices=tuple(CHAIN_NETWORKS), default=None,
+                        help="read each page by the whole pipeline, keeping those this stage-1 network read")
     args = parser.parse_args(argv)
     if args.pages < 1:
         parser.error("--pages must be at least 1")

@@ -300,14 +300,32 @@ def test_the_photo_networks_maps_are_read_by_the_photo_stage_2_bundle(tmp_path):
         Pipeline.from_bundles(weights)
 
 
+def test_the_mold_networks_maps_are_read_by_the_mold_stage_2_bundle(tmp_path):
+    """With a mold stage-2 bundle in the weights folder, the mold network's maps are read by it and the general
+    network's by the stage-2 bundle; the bundle without the mold network it serves is refused."""
+    from pipeline.chain import MOLD_BUNDLE, MOLD_STAGE2_BUNDLE
+
+    weights, without, loaded = _without_and_with(tmp_path, MOLD_STAGE2_BUNDLE, "stage2_signal")
+    assert without.mold_extractor is None
+    assert loaded.mold_extractor is not None and loaded.mold_extractor is not loaded.extractor
+    scan_rgb, _ = _scan_and_photo()
+    rectified = loaded.rectify(Page("scan", scan_rgb, 500.0))
+    assert loaded.stage2_for(loaded.molds, rectified) is loaded.mold_extractor
+    assert loaded.stage2_for(loaded.segmenter, rectified) is loaded.extractor
+    (weights / MOLD_BUNDLE).unlink()
+    with pytest.raises(FileNotFoundError, match="mold network"):
+        Pipeline.from_bundles(weights)
+
+
 def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
     """With a mold bundle in the weights folder, a black-and-white scan with mold is read by it (the source
     classifier names the page 0012) and a clean scan or a colour one with mold by the stage-1 bundle; a page the
     classifier names a photo by the photo bundle; a mold bundle without the classifier is refused."""
-    from pipeline.chain import CLASSIFIER_BUNDLE, MOLD_BUNDLE
+    from pipeline.chain import CLASSIFIER_BUNDLE, MOLD_BUNDLE, MOLD_STAGE2_BUNDLE
     from synth.factory import make_page
 
-    weights, without, loaded = _without_and_with(tmp_path, MOLD_BUNDLE, "stage1_segment")
+    # (the mold stage-2 bundle reads the mold network's maps: it goes with it)
+    weights, without, loaded = _without_and_with(tmp_path, MOLD_BUNDLE, "stage1_segment", MOLD_STAGE2_BUNDLE)
     assert without.molds is None
     assert loaded.molds is not None and loaded.molds is not loaded.segmenter and loaded.classifier is not None
 
