@@ -353,9 +353,11 @@ class Pipeline:
 
     def rectify(self, page: Page, settings: RouteSettings | None = None) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
-        (a screen's sheet is taken as flat: ``dewarp``)."""
+        (a screen's sheet is taken as flat: ``dewarp``; a photographed print's grid is corrected however surely
+        it is read: ``print_photo``)."""
         dewarp = settings is None or settings.sheet_may_bend
-        rectified = (self.rectifier.rectify(page, dewarp=dewarp) if self.rectifier is not None
+        print_photo = settings is not None and settings.photographed_print
+        rectified = (self.rectifier.rectify(page, dewarp=dewarp, print_photo=print_photo) if self.rectifier is not None
                      else rectify_from_grid(page))
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
             # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps

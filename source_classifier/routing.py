@@ -61,6 +61,12 @@ class RouteSettings:
         (real phone photos named 0003 at 0.7-0.9 read 1.2 deg and 15 % off their pitch so)."""
         return self.dewarp or self.rectifier != "keypoints"
 
+    @property
+    def photographed_print(self) -> bool:
+        """Whether the route is a phone photo of a paper print (the photo network's, not a flat screen's): its paper
+        may curl where one affine grid still reads it surely (:meth:`KeypointRectifier.rectify`)."""
+        return self.rectifier == "keypoints" and self.dewarp and self.stage1 == "photo"
+
     RECTIFIERS = ("grid", "keypoints")
     STAGE1_NETWORKS = ("general", "mold", "photo")
 

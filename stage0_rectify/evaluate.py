@@ -87,8 +87,9 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
             t0 = time.perf_counter()
             grid = rectify_from_grid(rgb)
             t1 = time.perf_counter()
-            dewarp = classifier is None or route(classifier(Page(png.stem, rgb, labels.fs_hz))).sheet_may_bend
-            kp = rect.rectify(rgb, dewarp=dewarp)
+            settings = None if classifier is None else route(classifier(Page(png.stem, rgb, labels.fs_hz)))
+            kp = rect.rectify(rgb, dewarp=settings is None or settings.sheet_may_bend,
+                              print_photo=settings is not None and settings.photographed_print)
             t2 = time.perf_counter()
             rows[t].append((grid_point_errors(grid.sheet_map, true_map, pts),
                             grid_point_errors(kp.sheet_map, true_map, pts), kp.method, t1 - t0, t2 - t1,

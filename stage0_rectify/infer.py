@@ -410,14 +410,19 @@ class KeypointRectifier:
         return KeypointFit(corners, conf, h, n_in, confident, info)
 
     def rectify(self, page_or_image, image_id: str | None = None,
-                geometry: SheetGeometry = CANONICAL, dewarp: bool = True) -> Rectified:
+                geometry: SheetGeometry = CANONICAL, dewarp: bool = True, print_photo: bool = False) -> Rectified:
         """The page on the canonical sheet (see the module doc); a photo the first reading places badly (see
         ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter one way, then the other, until a
         turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet.
         ``dewarp`` (the source classifier's route): whether the sheet may be curled or crumpled; where it lies flat
-        (a screen) the grid's correction is its smooth surface alone, without the finer and 1 mm passes."""
+        (a screen) the grid's correction is its smooth surface alone, without the finer and 1 mm passes.
+        ``print_photo`` (the route again): a phone photo of a paper print, whose grid is corrected even where one
+        affine grid reads it surely (a soaked print so read was left 5-8 px off its lines: eikP 20007-0009, 11.1 dB,
+        22.3 corrected), unless the image is a whole Letter render: ECG-Image-Kit's renders with drawn wrinkles and
+        shading are named photos, and their grids, read surely, lie flat (corrected, 7 of 15 lost 2-13 dB)."""
         rgb, image_id = page_image(page_or_image, image_id)
-        best = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp)
+        correct_sure_grid = print_photo and not is_letter_render(rgb.shape[1], rgb.shape[0])
+        best = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp, correct_sure_grid=correct_sure_grid)
         info, est = self.last_info, self.last_estimate
         if self._sure_pulses(est) and best.method == "keypoints" and not (
                 _placement_residual(best) < self.routing.turn_retry_residual_px):
@@ -526,9 +531,11 @@ class KeypointRectifier:
         return residual >= self.routing.turn_retry_residual_px
 
     def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry,
-                      est: GridEstimate | None = None, consult: bool = True, dewarp: bool = True) -> Rectified:
+                      est: GridEstimate | None = None, consult: bool = True, dewarp: bool = True,
+                      correct_sure_grid: bool = False) -> Rectified:
         """One reading of the image as given (``est``: its grid reading when already made; ``consult``: whether
-        the network may be asked; ``dewarp``: see :meth:`rectify`)."""
+        the network may be asked; ``dewarp``: see :meth:`rectify`; ``correct_sure_grid``: a grid read surely is
+        corrected from the sheet's lines as an unsure one is)."""
         est = estimate_grid(rgb, geometry) if est is None else est
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
@@ -582,8 +589,9 @@ class KeypointRectifier:
         residual = residual_grid_px(est, geometry) if method != "keypoints" else None
         # a grid read unsurely (the keypoints consulted, not taken) is a photo's: one affine grid may have left its
         # perspective and curl (held-out scans and renders read their grids at 0.6-0.97; a confident reading is
-        # left alone: on clean renders of another program, with 12 dense rows, the pitch check misread by 5 %)
-        unsure_grid = method.startswith("grid") and conf < self.routing.grid_trust
+        # left alone: on clean renders of another program, with 12 dense rows, the pitch check misread by 5 %; but
+        # not on a photographed print, see :meth:`rectify`)
+        unsure_grid = method.startswith("grid") and (conf < self.routing.grid_trust or correct_sure_grid)
         if self.routing.refine and (method == "keypoints" or unsure_grid):
             # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off
             maps = grid_maps(sheet)

@@ -353,7 +353,7 @@ def test_scans_the_classifier_names_mold_are_read_by_the_mold_network(tmp_path):
         replace(loaded, classifier=None)
 
 
-def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dewarp():
+def test_the_classifier_is_asked_once_and_its_route_says_how_stage_0_may_correct_the_sheet():
     """The route of the page's type reaches stage 0 (a screen, 0006, lies flat: no local correction) and stage 1
     (which network), from one call of the classifier; only a photo's route may take a sheet as flat."""
     pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
@@ -365,10 +365,12 @@ def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dew
             return super().__call__(page)
 
     real = pipeline.rectifier.rectify
+    print_photos = []
 
-    def spy(page, dewarp=True):
+    def spy(page, dewarp=True, print_photo=False):
         dewarps.append(dewarp)
-        return real(page, dewarp=dewarp)
+        print_photos.append(print_photo)
+        return real(page, dewarp=dewarp, print_photo=print_photo)
 
     pipeline.rectifier.rectify = spy
     from synth.factory import make_page
@@ -378,7 +380,8 @@ def test_the_classifier_is_asked_once_and_its_route_says_whether_stage_0_may_dew
                 500.0)
     # a scan's route (flat too in the table) says nothing of a page stage 0 must place as a photo: real phone
     # photos are named 0003
-    for image_type, flat in (("0006", True), ("0005", False), ("0003", False)):
+    # and a photographed print's route has its grid corrected however surely it is read; a screen's or a scan's not
+    for image_type, flat, print_photo in (("0006", True, False), ("0005", False, True), ("0003", False, False)):
         replace(pipeline, classifier=Counting(image_type))(page)
-        assert dewarps[-1] is (not flat)
+        assert dewarps[-1] is (not flat) and print_photos[-1] is print_photo
     assert asked == ["p", "p", "p"] and "source_classifier" in pipeline(page).timings_s

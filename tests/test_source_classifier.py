@@ -204,3 +204,7 @@ def test_committed_bundle_loads_and_names_a_type():
 def test_only_a_photo_route_that_says_so_takes_the_sheet_as_flat():
     assert not settings_for("0006").sheet_may_bend  # a screen: flat glass
     assert all(settings_for(t).sheet_may_bend for t in ("0001", "0003", "0004", "0005", "0009", "0010", "0011", "0012"))
+
+
+def test_only_photos_of_prints_are_photographed_prints():
+    assert [t for t in ROUTES if settings_for(t).photographed_print] == ["0005", "0009", "0010"]

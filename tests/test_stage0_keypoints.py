@@ -378,6 +378,35 @@ def test_a_grid_read_unsurely_gets_the_grid_phase_correction(sheet):
 
 
 
+def test_a_photographed_prints_grid_read_surely_is_corrected_but_not_a_letter_renders(sheet):
+    """A curled print read surely by one affine grid: where the route says it is a photographed print, its grid
+    corrects the 6 px bulge, unless the image is a whole Letter render (ECG-Image-Kit's drawn wrinkles lie flat)."""
+    w, h = CANONICAL.width_px, CANONICAL.height_px
+
+    def bulge(x, y):
+        return 6.0 * np.sin(np.pi * x / w) * np.sin(np.pi * y / h)  # sheet px along x
+
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    curled = cv2.remap(sheet, xs + bulge(xs, ys), ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    margin = 40  # px of paper around the page: the photo is no Letter render
+    framed = cv2.copyMakeBorder(curled, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+
+    def x_spread_px(rectified, shift: float) -> float:
+        err = rectified.sheet_map.image_to_sheet(CHECK_POINTS + shift)[:, 0] - (
+            CHECK_POINTS[:, 0] + bulge(*CHECK_POINTS.T))
+        return float(np.ptp(err))
+
+    spreads = {}
+    for name, img, shift in (("photo", framed, margin), ("render", curled, 0)):
+        rect = KeypointRectifier(Oracle(img, SheetMap.identity(), flat=True), {"input_side": SIDE})
+        for print_photo in (False, True):
+            out = rect.rectify(img, print_photo=print_photo)
+            assert out.method.startswith("grid") and out.confidence >= rect.routing.grid_trust, rect.last_info
+            spreads[name, print_photo] = x_spread_px(out, shift)
+    assert spreads["photo", True] < 0.4 * spreads["photo", False], spreads
+    assert spreads["render", True] == spreads["render", False] > 6.0, spreads
+
+
 def test_weak_corners_are_the_last_resort_where_the_grid_reads_only_the_width(sheet):
     img, true_map = _photo_of(_gridless_page())  # seen in perspective
     # wide corner peaks (each under min_corner_conf) and no dense coordinates: not a confident fit
