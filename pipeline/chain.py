@@ -42,7 +42,7 @@ from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
 from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
 from source_classifier.infer import SourceClassifier
-from source_classifier.routing import RouteSettings, route
+from source_classifier.routing import RouteSettings, route, stage0_options
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
 from stage0_rectify.infer import QUARTER_TURNS, KeypointRectifier, as_given
 from stage1_segment.anchors import SURE_INK_PASSES, find_anchors
@@ -355,9 +355,7 @@ class Pipeline:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
         (a screen's sheet is taken as flat: ``dewarp``; a photographed print's grid is corrected however surely
         it is read: ``print_photo``)."""
-        dewarp = settings is None or settings.sheet_may_bend
-        print_photo = settings is not None and settings.photographed_print
-        rectified = (self.rectifier.rectify(page, dewarp=dewarp, print_photo=print_photo) if self.rectifier is not None
+        rectified = (self.rectifier.rectify(page, **stage0_options(settings)) if self.rectifier is not None
                      else rectify_from_grid(page))
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
             # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps

@@ -132,6 +132,13 @@ def route(prediction: SourcePrediction) -> RouteSettings:
                          stage1=networks.pop() if len(networks) == 1 else "general", **flags)
 
 
+def stage0_options(settings: RouteSettings | None) -> dict:
+    """What a route tells stage 0 (:meth:`KeypointRectifier.rectify`'s ``dewarp`` and ``print_photo``); without a
+    route (no classifier) every sheet may bend and no grid read surely is corrected."""
+    return {"dewarp": settings is None or settings.sheet_may_bend,
+            "print_photo": settings is not None and settings.photographed_print}
+
+
 def check_table() -> None:
     """Every image type and "general" has an entry naming every setting (raises otherwise)."""
     missing = [t for t in (*IMAGE_TYPES, GENERAL) if t not in ROUTES]

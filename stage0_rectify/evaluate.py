@@ -63,7 +63,7 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
     from common.types import Page
     from pipeline.chain import read_image_rgb
     from source_classifier.infer import SourceClassifier
-    from source_classifier.routing import route
+    from source_classifier.routing import route, stage0_options
     from stage0_rectify.grid import rectify_from_grid
     from stage0_rectify.infer import KeypointRectifier
     from synth.labels import SheetLabels
@@ -71,7 +71,7 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
     torch.set_num_threads(1)
     rect = KeypointRectifier.from_bundle(bundle)
     # the source classifier beside the keypoint bundle routes each page as the pipeline does (a screen is taken
-    # as flat: its route's ``sheet_may_bend``); without it every page may bend
+    # as flat, a photographed print's sure grid corrected: ``stage0_options``); without it every page may bend
     classifier_dir = Path(bundle).parent / "source_classifier"
     classifier = SourceClassifier.from_bundle(classifier_dir) if classifier_dir.is_dir() else None
     rows: dict[str, list] = {t: [] for t in types}
@@ -88,8 +88,7 @@ def evaluate_folder(data_dir: Path, bundle: Path, types: list[str]) -> int:
             grid = rectify_from_grid(rgb)
             t1 = time.perf_counter()
             settings = None if classifier is None else route(classifier(Page(png.stem, rgb, labels.fs_hz)))
-            kp = rect.rectify(rgb, dewarp=settings is None or settings.sheet_may_bend,
-                              print_photo=settings is not None and settings.photographed_print)
+            kp = rect.rectify(rgb, **stage0_options(settings))
             t2 = time.perf_counter()
             rows[t].append((grid_point_errors(grid.sheet_map, true_map, pts),
                             grid_point_errors(kp.sheet_map, true_map, pts), kp.method, t1 - t0, t2 - t1,

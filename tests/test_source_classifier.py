@@ -13,7 +13,7 @@ from common.types import IMAGE_TYPES, Page, SourcePrediction
 from source_classifier.data import prepare_input
 from source_classifier.infer import SourceClassifier, load_bundle, save_bundle
 from source_classifier.model import create_model
-from source_classifier.routing import GENERAL, ROUTES, RouteSettings, check_table, route, settings_for
+from source_classifier.routing import GENERAL, ROUTES, RouteSettings, check_table, route, settings_for, stage0_options
 
 KWARGS = {"timm_name": "tinynet_e", "in_chans": 4, "num_classes": len(IMAGE_TYPES), "drop_rate": 0.0}
 INPUT_HW = (64, 80)
@@ -208,3 +208,7 @@ def test_only_a_photo_route_that_says_so_takes_the_sheet_as_flat():
 
 def test_only_photos_of_prints_are_photographed_prints():
     assert [t for t in ROUTES if settings_for(t).photographed_print] == ["0005", "0009", "0010"]
+    # what stage 0 is told: without a route every sheet may bend and no sure grid is corrected
+    assert stage0_options(None) == {"dewarp": True, "print_photo": False}
+    assert stage0_options(settings_for("0006")) == {"dewarp": False, "print_photo": False}
+    assert stage0_options(settings_for("0009")) == {"dewarp": True, "print_photo": True}

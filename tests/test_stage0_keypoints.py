@@ -376,8 +376,6 @@ def test_a_grid_read_unsurely_gets_the_grid_phase_correction(sheet):
     assert x_spread_px(out) < 0.4 * x_spread_px(grid), (x_spread_px(out), x_spread_px(grid))
 
 
-
-
 def test_a_photographed_prints_grid_read_surely_is_corrected_but_not_a_letter_renders(sheet):
     """A curled print read surely by one affine grid: where the route says it is a photographed print, its grid
     corrects the 6 px bulge, unless the image is a whole Letter render (ECG-Image-Kit's drawn wrinkles lie flat)."""
