@@ -355,12 +355,22 @@ class Pipeline:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
         (a screen's sheet is taken as flat: ``dewarp``; a photographed print's grid is corrected however surely
         it is read: ``print_photo``)."""
-        rectified = (self.rectifier.rectify(page, **stage0_options(settings)) if self.rectifier is not None
-                     else rectify_from_grid(page))
+        if self.rectifier is None:
+            return rectify_from_grid(page)
+        rectified = self.rectifier.rectify(page, **stage0_options(settings))
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
             # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps
             # the grid rectifier's reading (and a picture that is no ECG is then refused by check_shows_ecg)
             rectified = rectify_from_grid(page)
+        if rectified.method == "page_width":
+            # placed by neither grid, pulses nor corners: a photo whose page or screen fills only part of the frame
+            # may be placed from that part (kp2 10001-0006, a screen in a quarter of the photo, was refused)
+            first_info = self.rectifier.last_info
+            zoomed = self.rectifier.rectify_lit_region(page, **stage0_options(settings))
+            if (zoomed is not None and zoomed.method == "keypoints"
+                    and shows_rows_or_grid(zoomed.sheet_rgb, self.segmenter.layout_name)):
+                return zoomed
+            self.rectifier.last_info = first_info
         return rectified
 
     def sideways(self, page: Page, rectified: Rectified, found: FoundLayout) -> tuple[Rectified, FoundLayout]:

@@ -56,6 +56,11 @@ MIN_CORNER_SEP = 1 / 16  # two page corners are at least this share of the input
 DENSE_STRIDE = 2  # every 2nd input px (each axis) of the page mask gives a dense correspondence
 GRID_REGION_MAX_PAGES = 1.2  # a view's grid region (stage0_rectify.vanish.grid_region) centres the page only where
 # it is at most this many sheets wide and tall (eikP photos: 1.06-1.10, with its pad)
+# a photo whose lit page or screen covers only part of the frame is read again from that part (lit_region_box):
+# the network's input side then spans the page, not the room (factory screens at 25-50 % of the frame: placed so)
+LIT_REGION_SIDE = 512  # px, the longer side the bright region is found at
+LIT_REGION_MARGIN = 0.04  # of the region's longer side, kept around it (the page's corners and edges)
+LIT_REGION_MAX_SHARE = 0.9  # a box covering more of the image than this is the image
 # sheet points whose distance between two maps says whether they agree (corners and centre of the sheet)
 CHECK_POINTS = np.concatenate([SHEET_CORNERS, [[(CANONICAL.width_px - 1) / 2, (CANONICAL.height_px - 1) / 2]]])
 
@@ -329,6 +334,41 @@ def as_given(turned: Rectified, turns: int, image_hw: tuple[int, int]) -> Rectif
     return replace(turned, sheet_map=replace(turned.sheet_map, image_to_sheet_h=h))
 
 
+def lit_region_box(rgb: np.ndarray, side: int = LIT_REGION_SIDE, margin: float = LIT_REGION_MARGIN,
+                   max_share: float = LIT_REGION_MAX_SHARE) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1; image px, ends exclusive) around the largest bright region of a photo (Otsu's
+    threshold on the grey image at ``side`` px, gaps closed), widened by ``margin`` of its longer side: the lit
+    page or screen where it covers only part of the frame. None where the box would cover more than
+    ``max_share`` of the image (nothing to zoom into)."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    scale = side / max(grey.shape)
+    small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    _, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(bright)
+    if n < 2:
+        return None
+    x, y, w, h, _ = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))]
+    pad = margin * max(w, h)
+    x0, y0 = int(max(0, (x - pad) / scale)), int(max(0, (y - pad) / scale))
+    x1 = int(min(grey.shape[1], math.ceil((x + w + pad) / scale)))
+    y1 = int(min(grey.shape[0], math.ceil((y + h + pad) / scale)))
+    if (x1 - x0) * (y1 - y0) > max_share * grey.size:
+        return None
+    return x0, y0, x1, y1
+
+
+def crop_h(x0: int, y0: int) -> np.ndarray:
+    """The map from an image to its crop whose top-left corner is (x0, y0)."""
+    return np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0], [0.0, 0.0, 1.0]])
+
+
+def as_uncropped(cropped: Rectified, x0: int, y0: int) -> Rectified:
+    """A reading of an image's crop whose top-left corner is (x0, y0), its map made to take the whole image."""
+    h = cropped.sheet_map.image_to_sheet_h @ crop_h(x0, y0)
+    return replace(cropped, sheet_map=replace(cropped.sheet_map, image_to_sheet_h=h))
+
+
 def view_perspective(image_to_sheet_h: np.ndarray, geometry: SheetGeometry = CANONICAL) -> float:
     """How far a map is from a flat view: the larger relative length difference of the sheet's opposite sides
     as the map puts them on the image (0 for a similarity or any affine map)."""
@@ -453,6 +493,20 @@ class KeypointRectifier:
             best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp)
         self.last_info, self.last_estimate = info, est
         return best
+
+    def rectify_lit_region(self, page_or_image, image_id: str | None = None, geometry: SheetGeometry = CANONICAL,
+                           dewarp: bool = True, print_photo: bool = False) -> Rectified | None:
+        """:meth:`rectify` on the crop of the image's lit region (:func:`lit_region_box`), its map taking the
+        image as given; None where the region is (nearly) the whole image. For a photo the first reading did not
+        place: the network's input, a downscale of the whole frame, gave a page in a quarter of it a few px a mm."""
+        rgb, image_id = page_image(page_or_image, image_id)
+        box = lit_region_box(rgb)
+        if box is None:
+            return None
+        x0, y0, x1, y1 = box
+        cropped = self.rectify(np.ascontiguousarray(rgb[y0:y1, x0:x1]), image_id, geometry, dewarp, print_photo)
+        self.last_info = dict(_corners_as_given(dict(self.last_info), crop_h(x0, y0)), lit_region_box=list(box))
+        return as_uncropped(cropped, x0, y0)
 
     def _through_line_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry, best: Rectified,
                            info: dict, first_residual: float, dewarp: bool = True) -> tuple[Rectified, dict]:

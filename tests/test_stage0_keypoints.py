@@ -19,9 +19,11 @@ from stage0_rectify.infer import (
     CHECK_POINTS,
     KeypointRectifier,
     RoutingConfig,
+    crop_h,
     decode_corners,
     fit_homography,
     letterbox,
+    lit_region_box,
     load_bundle,
     quarter_turn_h,
     rescale_to_grid,
@@ -432,6 +434,65 @@ class LandscapeOracle(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         known = float((x - self.known).abs().mean()) < 1e-3
         return (self.answer if known else torch.zeros_like(self.answer))[None].expand(x.shape[0], -1, -1, -1)
+
+
+def _in_a_room(photo) -> tuple[np.ndarray, SheetMap]:
+    """The photo's page and table in a quarter of a darker, wider frame: (image, true image -> sheet map)."""
+    img, true_map = photo
+    x0, y0 = 1500, 1100
+    room = np.full((2800, 3600, 3), 18, np.uint8)
+    room[y0 : y0 + img.shape[0], x0 : x0 + img.shape[1]] = img
+    return room, SheetMap(true_map.image_to_sheet_h @ crop_h(x0, y0))
+
+
+def test_the_lit_region_of_a_photo_is_boxed_and_a_frame_it_fills_is_not(photo, sheet):
+    room, room_map = _in_a_room(photo)
+    x0, y0, x1, y1 = lit_region_box(room)
+    page = room_map.sheet_to_image(CANONICAL.corners_px())
+    assert (page >= [x0, y0]).all() and (page < [x1, y1]).all()  # the whole page, with a margin ...
+    assert (x1 - x0) * (y1 - y0) < 0.25 * room.shape[0] * room.shape[1]  # ... not the room
+    assert lit_region_box(sheet) is None  # a page edge to edge: nothing to zoom into
+
+
+def test_a_page_in_a_corner_of_the_frame_is_placed_from_its_lit_region(photo, sheet):
+    room, room_map = _in_a_room(photo)
+    x0, y0, x1, y1 = lit_region_box(room)
+    crop = np.ascontiguousarray(room[y0:y1, x0:x1])
+    # a network that places the page only where it fills its input (the crop), and is unsure on the whole frame
+    crop_map = SheetMap(room_map.image_to_sheet_h @ np.linalg.inv(crop_h(x0, y0)))
+    rect = KeypointRectifier(LandscapeOracle(crop, crop_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    assert rect.rectify(room).method != "keypoints"
+    out = rect.rectify_lit_region(room, "r")
+    assert out.method == "keypoints" and rect.last_info["lit_region_box"] == [x0, y0, x1, y1]
+    err = out.sheet_map.image_to_sheet(room_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+    assert np.linalg.norm(err, axis=1).max() < 3.0, rect.last_info  # the map takes the whole frame as given
+    assert np.abs(out.sheet_rgb.astype(int) - out.sheet_map.rectify(room).astype(int)).mean() < 2.0
+    corners = np.asarray(rect.last_info["corners_px"])  # where they lie in the frame, not in the crop
+    assert np.abs(corners - room_map.sheet_to_image(CANONICAL.corners_px())).max() < 10.0
+    assert rect.rectify_lit_region(sheet) is None  # a page filling the frame is not read twice
+
+
+def test_the_pipeline_places_a_photo_from_its_lit_region_where_the_whole_frame_placed_nothing(photo):
+    from dataclasses import replace
+
+    from common.types import Page
+    from pipeline.__main__ import DEFAULT_WEIGHTS
+    from pipeline.chain import Pipeline
+
+    room, room_map = _in_a_room(photo)
+    x0, y0, x1, y1 = lit_region_box(room)
+    crop = np.ascontiguousarray(room[y0:y1, x0:x1])
+    crop_map = SheetMap(room_map.image_to_sheet_h @ np.linalg.inv(crop_h(x0, y0)))
+    rect = KeypointRectifier(LandscapeOracle(crop, crop_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    pipeline = replace(Pipeline.from_bundles(DEFAULT_WEIGHTS), rectifier=rect)
+    out = pipeline.rectify(Page("r", room, 500.0))
+    assert out.method == "keypoints" and "lit_region_box" in rect.last_info
+    err = out.sheet_map.image_to_sheet(room_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+    assert np.linalg.norm(err, axis=1).max() < 3.0
+    # a network unsure on the crop too: the first reading stands, and its own information with it
+    unsure = KeypointRectifier(Oracle(crop, crop_map, flat=True), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    out = replace(pipeline, rectifier=unsure).rectify(Page("r", room, 500.0))
+    assert out.method == "page_width" and "lit_region_box" not in unsure.last_info
 
 
 def test_quarter_turn_maps_match_cv2_rotate(photo):
