@@ -72,7 +72,10 @@ def main(argv=None) -> int:
     from source_classifier.infer import SourceClassifier
     from source_classifier.routing import route
 
-    clf = SourceClassifier.from_bundle(args.bundle, num_threads=args.threads)
+    try:
+        clf = SourceClassifier.from_bundle(args.bundle, num_threads=args.threads)
+    except (FileNotFoundError, ValueError) as exc:  # no bundle there, or an incomplete or altered one
+        ap.error(str(exc))
     if args.viz is not None:
         args.viz.mkdir(parents=True, exist_ok=True)
     times, failures = [], 0

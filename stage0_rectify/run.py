@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.viz:
         (args.out / "viz").mkdir(exist_ok=True)
     meta = read_metadata(args.metadata)
-    rectifier = None if args.bundle is None else KeypointRectifier.from_bundle(args.bundle)
+    try:
+        rectifier = None if args.bundle is None else KeypointRectifier.from_bundle(args.bundle)
+    except (FileNotFoundError, ValueError) as exc:  # no bundle there, or an incomplete or altered one
+        ap.error(str(exc))
     files = sorted(p for p in args.images.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     counts: dict[str, int] = {}
     with open(args.out / "results.jsonl", "w") as fh:

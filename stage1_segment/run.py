@@ -94,11 +94,11 @@ def main(argv=None) -> int:
     from stage1_segment.infer import TraceSegmenter
 
     if not args.images.is_dir():
-        raise FileNotFoundError(f"--images {args.images} is not a folder")
+        ap.error(f"--images {args.images} is not a folder")
     try:
         seg = TraceSegmenter.from_bundle(args.bundle, num_threads=args.threads, views=args.views,
                                          precision=args.precision)
-    except ValueError as exc:  # an unknown view or precision
+    except (FileNotFoundError, ValueError) as exc:  # no bundle there, an altered one, an unknown view or precision
         ap.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     times = []

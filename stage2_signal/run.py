@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    extractor = SignalExtractor.from_bundle(args.bundle) if args.bundle else SignalExtractor()
+    try:
+        extractor = SignalExtractor.from_bundle(args.bundle) if args.bundle else SignalExtractor()
+    except (FileNotFoundError, ValueError) as exc:  # no bundle there, or an incomplete or altered one
+        ap.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for stem in find_maps(args.maps):

@@ -94,3 +94,25 @@ def test_the_overlay_breaks_a_line_at_points_off_the_image():
     blue = (drawn[:, :, 0] > 150) & (drawn[:, :, 2] < 120)  # BGR: the line's (20, 60, 220) RGB
     assert blue[140:160, 20:90].any() and blue[140:160, 210:380].any()
     assert not blue[:130].any() and not blue[170:].any()
+
+
+def test_each_stages_command_says_which_bundle_is_missing_without_a_traceback(tmp_path, capsys):
+    import pytest
+
+    from source_classifier.run import main as classifier_main
+    from stage0_rectify.run import main as stage0_main
+    from stage1_segment.run import main as stage1_main
+    from stage2_signal.run import main as stage2_main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    missing = tmp_path / "no_bundle"
+    for run, args in ((stage0_main, ["--images", str(images), "--out", str(tmp_path / "o0"), "--bundle"]),
+                      (stage1_main, ["--images", str(images), "--out", str(tmp_path / "o1"), "--bundle"]),
+                      (stage2_main, ["--maps", str(images), "--out", str(tmp_path / "o2"), "--bundle"]),
+                      (classifier_main, [str(images), "--bundle"])):
+        with pytest.raises(SystemExit) as exit_info:
+            run([*args, str(missing)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert str(missing) in err and "Traceback" not in err, (run.__module__, err)
