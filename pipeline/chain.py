@@ -354,7 +354,7 @@ class Pipeline:
     def rectify(self, page: Page, settings: RouteSettings | None = None) -> Rectified:
         """Stage 0 alone: the page on the canonical sheet (not yet checked for an ECG); ``settings``: its route's
         (a screen's sheet is taken as flat: ``dewarp``; a photographed print's grid is corrected however surely
-        it is read: ``print_photo``)."""
+        it is read: ``print_photo``). A photo placed by nothing is read again from its lit region (see below)."""
         if self.rectifier is None:
             return rectify_from_grid(page)
         rectified = self.rectifier.rectify(page, **stage0_options(settings))

@@ -19,6 +19,8 @@ places, or left to an unsure grid whose correction was refused or leaves the lin
 front-on view its two families of straight lines make (:mod:`stage0_rectify.vanish`, ``line_view``): kept where
 that reading places the page as a turn's must, or reads its grid surely. A keypoint sheet no grid corrects (a page
 printed without one) is placed by the network's corners moved onto the page's edges (:mod:`stage0_rectify.page_edges`).
+A photo all of that leaves at the page width may be read again from the crop of its lit region, the page or screen
+in part of the frame (:meth:`KeypointRectifier.rectify_lit_region`, asked by :meth:`pipeline.chain.Pipeline.rectify`).
 """
 
 from __future__ import annotations
