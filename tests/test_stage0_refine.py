@@ -332,3 +332,20 @@ def test_a_flat_sheet_is_corrected_by_the_smooth_surface_alone():
     left = smooth[..., 0] - smooth[..., 0].mean() - _cubic_fit(smooth[..., 0])
     assert float(np.abs(left).max()) < 0.05
     assert _error_px(bent, crease_x, flat)[0] < _error_px(smooth, crease_x, flat)[0]
+
+
+def test_the_1mm_lines_correct_a_page_where_they_show_on_only_part_of_it():
+    """A torn or stained photo shows its 1 mm lines on a third to a half of the sheet: where they show, the ripple
+    they carry is read (the other nodes take their neighbours' mean), not left for want of the rest."""
+    sheet = _draw_sheet(_ripple_x, _ripple_y, strokes=100, seed=5)
+    lined = int(0.4 * G.width_px)
+    sheet[:, lined:] = 250  # the rest of the page shows no grid (torn off, or under a stain)
+    disp, info = refine.minor_displacement(sheet)
+    assert info["minor_read_share_x"] < 0.5, info  # the x family read on under half its nodes
+    assert disp is not None, info
+    gh, gw = disp.shape[:2]
+    x, y = np.meshgrid(np.linspace(0, G.width_px - 1, gw), np.linspace(0, G.height_px - 1, gh))
+    inner = (x > 60) & (x < lined - 60) & (y > 60) & (y < G.height_px - 60)
+    err = (disp[..., 0] + _ripple_x(x, y))[inner]
+    left = float(np.std(_ripple_x(x, y)[inner]))  # what uncorrected leaves
+    assert float(np.sqrt(np.mean((err - err.mean()) ** 2))) < 0.3 * left, info
