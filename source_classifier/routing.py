@@ -133,10 +133,12 @@ def route(prediction: SourcePrediction) -> RouteSettings:
 
 
 def stage0_options(settings: RouteSettings | None) -> dict:
-    """What a route tells stage 0 (:meth:`KeypointRectifier.rectify`'s ``dewarp`` and ``print_photo``); without a
-    route (no classifier) every sheet may bend and no grid read surely is corrected."""
+    """What a route tells stage 0 (:meth:`KeypointRectifier.rectify`'s ``dewarp``, ``print_photo`` and ``photo``:
+    the page may lie anywhere in the frame, ``find_page``); without a route (no classifier) every sheet may bend, no
+    grid read surely is corrected and the calibration pulses may place a flat page."""
     return {"dewarp": settings is None or settings.sheet_may_bend,
-            "print_photo": settings is not None and settings.photographed_print}
+            "print_photo": settings is not None and settings.photographed_print,
+            "photo": settings is not None and settings.find_page}
 
 
 def check_table() -> None:

@@ -452,7 +452,8 @@ class KeypointRectifier:
         return KeypointFit(corners, conf, h, n_in, confident, info)
 
     def rectify(self, page_or_image, image_id: str | None = None,
-                geometry: SheetGeometry = CANONICAL, dewarp: bool = True, print_photo: bool = False) -> Rectified:
+                geometry: SheetGeometry = CANONICAL, dewarp: bool = True, print_photo: bool = False,
+                photo: bool = False) -> Rectified:
         """The page on the canonical sheet (see the module doc); a photo the first reading places badly (see
         ``RoutingConfig.turn_retry_residual_px``) is read again turned a quarter one way, then the other, until a
         turned reading places it; that reading is kept, its map still taking the photo as given onto the sheet.
@@ -461,12 +462,16 @@ class KeypointRectifier:
         ``print_photo`` (the route again): a phone photo of a paper print, whose grid is corrected even where one
         affine grid reads it surely (a soaked print so read was left 5-8 px off its lines: eikP 20007-0009, 11.1 dB,
         22.3 corrected), unless the image is a whole Letter render: ECG-Image-Kit's renders with drawn wrinkles and
-        shading are named photos, and their grids, read surely, lie flat (corrected, 7 of 15 lost 2-13 dB)."""
+        shading are named photos, and their grids, read surely, lie flat (corrected, 7 of 15 lost 2-13 dB).
+        ``photo`` (the route again): the image is a photo, so a placement by the calibration pulses alone (a
+        similarity centred on the ink, which on a photo is also the room's) never stands over the keypoints', however
+        flat the view they show (kp5 10004-0006, a screen seen nearly square-on, -1.1 dB so, 8.7 by its corners)."""
         rgb, image_id = page_image(page_or_image, image_id)
         correct_sure_grid = print_photo and not is_letter_render(rgb.shape[1], rgb.shape[0])
-        best = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp, correct_sure_grid=correct_sure_grid)
+        best = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp, correct_sure_grid=correct_sure_grid,
+                                  photo=photo)
         info, est = self.last_info, self.last_estimate
-        if self._sure_pulses(est) and best.method == "keypoints" and not (
+        if not photo and self._sure_pulses(est) and best.method == "keypoints" and not (
                 _placement_residual(best) < self.routing.turn_retry_residual_px):
             # sure pulses, and the keypoints' sheet shows no grid where they put it: a scan without a grid (its
             # pulses place it within a px; the network 20 px off), not a photo; keep the pulses' map
@@ -482,22 +487,23 @@ class KeypointRectifier:
                 # and finds the same: its method, confidence and scale are the same, its map turned)
                 turned_est = replace(est, image_to_sheet_h=est.image_to_sheet_h @ np.linalg.inv(to_turned))
                 turned = self._rectify_view(np.ascontiguousarray(cv2.rotate(rgb, code)), image_id, geometry,
-                                            turned_est, dewarp=dewarp)
+                                            turned_est, dewarp=dewarp, photo=photo)
                 if _placement_residual(turned) < self.routing.turn_retry_residual_px:
                     best = as_given(turned, turn, rgb.shape[:2])
                     info = _corners_as_given(dict(self.last_info, quarter_turns=turn, unturned_residual_px=None
                                                   if math.isinf(first_residual) else first_residual), to_turned)
                     break
             else:
-                best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual, dewarp)
+                best, info = self._through_line_view(rgb, image_id, geometry, best, info, first_residual, dewarp,
+                                                     photo)
         elif self._unmended_grid(best, info):
             # a crumpled photo in perspective, which no turn would mend
-            best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp)
+            best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp, photo)
         self.last_info, self.last_estimate = info, est
         return best
 
     def rectify_lit_region(self, page_or_image, image_id: str | None = None, geometry: SheetGeometry = CANONICAL,
-                           dewarp: bool = True, print_photo: bool = False) -> Rectified | None:
+                           dewarp: bool = True, print_photo: bool = False, photo: bool = False) -> Rectified | None:
         """:meth:`rectify` on the crop of the image's lit region (:func:`lit_region_box`), its map taking the
         image as given; None where the region is (nearly) the whole image. For a photo the first reading did not
         place: the network's input, a downscale of the whole frame, gave a page in a quarter of it a few px a mm."""
@@ -506,12 +512,13 @@ class KeypointRectifier:
         if box is None:
             return None
         x0, y0, x1, y1 = box
-        cropped = self.rectify(np.ascontiguousarray(rgb[y0:y1, x0:x1]), image_id, geometry, dewarp, print_photo)
+        cropped = self.rectify(np.ascontiguousarray(rgb[y0:y1, x0:x1]), image_id, geometry, dewarp, print_photo, photo)
         self.last_info = dict(_corners_as_given(dict(self.last_info), crop_h(x0, y0)), lit_region_box=list(box))
         return as_uncropped(cropped, x0, y0)
 
     def _through_line_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry, best: Rectified,
-                           info: dict, first_residual: float, dewarp: bool = True) -> tuple[Rectified, dict]:
+                           info: dict, first_residual: float, dewarp: bool = True,
+                           photo: bool = False) -> tuple[Rectified, dict]:
         """A photo no turn placed, read again from the view its two line families make fronto-parallel
         (:mod:`stage0_rectify.vanish`): kept where that reading places the page (the keypoints, as a turn's must,
         or a grid read surely), its map taking the photo as given (the sheet resampled from the photo itself)."""
@@ -525,7 +532,7 @@ class KeypointRectifier:
         if aspect is not None:  # the lines fix the view but for its aspect; the grid's squares fix that
             view = view.stretched_y(aspect)
             warped = view.warp(rgb)
-        seen = self._rectify_view(warped, image_id, geometry, dewarp=dewarp)
+        seen = self._rectify_view(warped, image_id, geometry, dewarp=dewarp, photo=photo)
         sure_grid = seen.method.startswith("grid") and seen.confidence >= self.routing.grid_trust
         if not (sure_grid or _placement_residual(seen) < self.routing.turn_retry_residual_px):
             # the network may misplace the view as it did the photo (a torn page: two corners off the paper); the
@@ -588,10 +595,10 @@ class KeypointRectifier:
 
     def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry,
                       est: GridEstimate | None = None, consult: bool = True, dewarp: bool = True,
-                      correct_sure_grid: bool = False) -> Rectified:
+                      correct_sure_grid: bool = False, photo: bool = False) -> Rectified:
         """One reading of the image as given (``est``: its grid reading when already made; ``consult``: whether
-        the network may be asked; ``dewarp``: see :meth:`rectify`; ``correct_sure_grid``: a grid read surely is
-        corrected from the sheet's lines as an unsure one is)."""
+        the network may be asked; ``dewarp``, ``photo``: see :meth:`rectify`; ``correct_sure_grid``: a grid read
+        surely is corrected from the sheet's lines as an unsure one is)."""
         est = estimate_grid(rgb, geometry) if est is None else est
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
@@ -631,8 +638,8 @@ class KeypointRectifier:
                     np.linalg.inv(fit.image_to_sheet_h), CHECK_POINTS))
                 disagree = float(np.linalg.norm(back - CHECK_POINTS, axis=1).max())
                 info["disagree_px"] = round(disagree, 1)
-                flat = est.method == "pulse" and view_perspective(fit.image_to_sheet_h,
-                                                                  geometry) < self.routing.min_perspective
+                flat = not photo and est.method == "pulse" and view_perspective(
+                    fit.image_to_sheet_h, geometry) < self.routing.min_perspective
                 if disagree > self.routing.agree_px and not flat:
                     h, method = fit.image_to_sheet_h, "keypoints"
                     conf = float(np.clip(fit.corner_conf.min(), 0.05, 0.99))

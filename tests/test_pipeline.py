@@ -367,10 +367,10 @@ def test_the_classifier_is_asked_once_and_its_route_says_how_stage_0_may_correct
     real = pipeline.rectifier.rectify
     print_photos = []
 
-    def spy(page, dewarp=True, print_photo=False):
+    def spy(page, dewarp=True, print_photo=False, photo=False):
         dewarps.append(dewarp)
         print_photos.append(print_photo)
-        return real(page, dewarp=dewarp, print_photo=print_photo)
+        return real(page, dewarp=dewarp, print_photo=print_photo, photo=photo)
 
     pipeline.rectifier.rectify = spy
     from synth.factory import make_page

@@ -209,6 +209,9 @@ def test_only_a_photo_route_that_says_so_takes_the_sheet_as_flat():
 def test_only_photos_of_prints_are_photographed_prints():
     assert [t for t in ROUTES if settings_for(t).photographed_print] == ["0005", "0009", "0010"]
     # what stage 0 is told: without a route every sheet may bend and no sure grid is corrected
-    assert stage0_options(None) == {"dewarp": True, "print_photo": False}
-    assert stage0_options(settings_for("0006")) == {"dewarp": False, "print_photo": False}
-    assert stage0_options(settings_for("0009")) == {"dewarp": True, "print_photo": True}
+    assert stage0_options(None) == {"dewarp": True, "print_photo": False, "photo": False}
+    assert stage0_options(settings_for("0006")) == {"dewarp": False, "print_photo": False, "photo": True}
+    assert stage0_options(settings_for("0009")) == {"dewarp": True, "print_photo": True, "photo": True}
+    # only a photo's route (and the unsure one, which assumes least) says the page may lie anywhere in the frame
+    photos = [t for t in ROUTES if stage0_options(settings_for(t))["photo"]]
+    assert photos == ["0005", "0006", "0009", "0010", "general"]

@@ -287,6 +287,21 @@ def test_sure_pulses_keep_a_gridless_scan_where_the_keypoint_sheet_shows_no_grid
     assert out.method == "pulse" and np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
 
 
+def test_a_photos_pulses_never_place_it_over_the_keypoints():
+    """Where the route says the image is a photo, the pulses' map (a similarity centred on the ink, which on a photo
+    is the room's too) does not stand over a placement by the network, however flat the view it shows."""
+    from stage0_rectify.grid import estimate_grid
+
+    scan = _gridless_scan()
+    est = estimate_grid(scan)
+    assert est.method == "pulse" and est.confidence >= RoutingConfig().grid_trust
+    rect = _flat_placement_off(scan, est)
+    out = rect.rectify(scan, photo=True)
+    assert out.method == "keypoints", rect.last_info  # (then moved onto the page's edges: it prints no grid)
+    assert not np.allclose(out.sheet_map.image_to_sheet_h, est.image_to_sheet_h)
+    assert rect.rectify(scan).method == "pulse"  # the same image without the photo's route: a flat scan's pulses
+
+
 def test_unsure_pulses_keep_a_flat_gridless_scan_too():
     """Pulses found on one row only (the others faint or under mold) are unsure, but a flat view is still theirs
     to place: on ECG-Image-Kit scans without a grid the network's flat sheets were 18-50 px off, warped further
