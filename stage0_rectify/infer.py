@@ -103,6 +103,11 @@ class RoutingConfig:
     # or its correction refused) is placed by the network's corners moved onto the page's edges in the full photo
     # (stage0_rectify.page_edges; ECG-Image-Kit photos: each page's worst corner 6.5 -> 2.0 px, median). Where the grid
     # corrects the sheet the corners only seed it, and moving them moved factory photos' readings by +-2 dB a page
+    sure_corner_conf: float = 0.8  # a keypoint sheet whose grid still lies turn_retry_residual_px or more from its
+    # correction after the turns and the line view, where every corner holds at least this much of its softmax mass,
+    # is placed by the corners alone (moved onto the page's edges): such a correction slipped a half period on
+    # part of the page (kp5 10006-0009, a stained print's blots printed with a grid of their own: 19 px median off,
+    # 1.6 dB; by its corners 7 px, 8.9 dB). Held-out photos placed right leave 0.2-1.4 px
     line_view: bool = True  # a photo no turn placed is read once more from the fronto-parallel view its straight
     # lines make (stage0_rectify.vanish), kept where that reading places the page as the turns' must
     min_perspective: float = 0.015  # where the pulses placed the page (no grid read), the keypoints' map replaces
@@ -499,8 +504,21 @@ class KeypointRectifier:
         elif self._unmended_grid(best, info):
             # a crumpled photo in perspective, which no turn would mend
             best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp, photo)
+        if self._correction_left_far(best, info):
+            plain = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp, photo=photo, correct=False)
+            if plain.method == "keypoints":
+                best, info = plain, dict(self.last_info, uncorrected_residual_px=_placement_residual(best))
         self.last_info, self.last_estimate = info, est
         return best
+
+    def _correction_left_far(self, rectified: Rectified, info: dict) -> bool:
+        """Whether a keypoint sheet read as given (neither turned nor seen through its lines) by sure corners
+        (``sure_corner_conf``) was corrected by its grid yet left its lines ``turn_retry_residual_px`` or more from
+        that correction (see ``RoutingConfig.sure_corner_conf``)."""
+        conf = info.get("corner_conf")
+        return (rectified.method == "keypoints" and conf is not None and "quarter_turns" not in info
+                and not info.get("line_view") and min(conf) >= self.routing.sure_corner_conf
+                and _placement_residual(rectified) >= self.routing.turn_retry_residual_px)
 
     def rectify_lit_region(self, page_or_image, image_id: str | None = None, geometry: SheetGeometry = CANONICAL,
                            dewarp: bool = True, print_photo: bool = False, photo: bool = False) -> Rectified | None:
@@ -595,10 +613,11 @@ class KeypointRectifier:
 
     def _rectify_view(self, rgb: np.ndarray, image_id: str, geometry: SheetGeometry,
                       est: GridEstimate | None = None, consult: bool = True, dewarp: bool = True,
-                      correct_sure_grid: bool = False, photo: bool = False) -> Rectified:
+                      correct_sure_grid: bool = False, photo: bool = False, correct: bool = True) -> Rectified:
         """One reading of the image as given (``est``: its grid reading when already made; ``consult``: whether
         the network may be asked; ``dewarp``, ``photo``: see :meth:`rectify`; ``correct_sure_grid``: a grid read
-        surely is corrected from the sheet's lines as an unsure one is)."""
+        surely is corrected from the sheet's lines as an unsure one is; ``correct``: whether the sheet's grid may
+        correct the map at all)."""
         est = estimate_grid(rgb, geometry) if est is None else est
         info: dict = {"grid_method": est.method, "grid_confidence": round(est.confidence, 3)}
         h = est.image_to_sheet_h
@@ -655,7 +674,7 @@ class KeypointRectifier:
         # left alone: on clean renders of another program, with 12 dense rows, the pitch check misread by 5 %; but
         # not on a photographed print, see :meth:`rectify`)
         unsure_grid = method.startswith("grid") and (conf < self.routing.grid_trust or correct_sure_grid)
-        if self.routing.refine and (method == "keypoints" or unsure_grid):
+        if correct and self.routing.refine and (method == "keypoints" or unsure_grid):
             # the sheet's own 5 mm pitch, read per tile, says where the view's scale is off
             maps = grid_maps(sheet)
             correction = grid_pitch_correction(sheet, geometry, maps)

@@ -510,6 +510,38 @@ def test_the_pipeline_places_a_photo_from_its_lit_region_where_the_whole_frame_p
     assert out.method == "page_width" and "lit_region_box" not in unsure.last_info
 
 
+def test_a_correction_that_leaves_the_lines_far_gives_way_to_sure_corners(photo, monkeypatch):
+    """A grid correction that slipped half a 5 mm period on part of the page leaves the lines 2 px or more from it;
+    where the network's corners are sure, the page is placed by them alone."""
+    import stage0_rectify.infer as infer
+
+    img, true_map = photo
+    read = infer.grid_displacement
+
+    def slipped(sheet, geometry=CANONICAL, **kwargs):
+        disp, info = read(sheet, geometry, **kwargs)
+        if disp is None:
+            return disp, info
+        disp = disp.copy()
+        disp[disp.shape[0] // 2 :, :, 0] += 0.5 * geometry.big_box_mm * geometry.px_per_mm  # the lower half slips
+        return disp, dict(info, residual_px_x=2.5)  # and its lines lie that far from the correction
+
+    monkeypatch.setattr(infer, "grid_displacement", slipped)
+
+    def error(rect: KeypointRectifier) -> float:
+        out = rect.rectify(img)
+        assert out.method == "keypoints", rect.last_info
+        err = out.sheet_map.image_to_sheet(true_map.sheet_to_image(CHECK_POINTS)) - CHECK_POINTS
+        return float(np.linalg.norm(err, axis=1).max())
+
+    sure = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    assert error(sure) < 3.0 and sure.last_info["uncorrected_residual_px"] >= 2.0, sure.last_info
+    # corners held less surely than asked: the correction, slip and all, stands
+    unsure = KeypointRectifier(Oracle(img, true_map), {"input_side": SIDE},
+                               RoutingConfig(line_view=False, sure_corner_conf=1.01))
+    assert error(unsure) > 15.0 and "uncorrected_residual_px" not in unsure.last_info
+
+
 def test_quarter_turn_maps_match_cv2_rotate(photo):
     img = photo[0]
     for turns, code in ((1, cv2.ROTATE_90_COUNTERCLOCKWISE), (3, cv2.ROTATE_90_CLOCKWISE)):
