@@ -40,7 +40,7 @@ from common.geometry import CANONICAL
 from common.layouts import LEADS, get_layout
 from common.types import Page, Rectified, Signals, TraceMaps, requested_samples
 from pipeline.image_io import ImageReadError, NoECGFoundError, read_image
-from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, upright
+from pipeline.upright import MIN_ROWS, n_pulses, rows_centre, sure_names, upright
 from source_classifier.infer import SourceClassifier
 from source_classifier.routing import RouteSettings, route, stage0_options
 from stage0_rectify.grid import estimate_grid, rectify_from_grid
@@ -378,8 +378,8 @@ class Pipeline:
         quarter turn, so the sheet shows the chart's rows standing up and the layout finder finds none that fit a
         known layout. The image is read again turned a quarter each way; a turn whose sheet shows at least MIN_ROWS
         rows that fit a known layout is taken, the one with more calibration pulses standing at its rows' starts
-        (then rows lower on the sheet) where both do (the two are half a turn apart). Its map still takes the image as
-        given onto the sheet."""
+        (then more lead names read the right way up, then rows lower on the sheet) where both do (the two are half a
+        turn apart). Its map still takes the image as given onto the sheet."""
         best = None
         for turn, code in QUARTER_TURNS.items():
             turned_page = replace(page, image_rgb=np.ascontiguousarray(cv2.rotate(page.image_rgb, code)))
@@ -388,7 +388,7 @@ class Pipeline:
             turned_found = find_layout(turned.sheet_rgb, self.names)
             if turned_found.n_rows < MIN_ROWS or turned_found.layout_name is None:
                 continue  # rows that fit no known layout are a portrait page's grid lines and traces read across
-            key = (n_pulses(turned_found), rows_centre(turned_found))
+            key = (n_pulses(turned_found), sure_names(turned_found), rows_centre(turned_found))
             if best is None or key > best[0]:
                 best = (key, as_given(turned, turn, page.image_rgb.shape[:2]), turned_found)
         return (rectified, found) if best is None else (best[1], best[2])

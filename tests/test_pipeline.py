@@ -181,6 +181,27 @@ def test_a_page_fed_sideways_reads_as_it_does_upright(code):
     assert np.sum((a - b) ** 2) > 0.3 * np.sum(a**2)
 
 
+def test_a_sideways_page_is_turned_the_way_its_lead_names_read(monkeypatch):
+    """Of the two quarter turns, the one whose lead names read the right way up is taken before where the rows sit
+    (kp5 10008-0009, a stained print held in portrait, had no pulse found either way and its rows higher on the
+    upright sheet: read upside down, -1.9 dB)."""
+    import pipeline.chain as chain
+    from synth.factory import make_page
+
+    rec = simulate_record(np.random.default_rng(6))
+    image = make_page(rec, 6, 6, ["0003"], layouts=["3x4+II"], fs_choices=[500]).images["0003"].image_rgb
+    pipeline = Pipeline.from_bundles(DEFAULT_WEIGHTS)
+    upright = pipeline(Page("up", image, 500.0))
+    where_rows_sit = chain.rows_centre
+    monkeypatch.setattr(chain, "n_pulses", lambda found: 0)  # no pulse found either way
+    monkeypatch.setattr(chain, "rows_centre", lambda found: 1.0 - where_rows_sit(found))  # the rows mislead
+    turned = pipeline(Page("side", np.ascontiguousarray(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)), 500.0))
+    assert turned.layout.name == "3x4+II"
+    for lead in LEADS:
+        a, b = upright.signals.leads_mv[lead], turned.signals.leads_mv[lead]
+        assert np.sum((a - b) ** 2) < 0.01 * np.sum(a**2), lead
+
+
 class _SpiedSegmenter:
     """A stage-1 reader that notes which pages it read and reads them as the wrapped one does."""
 
