@@ -505,7 +505,7 @@ class KeypointRectifier:
             # a crumpled photo in perspective, which no turn would mend
             best, info = self._through_line_view(rgb, image_id, geometry, best, info, math.inf, dewarp, photo)
         if self._correction_left_far(best, info):
-            plain = self._rectify_view(rgb, image_id, geometry, dewarp=dewarp, photo=photo, correct=False)
+            plain = self._rectify_view(rgb, image_id, geometry, est, dewarp=dewarp, photo=photo, correct=False)
             if plain.method == "keypoints":
                 best, info = plain, dict(self.last_info, uncorrected_residual_px=_placement_residual(best))
         self.last_info, self.last_estimate = info, est
