@@ -516,9 +516,10 @@ class KeypointRectifier:
         (``sure_corner_conf``) was corrected by its grid yet left its lines ``turn_retry_residual_px`` or more from
         that correction (see ``RoutingConfig.sure_corner_conf``)."""
         conf = info.get("corner_conf")
+        residual = _placement_residual(rectified)  # infinite where no correction was made: nothing to undo
         return (rectified.method == "keypoints" and conf is not None and "quarter_turns" not in info
                 and not info.get("line_view") and min(conf) >= self.routing.sure_corner_conf
-                and _placement_residual(rectified) >= self.routing.turn_retry_residual_px)
+                and self.routing.turn_retry_residual_px <= residual < math.inf)
 
     def rectify_lit_region(self, page_or_image, image_id: str | None = None, geometry: SheetGeometry = CANONICAL,
                            dewarp: bool = True, print_photo: bool = False, photo: bool = False) -> Rectified | None:

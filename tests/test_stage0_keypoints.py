@@ -672,8 +672,12 @@ def test_a_page_printed_without_a_grid_keeps_its_keypoint_placement(seed):
 
     err, info = worst_error(RoutingConfig())
     assert info["reject"].startswith("no grid read") and err < 3.0, (err, info)
-    err_noisy, _ = worst_error(RoutingConfig(max_residual_px=math.inf))
+    # the correction made however far it leaves the lines (and not undone for the network's sure corners either)
+    err_noisy, _ = worst_error(RoutingConfig(max_residual_px=math.inf, sure_corner_conf=1.01))
     assert err_noisy > 8.0, err_noisy
+    # made, but undone for the network's sure corners: the lines lie far from it
+    err_undone, info = worst_error(RoutingConfig(max_residual_px=math.inf))
+    assert info["uncorrected_residual_px"] > 3.0 and err_undone < 3.0, (err_undone, info)
 
 
 def test_a_page_printed_without_a_grid_is_placed_by_its_edges():
