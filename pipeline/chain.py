@@ -357,7 +357,8 @@ class Pipeline:
         it is read: ``print_photo``). A photo placed by nothing is read again from its lit region (see below)."""
         if self.rectifier is None:
             return rectify_from_grid(page)
-        rectified = self.rectifier.rectify(page, **stage0_options(settings))
+        options = stage0_options(settings)
+        rectified = self.rectifier.rectify(page, **options)
         if rectified.method == "keypoints" and not shows_rows_or_grid(rectified.sheet_rgb, self.segmenter.layout_name):
             # the network finds "page corners" on any photo; a sheet without rows of trace or a canonical grid keeps
             # the grid rectifier's reading (and a picture that is no ECG is then refused by check_shows_ecg)
@@ -366,7 +367,7 @@ class Pipeline:
             # placed by neither grid, pulses nor corners: a photo whose page or screen fills only part of the frame
             # may be placed from that part (kp2 10001-0006, a screen in a quarter of the photo, was refused)
             first_info = self.rectifier.last_info
-            zoomed = self.rectifier.rectify_lit_region(page, **stage0_options(settings))
+            zoomed = self.rectifier.rectify_lit_region(page, **options)
             if (zoomed is not None and zoomed.method == "keypoints"
                     and shows_rows_or_grid(zoomed.sheet_rgb, self.segmenter.layout_name)):
                 return zoomed

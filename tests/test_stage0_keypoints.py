@@ -469,13 +469,19 @@ def test_the_lit_region_of_a_photo_is_boxed_and_a_frame_it_fills_is_not(photo, s
     assert lit_region_box(sheet) is None  # a page edge to edge: nothing to zoom into
 
 
+def _lit_crop(room: np.ndarray, room_map: SheetMap) -> tuple[np.ndarray, SheetMap]:
+    """The crop of ``room`` to its lit region and its true crop -> sheet map."""
+    x0, y0, x1, y1 = lit_region_box(room)
+    return (np.ascontiguousarray(room[y0:y1, x0:x1]),
+            SheetMap(room_map.image_to_sheet_h @ np.linalg.inv(crop_h(x0, y0))))
+
+
 def test_a_page_in_a_corner_of_the_frame_is_placed_from_its_lit_region(photo, sheet):
     room, room_map = _in_a_room(photo)
     x0, y0, x1, y1 = lit_region_box(room)
-    crop = np.ascontiguousarray(room[y0:y1, x0:x1])
     # a network that places the page only where it fills its input (the crop), and is unsure on the whole frame
-    crop_map = SheetMap(room_map.image_to_sheet_h @ np.linalg.inv(crop_h(x0, y0)))
-    rect = KeypointRectifier(LandscapeOracle(crop, crop_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
+    rect = KeypointRectifier(LandscapeOracle(*_lit_crop(room, room_map)), {"input_side": SIDE},
+                             RoutingConfig(line_view=False))
     assert rect.rectify(room).method != "keypoints"
     out = rect.rectify_lit_region(room, "r")
     assert out.method == "keypoints" and rect.last_info["lit_region_box"] == [x0, y0, x1, y1]
@@ -495,9 +501,7 @@ def test_the_pipeline_places_a_photo_from_its_lit_region_where_the_whole_frame_p
     from pipeline.chain import Pipeline
 
     room, room_map = _in_a_room(photo)
-    x0, y0, x1, y1 = lit_region_box(room)
-    crop = np.ascontiguousarray(room[y0:y1, x0:x1])
-    crop_map = SheetMap(room_map.image_to_sheet_h @ np.linalg.inv(crop_h(x0, y0)))
+    crop, crop_map = _lit_crop(room, room_map)
     rect = KeypointRectifier(LandscapeOracle(crop, crop_map), {"input_side": SIDE}, RoutingConfig(line_view=False))
     pipeline = replace(Pipeline.from_bundles(DEFAULT_WEIGHTS), rectifier=rect)
     out = pipeline.rectify(Page("r", room, 500.0))
