@@ -24,7 +24,15 @@ import numpy as np
 from common.geometry import CANONICAL
 from common.layouts import default_placement, get_layout
 from stage1_segment.anchors import find_anchors
-from stage1_segment.passes import SPREAD_BAND, kept_rows_span, only_rows, row_passes, rows_are_close, spread_rows
+from stage1_segment.passes import (
+    SPREAD_BAND,
+    kept_rows_span,
+    only_rows,
+    row_passes,
+    rows_are_close,
+    spread_half_band_px,
+    spread_rows,
+)
 from synth.factory import SynthPage
 from synth.signals import Record, list_record_paths, read_record, windows
 
@@ -103,10 +111,11 @@ def training_anchors(sheet_rgb: np.ndarray, layout_name: str, baselines_y_px, rn
 
 
 def layout_pass(sheet_rgb: np.ndarray, labels, rng: np.random.Generator, n_model: int, bundle_layout: str,
-                spread_close_rows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                spread_band: float | None = SPREAD_BAND) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A page of any layout as inference shows it to a network of ``n_model`` anchored rows: one of its
     :func:`~stage1_segment.passes.row_passes` at random, the other rows painted over or, rows closer than
-    CLOSE_PITCH_PX with ``spread_close_rows``, each row's band moved to ``bundle_layout``'s row places.
+    CLOSE_PITCH_PX, unless ``spread_band`` is None (read in place), each row's band of that many row pitches moved
+    to ``bundle_layout``'s row places.
     Returns the sheet image, per channel the trace-centre y (``labels.row_y_px`` moved with its band, NaN where
     the trace is not on the image or the channel has no row) and trace mask (sheet resolution), and the
     anchors (sheet px)."""
@@ -118,9 +127,10 @@ def layout_pass(sheet_rgb: np.ndarray, labels, rng: np.random.Generator, n_model
     rows = [ys.index(a) if a in ys else -1 for a in anchors_y]  # the page row under each channel's anchor
     row_y = np.full((n_model, labels.row_y_px.shape[1]), np.nan, np.float32)
     masks = np.zeros((n_model, *labels.row_masks.shape[1:]), np.uint8)
-    if rows_are_close(ys) and spread_close_rows:
+    if rows_are_close(ys) and spread_band is not None:
         spread_to = default_placement(get_layout(bundle_layout)).baselines_y_px
-        image, bands = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * float(np.median(np.diff(ys))))
+        image, bands = spread_rows(sheet_rgb, anchors_y, spread_to,
+                                   spread_half_band_px(spread_band, float(np.median(np.diff(ys))), spread_to))
         given = np.asarray(spread_to, dtype=np.float64)
     else:
         image = only_rows(sheet_rgb, anchors_y, ys) if len(ys) > n_model else sheet_rgb
@@ -140,15 +150,16 @@ class PageToSample:
     """Transform for :class:`synth.dataset.SynthPageDataset`: SynthPage -> sample dict (see module doc).
 
     ``jitter``: probability of a random vertical affine (scale 1 +- 2 %, shift +- 6 map px) applied after
-    rectification. ``keep_labels`` adds what validation needs to read signals back.
+    rectification. ``keep_labels`` adds what validation needs to read signals back. ``spread_band``: how a page
+    of close rows is shown (see :func:`layout_pass`).
     """
 
     def __init__(self, spec: MapSpec | None = None, jitter: float = 0.0, keep_labels: bool = False, seed: int = 0,
-                 layout: str = "3x4+II", n_model: int = 4, spread_close_rows: bool = True):
+                 layout: str = "3x4+II", n_model: int = 4, spread_band: float | None = SPREAD_BAND):
         self.spec = MapSpec() if spec is None else spec
         self.layout = layout  # the network's own layout; a page in another is shown as inference shows it
         self.n_model = n_model
-        self.spread_close_rows = spread_close_rows
+        self.spread_band = spread_band
         self.jitter = jitter
         self.keep_labels = keep_labels
         self.rng = np.random.default_rng(seed)
@@ -162,7 +173,7 @@ class PageToSample:
             anchors = training_anchors(sheet, labels.layout_name, labels.baselines_y_px, self.rng)
         else:
             sheet, row_y, row_masks, anchors = layout_pass(sheet, labels, self.rng, self.n_model, self.layout,
-                                                            self.spread_close_rows)
+                                                            self.spread_band)
         masks = np.stack([cv2.resize(m, self.spec.shape_hw[::-1], interpolation=cv2.INTER_AREA) for m in row_masks])
         sample = {
             "image": sheet_to_map_image(sheet, self.spec),

@@ -19,8 +19,10 @@ network's choice of trace the mass moves onto the drawn line; where the network 
 (a faint or broken trace) ``eps`` keeps its answer.
 
 Close rows (``config["inference"]["close_rows"]``): "spread" (the default) reads rows printed closer than
-CLOSE_PITCH_PX moved one competition row pitch apart (:func:`stage1_segment.passes.spread_rows`), for a network
-that never saw such rows; "in_place" reads them where they are, for one trained on them.
+CLOSE_PITCH_PX moved one competition row pitch apart (:func:`stage1_segment.passes.spread_rows`), each in a band
+of ``config["inference"]["spread_band"]`` row pitches (default :data:`~stage1_segment.passes.SPREAD_BAND`; a
+network trained on close rows shown in a wider band names its own); "in_place" reads them where they are, for one
+trained on them.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import RowTraceUnet, create_model, normalise_image, split_logits
-from stage1_segment.passes import SPREAD_BAND, only_rows, row_passes, rows_are_close, spread_rows
+from stage1_segment.passes import SPREAD_BAND, only_rows, row_passes, rows_are_close, spread_half_band_px, spread_rows
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
@@ -118,8 +120,12 @@ class TraceSegmenter:
         guidance = inference.get("ink_guidance")
         self.ink_guidance = None if guidance is None else InkGuidance(**guidance)
         self.views = tuple(inference.get("views", DEFAULT_INFERENCE["views"]) if views is None else views)
-        # a network trained on close rows read in place (stage1_segment.train --close-rows in_place) says so
-        self.spread_close_rows = inference.get("close_rows", "spread") == "spread"
+        # how close rows are shown: the band (row pitches) each is moved apart in, or None: read in place (a network
+        # trained so, stage1_segment.train --close-rows in_place / --spread-band B, says so)
+        self.spread_band = float(inference.get("spread_band", SPREAD_BAND)) \
+            if inference.get("close_rows", "spread") == "spread" else None
+        if self.spread_band is not None and not 0.0 < self.spread_band <= 3.0:
+            raise ValueError(f"stage-1 spread_band must be row pitches in (0, 3], got {self.spread_band}")
         unknown = [v for v in self.views if v not in VIEWS]
         if not self.views or unknown:
             raise ValueError(f"stage-1 views must be a non-empty list from {VIEWS}, got {list(self.views)}")
@@ -161,14 +167,15 @@ class TraceSegmenter:
             passes = row_passes(baselines_y_px, self.n_rows, float(sheet_rgb.shape[0]))
         close = baselines_y_px is not None and rows_are_close(baselines_y_px)
         spread_to = default_placement(get_layout(self.layout_name)).baselines_y_px \
-            if close and self.spread_close_rows else None
+            if close and self.spread_band is not None else None
         pitch = float(np.median(np.diff(baselines_y_px))) if close else np.inf
         t1 = time.perf_counter()
         rows: dict[int, np.ndarray] = {}
         net_s = 0.0
         for anchors_y, page_rows in passes:
             if spread_to is not None:
-                image, shifts = spread_rows(sheet_rgb, anchors_y, spread_to, SPREAD_BAND * pitch)
+                image, shifts = spread_rows(sheet_rgb, anchors_y, spread_to,
+                                            spread_half_band_px(self.spread_band, pitch, spread_to))
             elif baselines_y_px is not None and len(baselines_y_px) > self.n_rows:
                 image, shifts = only_rows(sheet_rgb, anchors_y, baselines_y_px), None
             else:

@@ -9,9 +9,12 @@ import numpy as np
 
 CLOSE_PITCH_PX = 160.0  # sheet px: rows closer than this (12x1: ~100 px; the competition's 3x4 + II ~280, 6x2 ~220)
 # are read spread apart (spread_rows); read in place, the network takes a neighbour's trace for the row's
-SPREAD_BAND = 0.8  # each row spread apart keeps the ink within this many row pitches of its baseline: a wider band
-# brings the neighbours' traces back (12x1 factory page: 4.5 dB at 0.8, 0.8 dB at 1.0), a narrower one cuts the
-# row's own QRS tips (3.7 dB at 0.6; a 6x2 page of 154 px pitch: 6.8 dB at 0.8, 5.7 at 0.6, 4.9 read in place)
+SPREAD_BAND = 0.8  # each row spread apart keeps the ink within this many row pitches of its baseline, for a network
+# trained without close rows: a wider band brings the neighbours' traces back (12x1 factory page: 4.5 dB at 0.8,
+# 0.8 dB at 1.0), a narrower one cuts the row's own QRS tips (3.7 dB at 0.6; a 6x2 page of 154 px pitch: 6.8 dB at
+# 0.8, 5.7 at 0.6, 4.9 read in place). A bundle trained on close rows names its own (``inference.spread_band``):
+# the band caps what any reading can reach (12x1 pages' exact maps cut at 0.8 / 1.0 / 1.2 / 1.5 pitches: 15.5 /
+# 19.2 / 22.0 / 23.6 dB, uncut 24.7)
 
 
 def rows_are_close(baselines_y_px) -> bool:
@@ -42,6 +45,14 @@ def row_passes(baselines_y_px, n_model: int, sheet_h_px: float) -> list[tuple[tu
         starts.append(last - run)
     return [(tuple(ys[s:s + n_model]), list(range(s, s + run)) + [last if s + run == last else -1])
             for s in starts]
+
+
+def spread_half_band_px(band: float, pitch_px: float, targets_y_px) -> float:
+    """The half band (sheet px) :func:`spread_rows` cuts around each row of ``pitch_px`` for a band of ``band`` row
+    pitches, at most half the spacing of the places ``targets_y_px`` the rows are moved to (bands never overlap
+    there)."""
+    slot = float(np.min(np.diff(np.asarray(targets_y_px, dtype=np.float64)))) if len(targets_y_px) > 1 else np.inf
+    return min(band * pitch_px, 0.5 * slot)
 
 
 def spread_rows(sheet_rgb: np.ndarray, rows_y_px, targets_y_px, half_band_px: float

@@ -34,6 +34,7 @@ from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
 from stage1_segment.infer import DEFAULT_INFERENCE, load_bundle, save_bundle
 from stage1_segment.model import create_model, normalise_image, split_logits, trace_loss
+from stage1_segment.passes import SPREAD_BAND
 from synth.make import add_arrangement_args, arrangements_from
 
 LAYOUT = "3x4+II"
@@ -53,7 +54,7 @@ def log(msg: str) -> None:
 
 def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jitter: float,
               pools: tuple = (), pool_share: float = 0.0, eik_look: float = 0.0, layouts: tuple = (LAYOUT,),
-              n_rows: int = 4, spread_close_rows: bool = True, arrangements=None,
+              n_rows: int = 4, spread_band: float | None = SPREAD_BAND, arrangements=None,
               image_types: tuple = IMAGE_TYPES) -> None:
     """Render pages start, start + stride, ... (one of ``stride`` producers) into ``q`` forever; page i is, with
     probability ``pool_share``, a page drawn by another generator from the ``pools`` folders (written by
@@ -68,7 +69,7 @@ def _producer(records, seed: int, start: int, stride: int, q, spec: MapSpec, jit
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     to_sample = PageToSample(spec, jitter=jitter, seed=seed + start, layout=LAYOUT, n_model=n_rows,
-                             spread_close_rows=spread_close_rows)
+                             spread_band=spread_band)
     ds = SynthPageDataset(records, list(image_types), seed=seed, length=10**9, layouts=list(layouts),
                           fs_choices=SUPPORTED_FS_HZ, transform=to_sample, eik_look=eik_look,
                           arrangements=arrangements)
@@ -294,6 +295,10 @@ def main(argv=None) -> int:
     ap.add_argument("--close-rows", choices=["spread", "in_place"], default="spread",
                     help="how pages with rows closer than stage1_segment.passes.CLOSE_PITCH_PX are shown (and, "
                          "written into the bundle, read): moved apart, or where they are")
+    ap.add_argument("--spread-band", type=float, default=SPREAD_BAND,
+                    help="close rows moved apart are each cut in a band of this many row pitches around their "
+                         "baseline (the default: what a network never trained on them reads best; written into "
+                         "the bundle when another)")
     ap.add_argument("--val-layout-pages", type=int, default=4,
                     help="validation pages per --layouts layout other than the network's own (column error only)")
     ap.add_argument("--pool", type=Path, nargs="*", default=[],
@@ -318,6 +323,9 @@ def main(argv=None) -> int:
         ap.error(f"--select-types: give image types from {';'.join(IMAGE_TYPES)}, got {args.select_types!r}")
     if select_types is not None and args.select_layout is not None:
         ap.error("--select-types and --select-layout exclude each other")
+    if not 0.0 < args.spread_band <= 3.0:
+        ap.error(f"--spread-band: give row pitches in (0, 3], got {args.spread_band}")
+    spread_band = args.spread_band if args.close_rows == "spread" else None  # None: close rows shown in place
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -397,7 +405,7 @@ def main(argv=None) -> int:
         # needs the whole page)
         lay_ds = SynthPageDataset(val_recs, IMAGE_TYPES, seed=777, length=args.val_layout_pages, layouts=[name],
                                   fs_choices=SUPPORTED_FS_HZ, transform=PageToSample(spec, seed=7, n_model=n_rows,
-                                                                         spread_close_rows=args.close_rows == "spread"))
+                                                                         spread_band=spread_band))
         for i in range(len(lay_ds)):
             sample = lay_ds[i]
             sample["image_type"] = f"layout {name}"
@@ -410,7 +418,7 @@ def main(argv=None) -> int:
     q = ctx.Queue(maxsize=4 * args.producers)
     producers = [ctx.Process(target=_producer, args=(train_recs, args.seed, produced + k, args.producers, q, spec,
                                                      args.jitter, tuple(args.pool), args.pool_share, args.eik_look,
-                                                     layouts, n_rows, args.close_rows == "spread", arrangements,
+                                                     layouts, n_rows, spread_band, arrangements,
                                                      image_types),
                              daemon=True)
                  for k in range(args.producers)]
@@ -434,7 +442,8 @@ def main(argv=None) -> int:
                  "(x/255-0.5)/0.25, + position channels (model kwargs 'position': sheet coordinates, or per-row "
                  "distances to the rows' baselines found by stage1_segment.anchors)",
         "output": "per layout row, softmax over y per map column (TraceMaps)",
-        "inference": {**DEFAULT_INFERENCE, **({"close_rows": "in_place"} if args.close_rows == "in_place" else {})},
+        "inference": {**DEFAULT_INFERENCE, **({"close_rows": "in_place"} if spread_band is None else {}),
+                      **({"spread_band": spread_band} if spread_band not in (None, SPREAD_BAND) else {})},
         "training_data": {
             "signals": str(args.signals), "sources": data_desc, "split": "every 10th record path per source -> val",
             "image_types": list(image_types), "fs_choices": list(SUPPORTED_FS_HZ), "layouts": list(layouts),

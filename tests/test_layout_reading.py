@@ -21,8 +21,9 @@ from pipeline.__main__ import main
 from pipeline.batch import summarise
 from pipeline.chain import LAYOUT_CONFIDENCE, Pipeline, choose_reading, default_rows
 from stage1_segment.anchors import Anchors
+from stage1_segment.infer import TraceSegmenter
 from stage1_segment.layout_finder import FoundLayout, FoundRow
-from stage1_segment.passes import only_rows, row_passes, spread_rows
+from stage1_segment.passes import SPREAD_BAND, only_rows, row_passes, spread_rows
 from synth.factory import make_page
 from synth.make import make_dataset, parse_layouts
 from synth.render import Arrangements
@@ -245,6 +246,20 @@ def test_spread_rows_moves_each_band_to_its_target():
         assert shift % 2 == 0 and lo <= (300 + 100 * k) < hi
         assert (canvas[300 + 100 * k + shift, 100:200] == 10 * k).all()
     assert (canvas[300, 100:200] == 250).all()  # nothing left where the rows were
+
+
+def test_the_band_close_rows_are_read_in_is_the_bundles_own(pipeline):
+    """Close rows are shown to a network as it was trained: moved apart in its bundle's ``spread_band`` (default
+    SPREAD_BAND), or in place; a band that is no share of a row pitch is refused."""
+    seg = pipeline.segmenter
+    inference = seg.config.get("inference") or {}
+    assert TraceSegmenter(seg.model, seg.config).spread_band == SPREAD_BAND
+    wider = {**seg.config, "inference": {**inference, "spread_band": 1.4}}
+    assert TraceSegmenter(seg.model, wider).spread_band == 1.4
+    in_place = {**seg.config, "inference": {**inference, "close_rows": "in_place", "spread_band": 1.4}}
+    assert TraceSegmenter(seg.model, in_place).spread_band is None
+    with pytest.raises(ValueError, match="spread_band"):
+        TraceSegmenter(seg.model, {**seg.config, "inference": {**inference, "spread_band": 0.0}})
 
 
 def test_only_rows_paints_over_the_rows_beyond_a_pass():
