@@ -41,7 +41,15 @@ from common.weights import load_model_bundle, save_model_bundle
 from stage1_segment.anchors import Anchors, find_anchors, ink_weights
 from stage1_segment.data import MapSpec, sheet_to_map_image
 from stage1_segment.model import RowTraceUnet, create_model, normalise_image, split_logits
-from stage1_segment.passes import SPREAD_BAND, only_rows, row_passes, rows_are_close, spread_half_band_px, spread_rows
+from stage1_segment.passes import (
+    SPREAD_BAND,
+    checked_spread_band,
+    only_rows,
+    row_passes,
+    rows_are_close,
+    spread_half_band_px,
+    spread_rows,
+)
 
 
 def save_bundle(model: torch.nn.Module, config: dict, out_dir: str | Path) -> Path:
@@ -122,10 +130,8 @@ class TraceSegmenter:
         self.views = tuple(inference.get("views", DEFAULT_INFERENCE["views"]) if views is None else views)
         # how close rows are shown: the band (row pitches) each is moved apart in, or None: read in place (a network
         # trained so, stage1_segment.train --close-rows in_place / --spread-band B, says so)
-        self.spread_band = float(inference.get("spread_band", SPREAD_BAND)) \
+        self.spread_band = checked_spread_band(float(inference.get("spread_band", SPREAD_BAND))) \
             if inference.get("close_rows", "spread") == "spread" else None
-        if self.spread_band is not None and not 0.0 < self.spread_band <= 3.0:
-            raise ValueError(f"stage-1 spread_band must be row pitches in (0, 3], got {self.spread_band}")
         unknown = [v for v in self.views if v not in VIEWS]
         if not self.views or unknown:
             raise ValueError(f"stage-1 views must be a non-empty list from {VIEWS}, got {list(self.views)}")

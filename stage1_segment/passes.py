@@ -47,6 +47,16 @@ def row_passes(baselines_y_px, n_model: int, sheet_h_px: float) -> list[tuple[tu
             for s in starts]
 
 
+MAX_SPREAD_BAND = 3.0  # row pitches: a band wider than this shows a 12x1 page's whole neighbourhood, no row
+
+
+def checked_spread_band(band: float) -> float:
+    """``band`` (row pitches) where it is one a close row can be read in, else ValueError."""
+    if not 0.0 < band <= MAX_SPREAD_BAND:
+        raise ValueError(f"spread_band must be row pitches in (0, {MAX_SPREAD_BAND:g}], got {band}")
+    return float(band)
+
+
 def spread_half_band_px(band: float, pitch_px: float, targets_y_px) -> float:
     """The half band (sheet px) :func:`spread_rows` cuts around each row of ``pitch_px`` for a band of ``band`` row
     pitches, at most half the spacing of the places ``targets_y_px`` the rows are moved to (bands never overlap

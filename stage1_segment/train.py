@@ -34,7 +34,7 @@ from common.types import IMAGE_TYPES, SUPPORTED_FS_HZ
 from stage1_segment.data import MapSpec, PageToSample, split_records
 from stage1_segment.infer import DEFAULT_INFERENCE, load_bundle, save_bundle
 from stage1_segment.model import create_model, normalise_image, split_logits, trace_loss
-from stage1_segment.passes import SPREAD_BAND
+from stage1_segment.passes import SPREAD_BAND, checked_spread_band
 from synth.make import add_arrangement_args, arrangements_from
 
 LAYOUT = "3x4+II"
@@ -323,8 +323,10 @@ def main(argv=None) -> int:
         ap.error(f"--select-types: give image types from {';'.join(IMAGE_TYPES)}, got {args.select_types!r}")
     if select_types is not None and args.select_layout is not None:
         ap.error("--select-types and --select-layout exclude each other")
-    if not 0.0 < args.spread_band <= 3.0:
-        ap.error(f"--spread-band: give row pitches in (0, 3], got {args.spread_band}")
+    try:
+        checked_spread_band(args.spread_band)
+    except ValueError as err:
+        ap.error(f"--spread-band: {err}")
     spread_band = args.spread_band if args.close_rows == "spread" else None  # None: close rows shown in place
 
     torch.set_num_threads(args.threads)
